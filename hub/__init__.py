@@ -1,0 +1,1 @@
+"""The hall hub: store, ingest, stats, provisioning, broker, HTTP API and CLI."""

@@ -1,0 +1,120 @@
+"""``terminal.toml``: the one file a technician copies onto a terminal (written by ``device add``).
+
+Relative paths resolve against the folder of the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from protocol.config import ConfigError, build, field, non_negative, one_of, port_number, positive, read_toml
+from protocol.levels import DEFAULT_REASONS, LEVEL_IDS
+from protocol.topics import valid_id
+
+KINDS = ("gpio", "modbus", "serial", "micro")
+MODES = ("free", "invited", "staff")
+
+#: BCM pins of the reference wiring (README, "Wiring a Raspberry Pi terminal").
+DEFAULT_KEY_PINS = {"very_satisfied": 5, "satisfied": 6, "basic": 13, "dissatisfied": 19, "very_dissatisfied": 26}
+
+
+def _device_id(value: str) -> str | None:
+    return None if valid_id(value) and value != "hub" else "must be 1-32 of A-Z a-z 0-9 _ - and not 'hub'"
+
+
+def _hall_or_window_id(value: str) -> str | None:
+    return None if valid_id(value) else "must be 1-32 of A-Z a-z 0-9 _ -"
+
+
+def _mac_key(value: str) -> str | None:
+    return None if re.fullmatch(r"[0-9a-f]{64}", value) else "must be 64 lowercase hex digits (32 bytes)"
+
+
+def _key_pins(value: dict[str, int]) -> str | None:
+    unknown = set(value) - set(LEVEL_IDS)
+    if unknown:
+        return f"names unknown levels {', '.join(sorted(unknown))}"
+    return None if len(value) in (3, 5) else "must map 3 or 5 level ids to pins"
+
+
+def _reason_ids(value: tuple[str, ...] | dict[str, int]) -> str | None:
+    bad = [r for r in value if not valid_id(r) or r == "unspecified"]
+    return f"has invalid reason ids {bad}" if bad else None
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerSettings:
+    host: str = field("127.0.0.1", "MQTT broker host (the hall hub)")
+    port: int = field(1883, "MQTT broker port", check=port_number)
+    user: str = field("", "broker user name: the device id")
+    password: str = field("", "broker password made by `device add`")
+    keepalive_s: int = field(15, "MQTT keepalive; a dead link is noticed within 1.5x this", check=positive)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingSettings:
+    lockout_s: float = field(10.0, "free mode: seconds between accepted presses", check=non_negative)
+    invite_s: float = field(60.0, "how long an invitation keeps the rating keys lit", check=positive)
+    reason_s: float = field(20.0, "how long to wait for a reason key after a bad rating", check=positive)
+    thanks_s: float = field(2.0, "how long the thank-you light stays on", check=positive)
+
+
+@dataclasses.dataclass(frozen=True)
+class UplinkSettings:
+    window: int = field(1000, "most unacknowledged journal rows handed to MQTT at once", check=positive)
+    batch: int = field(50, "most events in one MQTT message (1..200)", check=lambda v: None if 0 < v <= 200 else "must be 1..200")
+    resend_s: float = field(5.0, "resend the unacked window when the hub's ack has not moved for this long", check=positive)
+    state_s: float = field(30.0, "seconds between retained state updates", check=positive)
+
+
+@dataclasses.dataclass(frozen=True)
+class GpioSettings:
+    keys: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_KEY_PINS), doc="level id → BCM pin of its key (3 or 5 keys)", check=_key_pins)
+    reason_keys: dict[str, int] = field(default_factory=dict, doc="reason id → BCM pin; none: no reason step", check=_reason_ids)
+    staff_key: int | None = field(None, "BCM pin of the staff key (staff mode)")
+    ready_light: int | None = field(12, "BCM pin of the light behind the rating keys (lit while a rating is possible)")
+    thanks_light: int | None = field(20, "BCM pin of the thank-you light")
+    buzzer: int | None = field(16, "BCM pin of the buzzer")
+    bounce_ms: int = field(30, "debounce time of every key, milliseconds", check=positive)
+    pull_up: bool = field(True, "keys close to ground (internal pull-up) rather than to 3.3 V")
+
+
+@dataclasses.dataclass(frozen=True)
+class TerminalConfig:
+    device: str = field(doc="device id, also its broker user", check=_device_id)
+    hall: str = field(doc="hall id (topic prefix haocha/v1/{hall}/{device})", check=_hall_or_window_id)
+    window: str = field(doc="the window this terminal serves", check=_hall_or_window_id)
+    key: str = field(doc="MAC key, 64 hex digits (secret)", check=_mac_key)
+    kind: str = field("gpio", "panel driver: gpio, modbus, serial or micro", check=one_of(*KINDS))
+    mode: str = field("free", "free (lockout), invited (business system) or staff (staff key)", check=one_of(*MODES))
+    journal: Path = field(Path("journal.db"), "journal file (SQLite), relative to this file")
+    staff: str | None = field(None, "staff member signed in at this window, carried by every event")
+    item: str | None = field(None, "default service item code for free and staff-key ratings")
+    reasons: tuple[str, ...] = field(DEFAULT_REASONS, "bad-review reason ids offered at this hall", check=_reason_ids)
+    clock: str = field("auto", "auto (systemd-timesyncd flag), synced or unsynced", check=one_of("auto", "synced", "unsynced"))
+    broker: BrokerSettings = field(default_factory=BrokerSettings, doc="[broker] table")
+    timing: TimingSettings = field(default_factory=TimingSettings, doc="[timing] table")
+    uplink: UplinkSettings = field(default_factory=UplinkSettings, doc="[uplink] table")
+    gpio: GpioSettings = field(default_factory=GpioSettings, doc="[gpio] table (kind = gpio)")
+    #: Folder of the file, for relative paths; not a TOML key.
+    base: Path = dataclasses.field(default=Path("."), metadata={"doc": "", "internal": True})
+
+    @property
+    def journal_path(self) -> Path:
+        return self.journal if self.journal.is_absolute() else self.base / self.journal
+
+    @property
+    def key_bytes(self) -> bytes:
+        return bytes.fromhex(self.key)
+
+
+def load(path: Path | str) -> TerminalConfig:
+    """Read and validate ``terminal.toml``; ConfigError names the file and the bad key."""
+    path = Path(path)
+    data = read_toml(path)
+    if "base" in data:
+        raise ConfigError(f"{path}: unknown key 'base'")
+    config = build(TerminalConfig, data, str(path))
+    return dataclasses.replace(config, base=path.resolve().parent)

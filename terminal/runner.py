@@ -1,0 +1,75 @@
+"""The terminal program assembled: journal, panel, evaluator and uplink (``haocha terminal run``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from .clock import Clock
+from .commands import CommandRouter
+from .config import TerminalConfig
+from .evaluator import Evaluator
+from .journal import Journal
+from .panel import Key, Panel
+from .panels import open_panel
+from .uplink import Uplink
+
+_LOG = logging.getLogger(__name__)
+TICK_S = 0.1
+
+
+class Terminal:
+    """One window's terminal. A context manager; ``close()`` is idempotent."""
+
+    def __init__(self, config: TerminalConfig, panel: Panel | None = None, clock: Clock | None = None,
+                 **panel_options: Any) -> None:
+        self.config = config
+        self.clock = clock or Clock(config.clock)
+        self.journal = Journal(config.journal_path, config.device)
+        self.panel = panel if panel is not None else open_panel(config, **panel_options)
+        self.evaluator = Evaluator(config, self.journal, self.panel, self.clock, on_commit=self._committed)
+        self.commands = CommandRouter(self.evaluator, self.clock)
+        self.uplink = Uplink(config, self.journal, self.clock, on_command=self.commands.handle)
+        self._stop = threading.Event()
+        self._closed = False
+
+    def _committed(self, seq: int) -> None:
+        self.uplink.wake()
+
+    def start(self) -> None:
+        self.uplink.start()
+        self.panel.start(self.press, self.uplink.set_panel_status)
+        self.evaluator.tick()
+        _LOG.info("terminal %s at window %s (%s, %s mode), journal epoch %s, last seq %d",
+                  self.config.device, self.config.window, self.config.kind, self.config.mode,
+                  self.journal.epoch, self.journal.last_seq)
+
+    def press(self, key: Key) -> int | None:
+        """Handle a key from the panel (its thread). Returns the committed seq, if any."""
+        return self.evaluator.press(key)
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Start, then tick until ``stop`` (or :meth:`stop`) is set."""
+        self.start()
+        stop = stop or self._stop
+        while not stop.wait(TICK_S) and not self._stop.is_set():
+            self.evaluator.tick()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self.uplink.close()
+        self.panel.close()
+        self.journal.close()
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,250 @@
+"""Carries journal rows to the hub over MQTT and applies the hub's acks (SPEC section 3).
+
+The broker is transport, not storage: a PUBACK proves nothing. Rows leave the journal only when
+the hub's retained ``ack`` covers them. The MQTT client is handed a bounded window of rows beyond
+the acked pointer, never the whole backlog, and the window is sent again on (re)connect, when the
+hub's state turns online, and whenever the ack has not advanced for ``resend_s`` while rows are
+pending (the broker may have dropped messages it already PUBACKed).
+
+Threads: paho's network thread runs the ``_on_*`` callbacks, which only record what arrived and
+wake the sender thread; the sender thread alone publishes and writes acks to the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from protocol.errors import ProtocolError
+from protocol.frames import Ack, Event, decode_state, encode_batch, encode_state
+from protocol.topics import Leaf, hub_state_topic, topic
+
+from . import __version__
+from .clock import Clock
+from .config import TerminalConfig
+from .errors import JournalError
+from .journal import Journal, Row
+
+_LOG = logging.getLogger(__name__)
+CommandHandler = Callable[[dict[str, Any]], None]
+
+
+class Uplink:
+    def __init__(self, config: TerminalConfig, journal: Journal, clock: Clock,
+                 on_command: CommandHandler | None = None) -> None:
+        self.config = config
+        self.journal = journal
+        self.clock = clock
+        self.on_command = on_command
+        self._cond = threading.Condition()
+        self._dirty = True
+        self._stopping = False
+        self._connected = False
+        self._hub_online: bool | None = None
+        self._resend_due = True
+        self._latest_ack: Ack | None = None
+        self._sent_upto = journal.acked
+        self._last_progress = time.monotonic()
+        self._next_state = 0.0
+        self._panel = {"ok": True, "detail": ""}
+        self.counts = {"published_events": 0, "resends": 0, "acks": 0, "commands": 0}
+        self._thread: threading.Thread | None = None
+        self.client = self._make_client()
+
+    # -- MQTT client ------------------------------------------------------------------------
+    def _topic(self, leaf: Leaf) -> str:
+        return topic(self.config.hall, self.config.device, leaf)
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.config
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"haocha-{cfg.hall}-{cfg.device}",
+                             clean_session=False, protocol=mqtt.MQTTv311)
+        client.username_pw_set(cfg.broker.user or cfg.device, cfg.broker.password)
+        client.will_set(self._topic(Leaf.STATE), encode_state(False), qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.max_inflight_messages_set(max(20, cfg.uplink.window // cfg.uplink.batch + 1))
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        self.client.connect_async(self.config.broker.host, self.config.broker.port, keepalive=self.config.broker.keepalive_s)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name=f"uplink-{self.config.device}", daemon=True)
+        self._thread.start()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        """paho network thread."""
+        if reason.is_failure:
+            _LOG.error("broker refused the connection: %s", reason)
+            return
+        client.subscribe([(self._topic(Leaf.ACK), 1), (self._topic(Leaf.CMD), 1),
+                          (hub_state_topic(self.config.hall), 1)])
+        _LOG.info("connected to broker %s:%s", self.config.broker.host, self.config.broker.port)
+        with self._cond:
+            self._connected = True
+            self._resend_due = True
+            self._next_state = 0.0
+            self._wake_locked()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        """paho network thread."""
+        with self._cond:
+            if self._connected:
+                _LOG.warning("disconnected from broker: %s", reason)
+            self._connected = False
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """paho network thread: record and wake; never raise into paho."""
+        try:
+            if msg.topic == self._topic(Leaf.ACK):
+                self._record_ack(Ack.decode(msg.payload))
+            elif msg.topic == hub_state_topic(self.config.hall):
+                self._record_hub_state(bool(decode_state(msg.payload)["online"]))
+            elif msg.topic == self._topic(Leaf.CMD) and self.on_command is not None:
+                self.counts["commands"] += 1
+                self.on_command(json.loads(msg.payload))
+        except (ProtocolError, ValueError) as exc:
+            _LOG.warning("ignored a bad message on %s: %s", msg.topic, exc)
+        except Exception:
+            _LOG.exception("handling a message on %s failed", msg.topic)
+
+    def _record_ack(self, ack: Ack) -> None:
+        with self._cond:
+            if ack.epoch == self.journal.epoch and (self._latest_ack is None or ack.upto > self._latest_ack.upto):
+                self._latest_ack = ack
+                self._wake_locked()
+
+    def _record_hub_state(self, online: bool) -> None:
+        with self._cond:
+            if online and self._hub_online is not True:
+                self._resend_due = True  # the hub is back: whatever the broker held may be gone
+                self._wake_locked()
+            self._hub_online = online
+
+    # -- sender thread ----------------------------------------------------------------------
+    def wake(self) -> None:
+        """A row was committed (any thread)."""
+        with self._cond:
+            self._wake_locked()
+
+    def _wake_locked(self) -> None:
+        self._dirty = True
+        self._cond.notify()
+
+    def set_panel_status(self, ok: bool, detail: str) -> None:
+        """The panel link changed (panel thread); published in the retained state."""
+        with self._cond:
+            if self._panel != {"ok": ok, "detail": detail}:
+                self._panel = {"ok": ok, "detail": detail}
+                self._next_state = 0.0
+                self._wake_locked()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._dirty or self._stopping, timeout=0.5)
+                if self._stopping:
+                    return
+                self._dirty = False
+            try:
+                self._step()
+            except JournalError:
+                _LOG.exception("journal error in the uplink; retrying")
+                time.sleep(1)
+            except Exception:
+                _LOG.exception("uplink step failed; retrying")
+                time.sleep(1)
+
+    def _step(self) -> None:
+        self._apply_ack()
+        now = time.monotonic()
+        with self._cond:
+            connected = self._connected
+            if self._resend_due or self._ack_stalled(now):
+                self._resend_due = False
+                self._sent_upto = self.journal.acked
+                self._last_progress = now
+                self.counts["resends"] += 1
+        if connected:
+            self._send_window()
+            if now >= self._next_state:
+                self._publish_state(now)
+
+    def _ack_stalled(self, now: float) -> bool:
+        pending = self._sent_upto > self.journal.acked
+        return pending and self._hub_online is not False and now - self._last_progress >= self.config.uplink.resend_s
+
+    def _apply_ack(self) -> None:
+        with self._cond:
+            ack = self._latest_ack
+        if ack is None:
+            return
+        if ack.upto > self.journal.last_seq:
+            _LOG.error("hub acked seq %d beyond last_seq %d: ignored", ack.upto, self.journal.last_seq)
+            return
+        if self.journal.ack(ack.upto):
+            self.counts["acks"] += 1
+            self._last_progress = time.monotonic()
+            self._sent_upto = max(self._sent_upto, ack.upto)
+
+    def _send_window(self) -> None:
+        cfg = self.config.uplink
+        start = max(self._sent_upto, self.journal.acked)
+        room = self.journal.acked + cfg.window - start
+        if room <= 0:
+            return
+        rows = self.journal.rows_after(start, min(room, cfg.batch * 10))
+        for i in range(0, len(rows), cfg.batch):
+            chunk = rows[i:i + cfg.batch]
+            payload = encode_batch(self.config.key_bytes, self.config.hall, self.config.device,
+                                   [self._event(r) for r in chunk])
+            info = self.client.publish(self._topic(Leaf.EV), payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return  # disconnected meanwhile: resent on reconnect
+            self._sent_upto = chunk[-1].seq
+            self.counts["published_events"] += len(chunk)
+        if len(rows) == min(room, cfg.batch * 10) and rows:
+            self.wake()  # more rows fit the window: keep going without waiting
+
+    def _event(self, row: Row) -> Event:
+        body = dict(row.body)
+        if body.get("reasons") is not None:
+            body["reasons"] = tuple(body["reasons"])
+        return Event(epoch=self.journal.epoch, seq=row.seq, age_ms=self.clock.age_ms(body["boot"], body["mono_ms"]), **body)
+
+    def _publish_state(self, now: float) -> None:
+        self._next_state = now + self.config.uplink.state_s
+        summary = self.journal.summary()
+        state = encode_state(True, fw=__version__, kind=self.config.kind, mode=self.config.mode,
+                             window=self.config.window, epoch=summary["epoch"], last_seq=summary["last_seq"],
+                             acked=summary["acked"], backlog=summary["pending"], boot=self.clock.boot_id,
+                             clock="synced" if self.clock.synced() else "unsynced", panel=self._panel)
+        self.client.publish(self._topic(Leaf.STATE), state, qos=1, retain=True)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def close(self) -> None:
+        """Publish an offline state, stop the threads; idempotent."""
+        with self._cond:
+            if self._stopping:
+                return
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._connected:
+            info = self.client.publish(self._topic(Leaf.STATE), encode_state(False), qos=1, retain=True)
+            info.wait_for_publish(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()
