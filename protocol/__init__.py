@@ -6,7 +6,20 @@ from .levels import DEFAULT_REASONS, LEVEL_IDS, THREE_KEY_LEVELS, UNSPECIFIED_RE
 from .topics import Leaf
 
 __all__ = [
-    "Ack", "BadMac", "BadTopic", "DEFAULT_REASONS", "Event", "HaochaError", "Kind", "LEVEL_IDS",
-    "Leaf", "Level", "MalformedFrame", "OversizeFrame", "ProtocolError", "THREE_KEY_LEVELS",
-    "Trigger", "UNSPECIFIED_REASON",
+    "DEFAULT_REASONS",
+    "LEVEL_IDS",
+    "THREE_KEY_LEVELS",
+    "UNSPECIFIED_REASON",
+    "Ack",
+    "BadMac",
+    "BadTopic",
+    "Event",
+    "HaochaError",
+    "Kind",
+    "Leaf",
+    "Level",
+    "MalformedFrame",
+    "OversizeFrame",
+    "ProtocolError",
+    "Trigger",
 ]  # fmt: skip

@@ -25,8 +25,9 @@ class ConfigError(HaochaError, ValueError):
     """An invalid configuration file or value; the message is one line for stderr."""
 
 
-def field(default: Any = dataclasses.MISSING, doc: str = "", check: Callable[[Any], str | None] | None = None,
-          **kw: Any) -> Any:
+def field(
+    default: Any = dataclasses.MISSING, doc: str = "", check: Callable[[Any], str | None] | None = None, **kw: Any
+) -> Any:
     """A dataclass field with its documentation and an optional check returning an error text."""
     return dataclasses.field(default=default, metadata={"doc": doc, "check": check}, **kw)
 
@@ -75,7 +76,7 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{key}' must be a table")
-        return build(tp, value, source, f"{key}.")  # type: ignore[type-var]
+        return build(typing.cast(type, tp), value, source, f"{key}.")
     if origin is tuple:
         (item_tp, _ellipsis) = typing.get_args(tp)
         if not isinstance(value, list):

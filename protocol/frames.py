@@ -169,7 +169,9 @@ def _int(obj: Mapping[str, Any], name: str, lo: int, hi: int, optional: bool = F
     return value
 
 
-def _text(obj: Mapping[str, Any], name: str, optional: bool = True, pattern: re.Pattern[str] | None = None) -> str | None:
+def _text(
+    obj: Mapping[str, Any], name: str, optional: bool = True, pattern: re.Pattern[str] | None = None
+) -> str | None:
     value = obj.get(name)
     if value is None and optional:
         return None
@@ -265,7 +267,7 @@ def parse_batch(payload: bytes) -> list[tuple[Event, str]]:
     if "ev" not in obj:
         return [parse_event(obj)]
     if set(obj) != {"v", "ev"} or obj["v"] != SCHEMA_VERSION:
-        raise MalformedFrame("batch frame must be exactly {\"v\": 1, \"ev\": [...]}")
+        raise MalformedFrame('batch frame must be exactly {"v": 1, "ev": [...]}')
     events = obj["ev"]
     if not isinstance(events, list) or not 0 < len(events) <= MAX_BATCH_EVENTS:
         raise MalformedFrame(f"'ev' must be a list of 1..{MAX_BATCH_EVENTS} events")

@@ -64,15 +64,25 @@ class TimingSettings:
 @dataclasses.dataclass(frozen=True)
 class UplinkSettings:
     window: int = field(1000, "most unacknowledged journal rows handed to MQTT at once", check=positive)
-    batch: int = field(50, "most events in one MQTT message (1..200)", check=lambda v: None if 0 < v <= 200 else "must be 1..200")
-    resend_s: float = field(5.0, "resend the unacked window when the hub's ack has not moved for this long", check=positive)
+    batch: int = field(
+        50, "most events in one MQTT message (1..200)", check=lambda v: None if 0 < v <= 200 else "must be 1..200"
+    )
+    resend_s: float = field(
+        5.0, "resend the unacked window when the hub's ack has not moved for this long", check=positive
+    )
     state_s: float = field(30.0, "seconds between retained state updates", check=positive)
 
 
 @dataclasses.dataclass(frozen=True)
 class GpioSettings:
-    keys: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_KEY_PINS), doc="level id → BCM pin of its key (3 or 5 keys)", check=_key_pins)
-    reason_keys: dict[str, int] = field(default_factory=dict, doc="reason id → BCM pin; none: no reason step", check=_reason_ids)
+    keys: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_KEY_PINS),
+        doc="level id → BCM pin of its key (3 or 5 keys)",
+        check=_key_pins,
+    )
+    reason_keys: dict[str, int] = field(
+        default_factory=dict, doc="reason id → BCM pin; none: no reason step", check=_reason_ids
+    )
     staff_key: int | None = field(None, "BCM pin of the staff key (staff mode)")
     ready_light: int | None = field(12, "BCM pin of the light behind the rating keys (lit while a rating is possible)")
     thanks_light: int | None = field(20, "BCM pin of the thank-you light")
@@ -93,7 +103,9 @@ class TerminalConfig:
     staff: str | None = field(None, "staff member signed in at this window, carried by every event")
     item: str | None = field(None, "default service item code for free and staff-key ratings")
     reasons: tuple[str, ...] = field(DEFAULT_REASONS, "bad-review reason ids offered at this hall", check=_reason_ids)
-    clock: str = field("auto", "auto (systemd-timesyncd flag), synced or unsynced", check=one_of("auto", "synced", "unsynced"))
+    clock: str = field(
+        "auto", "auto (systemd-timesyncd flag), synced or unsynced", check=one_of("auto", "synced", "unsynced")
+    )
     broker: BrokerSettings = field(default_factory=BrokerSettings, doc="[broker] table")
     timing: TimingSettings = field(default_factory=TimingSettings, doc="[timing] table")
     uplink: UplinkSettings = field(default_factory=UplinkSettings, doc="[uplink] table")

@@ -43,8 +43,14 @@ class Evaluator:
     """Thread-safe: keys arrive on panel threads, invitations on the MQTT thread, ticks on the
     main loop. ``on_commit`` is called (outside the lock) after each committed row."""
 
-    def __init__(self, config: TerminalConfig, journal: Journal, panel: Panel, clock: Clock,
-                 on_commit: Callable[[int], None] = lambda seq: None) -> None:
+    def __init__(
+        self,
+        config: TerminalConfig,
+        journal: Journal,
+        panel: Panel,
+        clock: Clock,
+        on_commit: Callable[[int], None] = lambda seq: None,
+    ) -> None:
         self.config = config
         self.journal = journal
         self.panel = panel
@@ -141,8 +147,14 @@ class Evaluator:
             self.counts["ignored"] += 1
             return seq, Feedback.REFUSED
         inv = self._invitation if trigger != Trigger.FREE.value else None
-        seq = self._commit(Kind.RATING, level=level.value, trigger=trigger, case=inv.case if inv else None,
-                           item=inv.item if inv else self.config.item, staff=inv.staff if inv else self.config.staff)
+        seq = self._commit(
+            Kind.RATING,
+            level=level.value,
+            trigger=trigger,
+            case=inv.case if inv else None,
+            item=inv.item if inv else self.config.item,
+            staff=inv.staff if inv else self.config.staff,
+        )
         self.counts["ratings"] += 1
         self._invitation = None
         self._lockout_until_ms = now + int(self.config.timing.lockout_s * 1000)
@@ -165,17 +177,25 @@ class Evaluator:
     def _staff_key(self, now: int) -> tuple[int | None, Feedback | None]:
         if self.config.mode != "staff":
             return None, None
-        seq = self._commit(Kind.STAFF, trigger=Trigger.STAFF.value, item=self.config.item,
-                           staff=self.config.staff, case_from_seq=True)
+        seq = self._commit(
+            Kind.STAFF, trigger=Trigger.STAFF.value, item=self.config.item, staff=self.config.staff, case_from_seq=True
+        )
         self.counts["staff"] += 1
         deadline = now + int(self.config.timing.invite_s * 1000)
-        self._invitation = Invitation(self.journal.local_case(seq), self.config.item, self.config.staff,
-                                      deadline, Trigger.STAFF.value)
+        self._invitation = Invitation(
+            self.journal.local_case(seq), self.config.item, self.config.staff, deadline, Trigger.STAFF.value
+        )
         return seq, Feedback.READY
 
     def _commit(self, kind: Kind, case_from_seq: bool = False, **fields: Any) -> int:
-        body = {"kind": kind.value, "window": self.config.window, "boot": self.clock.boot_id,
-                "mono_ms": self.clock.mono_ms(), "wall_ms": self.clock.wall_ms(), "synced": self.clock.synced()}
+        body = {
+            "kind": kind.value,
+            "window": self.config.window,
+            "boot": self.clock.boot_id,
+            "mono_ms": self.clock.mono_ms(),
+            "wall_ms": self.clock.wall_ms(),
+            "synced": self.clock.synced(),
+        }
         body.update({k: v for k, v in fields.items() if v is not None})
         return self.journal.append(body, case_from_seq=case_from_seq)
 

@@ -50,7 +50,7 @@ class Journal:
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
         self.device = device
-        self.acked = int(self._meta("acked"))
+        self.acked = int(self._meta("acked") or 0)
 
     def _init_meta(self, device: str) -> str:
         self._db.execute("BEGIN IMMEDIATE")
@@ -58,8 +58,10 @@ class Journal:
             stored = self._meta("device")
             if stored is None:
                 # 128 random bits: never reused by a re-flashed or wiped terminal.
-                self._db.executemany("INSERT INTO meta VALUES (?, ?)",
-                                     [("device", device), ("epoch", secrets.token_hex(16)), ("acked", "0")])
+                self._db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [("device", device), ("epoch", secrets.token_hex(16)), ("acked", "0")],
+                )
             elif stored != device:
                 raise JournalError(f"journal {self.path} belongs to device {stored!r}, not {device!r}")
             self._db.execute("COMMIT")
@@ -172,5 +174,10 @@ def read_summary(path: Path) -> dict[str, Any]:
         raise JournalError(f"{path} is not a terminal journal: {exc}") from exc
     finally:
         db.close()
-    return {"device": meta["device"], "epoch": meta["epoch"], "last_seq": 0 if row is None else int(row[0]),
-            "acked": acked, "pending": pending}
+    return {
+        "device": meta["device"],
+        "epoch": meta["epoch"],
+        "last_seq": 0 if row is None else int(row[0]),
+        "acked": acked,
+        "pending": pending,
+    }

@@ -35,7 +35,7 @@ class Feedback(enum.Enum):
     REFUSED = "refused"  #: the press was recorded as ignored: a low beep, nothing lit
 
 
-KeyHandler = Callable[[Key], None]
+KeyHandler = Callable[[Key], object]
 StatusHandler = Callable[[bool, str], None]
 
 

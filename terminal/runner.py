@@ -22,8 +22,9 @@ TICK_S = 0.1
 class Terminal:
     """One window's terminal. A context manager; ``close()`` is idempotent."""
 
-    def __init__(self, config: TerminalConfig, panel: Panel | None = None, clock: Clock | None = None,
-                 **panel_options: Any) -> None:
+    def __init__(
+        self, config: TerminalConfig, panel: Panel | None = None, clock: Clock | None = None, **panel_options: Any
+    ) -> None:
         self.config = config
         self.clock = clock or Clock(config.clock)
         self.journal = Journal(config.journal_path, config.device)
@@ -32,6 +33,8 @@ class Terminal:
         self.commands = CommandRouter(self.evaluator, self.clock)
         self.uplink = Uplink(config, self.journal, self.clock, on_command=self.commands.handle)
         self._stop = threading.Event()
+        #: Set once the panel delivers keys.
+        self.started = threading.Event()
         self._closed = False
 
     def _committed(self, seq: int) -> None:
@@ -41,9 +44,16 @@ class Terminal:
         self.uplink.start()
         self.panel.start(self.press, self.uplink.set_panel_status)
         self.evaluator.tick()
-        _LOG.info("terminal %s at window %s (%s, %s mode), journal epoch %s, last seq %d",
-                  self.config.device, self.config.window, self.config.kind, self.config.mode,
-                  self.journal.epoch, self.journal.last_seq)
+        self.started.set()
+        _LOG.info(
+            "terminal %s at window %s (%s, %s mode), journal epoch %s, last seq %d",
+            self.config.device,
+            self.config.window,
+            self.config.kind,
+            self.config.mode,
+            self.journal.epoch,
+            self.journal.last_seq,
+        )
 
     def press(self, key: Key) -> int | None:
         """Handle a key from the panel (its thread). Returns the committed seq, if any."""

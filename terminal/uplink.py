@@ -36,8 +36,9 @@ CommandHandler = Callable[[dict[str, Any]], None]
 
 
 class Uplink:
-    def __init__(self, config: TerminalConfig, journal: Journal, clock: Clock,
-                 on_command: CommandHandler | None = None) -> None:
+    def __init__(
+        self, config: TerminalConfig, journal: Journal, clock: Clock, on_command: CommandHandler | None = None
+    ) -> None:
         self.config = config
         self.journal = journal
         self.clock = clock
@@ -63,8 +64,12 @@ class Uplink:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"haocha-{cfg.hall}-{cfg.device}",
-                             clean_session=False, protocol=mqtt.MQTTv311)
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"haocha-{cfg.hall}-{cfg.device}",
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
         client.username_pw_set(cfg.broker.user or cfg.device, cfg.broker.password)
         client.will_set(self._topic(Leaf.STATE), encode_state(False), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
@@ -76,7 +81,9 @@ class Uplink:
         return client
 
     def start(self) -> None:
-        self.client.connect_async(self.config.broker.host, self.config.broker.port, keepalive=self.config.broker.keepalive_s)
+        self.client.connect_async(
+            self.config.broker.host, self.config.broker.port, keepalive=self.config.broker.keepalive_s
+        )
         self.client.loop_start()
         self._thread = threading.Thread(target=self._run, name=f"uplink-{self.config.device}", daemon=True)
         self._thread.start()
@@ -86,8 +93,9 @@ class Uplink:
         if reason.is_failure:
             _LOG.error("broker refused the connection: %s", reason)
             return
-        client.subscribe([(self._topic(Leaf.ACK), 1), (self._topic(Leaf.CMD), 1),
-                          (hub_state_topic(self.config.hall), 1)])
+        client.subscribe(
+            [(self._topic(Leaf.ACK), 1), (self._topic(Leaf.CMD), 1), (hub_state_topic(self.config.hall), 1)]
+        )
         _LOG.info("connected to broker %s:%s", self.config.broker.host, self.config.broker.port)
         with self._cond:
             self._connected = True
@@ -98,7 +106,7 @@ class Uplink:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         """paho network thread."""
         with self._cond:
-            if self._connected:
+            if self._connected and not self._stopping:
                 _LOG.warning("disconnected from broker: %s", reason)
             self._connected = False
 
@@ -106,9 +114,9 @@ class Uplink:
         """paho network thread: record and wake; never raise into paho."""
         try:
             if msg.topic == self._topic(Leaf.ACK):
-                self._record_ack(Ack.decode(msg.payload))
+                self._record_ack(Ack.decode(bytes(msg.payload)))
             elif msg.topic == hub_state_topic(self.config.hall):
-                self._record_hub_state(bool(decode_state(msg.payload)["online"]))
+                self._record_hub_state(bool(decode_state(bytes(msg.payload))["online"]))
             elif msg.topic == self._topic(Leaf.CMD) and self.on_command is not None:
                 self.counts["commands"] += 1
                 self.on_command(json.loads(msg.payload))
@@ -204,9 +212,10 @@ class Uplink:
             return
         rows = self.journal.rows_after(start, min(room, cfg.batch * 10))
         for i in range(0, len(rows), cfg.batch):
-            chunk = rows[i:i + cfg.batch]
-            payload = encode_batch(self.config.key_bytes, self.config.hall, self.config.device,
-                                   [self._event(r) for r in chunk])
+            chunk = rows[i : i + cfg.batch]
+            payload = encode_batch(
+                self.config.key_bytes, self.config.hall, self.config.device, [self._event(r) for r in chunk]
+            )
             info = self.client.publish(self._topic(Leaf.EV), payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 return  # disconnected meanwhile: resent on reconnect
@@ -219,15 +228,27 @@ class Uplink:
         body = dict(row.body)
         if body.get("reasons") is not None:
             body["reasons"] = tuple(body["reasons"])
-        return Event(epoch=self.journal.epoch, seq=row.seq, age_ms=self.clock.age_ms(body["boot"], body["mono_ms"]), **body)
+        return Event(
+            epoch=self.journal.epoch, seq=row.seq, age_ms=self.clock.age_ms(body["boot"], body["mono_ms"]), **body
+        )
 
     def _publish_state(self, now: float) -> None:
         self._next_state = now + self.config.uplink.state_s
         summary = self.journal.summary()
-        state = encode_state(True, fw=__version__, kind=self.config.kind, mode=self.config.mode,
-                             window=self.config.window, epoch=summary["epoch"], last_seq=summary["last_seq"],
-                             acked=summary["acked"], backlog=summary["pending"], boot=self.clock.boot_id,
-                             clock="synced" if self.clock.synced() else "unsynced", panel=self._panel)
+        state = encode_state(
+            True,
+            fw=__version__,
+            kind=self.config.kind,
+            mode=self.config.mode,
+            window=self.config.window,
+            epoch=summary["epoch"],
+            last_seq=summary["last_seq"],
+            acked=summary["acked"],
+            backlog=summary["pending"],
+            boot=self.clock.boot_id,
+            clock="synced" if self.clock.synced() else "unsynced",
+            panel=self._panel,
+        )
         self.client.publish(self._topic(Leaf.STATE), state, qos=1, retain=True)
 
     @property

@@ -1,0 +1,5 @@
+"""``python -m hub`` is ``haocha``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,67 @@
+"""Options and helpers shared by the commands."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config import resolve_home
+
+home_option = click.option(
+    "--home",
+    "home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder holding hub.toml, hub.db and the broker files (default: $HAOCHA_HOME, else the current directory).",
+)
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Output format; json goes to stdout alone.",
+)
+
+
+def home_path(home: Path | None) -> Path:
+    return resolve_home(home)
+
+
+def own_process_group() -> None:
+    """Long-running commands keep their children in their own process group."""
+    with contextlib.suppress(OSError):
+        if os.getpgrp() != os.getpid():
+            os.setpgid(0, 0)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: Callable[[], Any]) -> Iterator[threading.Event]:
+    """Call ``stop`` on SIGTERM or SIGINT; yields an Event set at the same time."""
+    event = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        event.set()
+        stop()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield event
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Entry points only: log lines to stderr (journald under systemd)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )

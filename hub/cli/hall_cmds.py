@@ -1,0 +1,240 @@
+"""Hub-side commands: hub, window, item, device, broker, stats."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import click
+
+from .. import config as hub_config
+from .. import provision, stats
+from ..broker import BrokerRunner
+from ..daemon import HubDaemon
+from ..errors import AlreadyExists
+from ..store import Store
+from ..store import registry as reg
+from .common import format_option, home_option, home_path, own_process_group, setup_logging, stop_on_signals
+
+
+def _store(home: Path) -> Store:
+    hub_config.load(home)  # a clear error when the folder is not a hub home
+    return Store(home / hub_config.DB_NAME)
+
+
+@click.group("hub")
+def hub_group() -> None:
+    """Create, inspect and run the hall hub."""
+
+
+@hub_group.command("init")
+@home_option
+@click.option("--hall", required=True, help="Hall id (1-32 of A-Z a-z 0-9 _ -).")
+@click.option("--broker", default="127.0.0.1:1883", show_default=True, help="Broker address HOST:PORT.")
+@click.option("--http", default="127.0.0.1:8080", show_default=True, help="Where the hub serves its HTTP API.")
+@click.option("--upstream", default="", help="Base URL of the regional 好差评 system.")
+def hub_init(home: Path | None, hall: str, broker: str, http: str, upstream: str) -> None:
+    """Create hub.toml (with fresh secrets) and hub.db in --home."""
+    folder = home_path(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (hub_config.CONFIG_NAME, hub_config.DB_NAME):
+        if (folder / name).exists():
+            raise AlreadyExists(f"{folder / name} exists already; hub init never overwrites a hall")
+    hub_config.write_new(folder, hall, broker, http, upstream)
+    Store(folder / hub_config.DB_NAME, create=True).close()
+    click.echo(f"hall {hall} created in {folder}", err=True)
+
+
+@hub_group.command("token")
+@home_option
+def hub_token(home: Path | None) -> None:
+    """Print the bearer token of the hub's HTTP API."""
+    click.echo(hub_config.load(home_path(home)).http.token)
+
+
+@hub_group.command("run")
+@home_option
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def hub_run(home: Path | None, verbose: bool) -> None:
+    """Run the hub daemon in the foreground (SIGTERM stops it)."""
+    folder = home_path(home)
+    cfg = hub_config.load(folder)
+    _store(folder).close()
+    setup_logging(verbose)
+    own_process_group()
+    daemon = HubDaemon(cfg, folder)
+    with stop_on_signals(daemon.stop):
+        daemon.run()
+
+
+@click.group("window")
+def window_group() -> None:
+    """Register service windows."""
+
+
+@window_group.command("add")
+@click.argument("window")
+@click.option("--name", required=True, help="Display name, e.g. 综合受理1号窗.")
+@click.option("--dept", default=None, help="Department serving at the window.")
+@home_option
+def window_add(window: str, name: str, dept: str | None, home: Path | None) -> None:
+    """Register window WINDOW."""
+    with _store(home_path(home)) as store:
+        reg.add_window(store, window, name, dept)
+
+
+@window_group.command("list")
+@home_option
+@format_option
+def window_list(home: Path | None, fmt: str) -> None:
+    """List the windows."""
+    with _store(home_path(home)) as store:
+        _print_records(reg.list_windows(store), fmt)
+
+
+@click.group("item")
+def item_group() -> None:
+    """Register service items (事项)."""
+
+
+@item_group.command("add")
+@click.argument("code")
+@click.option("--name", required=True, help="Item name.")
+@home_option
+def item_add(code: str, name: str, home: Path | None) -> None:
+    """Register service item CODE (事项编码)."""
+    with _store(home_path(home)) as store:
+        reg.add_item(store, code, name)
+
+
+@item_group.command("list")
+@home_option
+@format_option
+def item_list(home: Path | None, fmt: str) -> None:
+    """List the service items."""
+    with _store(home_path(home)) as store:
+        _print_records(reg.list_items(store), fmt)
+
+
+@click.group("device")
+def device_group() -> None:
+    """Provision terminals: broker user, password, MAC key and terminal.toml."""
+
+
+@device_group.command("add")
+@click.argument("device")
+@click.option("--window", required=True, help="The window this terminal serves.")
+@click.option(
+    "--kind",
+    type=click.Choice(["gpio", "modbus", "serial", "micro"]),
+    default="gpio",
+    show_default=True,
+    help="Panel driver of the terminal.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["free", "invited", "staff"]),
+    default="free",
+    show_default=True,
+    help="free: lockout between presses; invited: business system; staff: staff key.",
+)
+@home_option
+def device_add(device: str, window: str, kind: str, mode: str, home: Path | None) -> None:
+    """Provision terminal DEVICE and write devices/DEVICE/terminal.toml."""
+    folder = home_path(home)
+    cfg = hub_config.load(folder)
+    with _store(folder) as store:
+        path = provision.add_device(store, cfg, folder, device, window, kind, mode)
+    click.echo(f"wrote {path} (secret: copy it to the terminal, mode 0600)", err=True)
+
+
+@device_group.command("list")
+@home_option
+@format_option
+def device_list(home: Path | None, fmt: str) -> None:
+    """List terminals with their state and stored event counts."""
+    with _store(home_path(home)) as store:
+        rows = reg.list_devices(store)
+    for row in rows:
+        state = json.loads(row.pop("state") or "{}")
+        row["online"] = state.get("online")
+        row["backlog"] = state.get("backlog")
+        row.pop("state_ms")
+    _print_records(rows, fmt)
+
+
+@device_group.command("revoke")
+@click.argument("device")
+@home_option
+def device_revoke(device: str, home: Path | None) -> None:
+    """Revoke DEVICE: its broker user goes, its frames are rejected."""
+    with _store(home_path(home)) as store:
+        reg.revoke_device(store, device)
+
+
+@device_group.command("rotate")
+@click.argument("device")
+@home_option
+def device_rotate(device: str, home: Path | None) -> None:
+    """New password and MAC key for DEVICE; rewrites its terminal.toml."""
+    folder = home_path(home)
+    cfg = hub_config.load(folder)
+    with _store(folder) as store:
+        path = provision.rotate_device(store, cfg, folder, device)
+    click.echo(f"wrote {path}", err=True)
+
+
+@click.group("broker")
+def broker_group() -> None:
+    """Run the hall's Mosquitto broker."""
+
+
+@broker_group.command("run")
+@home_option
+def broker_run(home: Path | None) -> None:
+    """Run Mosquitto with a config, password file and ACL made from the device registry."""
+    folder = home_path(home)
+    cfg = hub_config.load(folder)
+    setup_logging(False)
+    own_process_group()
+    runner = BrokerRunner(cfg, folder)
+    with stop_on_signals(runner.stop):
+        runner.run()
+
+
+@click.command("stats")
+@home_option
+@click.option(
+    "--by",
+    default="window",
+    show_default=True,
+    help="Group by device, window, item, staff and/or day, comma-separated.",
+)
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day (YYYY-MM-DD).")
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day (YYYY-MM-DD).")
+@format_option
+def stats_cmd(home: Path | None, by: str, start: dt.datetime | None, end: dt.datetime | None, fmt: str) -> None:
+    """Cases, evaluations, levels and rates, read from the counters."""
+    folder = home_path(home)
+    cfg = hub_config.load(folder)
+    names = stats.parse_by(by)
+    with _store(folder) as store:
+        result = stats.stats(store, names, start and start.date(), end and end.date(), cfg.satisfaction_threshold)
+    click.echo(stats.render(result, names, fmt))
+
+
+def _print_records(rows: list[dict[str, object]], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    if not rows:
+        return
+    keys = list(rows[0])
+    sep = "," if fmt == "csv" else "\t"
+    click.echo(sep.join(keys))
+    for row in rows:
+        click.echo(sep.join("" if row[k] is None else str(row[k]) for k in keys))
+
+
+COMMANDS = [hub_group, window_group, item_group, device_group, broker_group, stats_cmd]

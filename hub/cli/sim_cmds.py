@@ -1,0 +1,74 @@
+"""Simulators and the demo: ``sim terminal`` and ``demo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .common import own_process_group, setup_logging, stop_on_signals
+
+
+@click.group("sim")
+def sim_group() -> None:
+    """Simulated terminals and peers for tests and demos."""
+
+
+@sim_group.command("terminal")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The terminal.toml of the device to simulate.",
+)
+@click.option("--presses", type=click.IntRange(min=0), required=True, help="Ratings to make (0: only drain).")
+@click.option(
+    "--rate", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help="Presses a second."
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the levels and reasons drawn.")
+@click.option("--keep-lockout", is_flag=True, help="Keep the free-mode lockout between presses.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for invitations, commits and the hub's acks.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def sim_terminal(
+    config_path: Path, presses: int, rate: float, seed: int, keep_lockout: bool, timeout_s: float, verbose: bool
+) -> None:
+    """Run the real terminal with simulated keys; exit 0 once every journaled event is acked."""
+    from simulators import terminal_sim
+    from terminal.config import load
+
+    config = load(config_path)
+    setup_logging(verbose)
+    own_process_group()
+    with stop_on_signals(lambda: None) as stop:
+        summary = terminal_sim.run(config, presses, rate, seed, keep_lockout, timeout_s, stop)
+    click.echo(json.dumps(summary))
+
+
+@click.command("demo")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the demo hall in this folder (default: a temporary folder, removed at the end).",
+)
+@click.option(
+    "--presses", type=click.IntRange(min=1), default=30, show_default=True, help="Ratings per simulated terminal."
+)
+def demo_cmd(home: Path | None, presses: int) -> None:
+    """A whole hall on this machine: broker, hub, simulated terminals; prints the stats table."""
+    from simulators.demo import run_demo
+
+    own_process_group()
+    run_demo(home, presses, echo=lambda line: click.echo(line, err=True), out=click.echo)
+
+
+COMMANDS = [sim_group, demo_cmd]

@@ -1,0 +1,72 @@
+"""Terminal-side commands: ``terminal run`` and ``terminal journal``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import format_option, own_process_group, setup_logging, stop_on_signals
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The terminal.toml to use.",
+)
+
+
+@click.group("terminal")
+def terminal_group() -> None:
+    """Run a terminal and read its journal."""
+
+
+@terminal_group.command("run")
+@config_option
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def terminal_run(config_path: Path, verbose: bool) -> None:
+    """Run the terminal program in the foreground, driver chosen by its config."""
+    from terminal.config import load
+    from terminal.runner import Terminal
+
+    config = load(config_path)
+    setup_logging(verbose)
+    own_process_group()
+    if config.kind == "micro":
+        raise click.ClickException("kind micro runs on the board (see docs/micro.md), or under `haocha sim terminal`")
+    with Terminal(config) as term, stop_on_signals(term.stop):
+        term.run()
+
+
+def journal_summary(config_path: Path) -> dict[str, Any]:
+    from terminal.config import load
+    from terminal.journal import read_summary
+
+    config = load(config_path)
+    if config.kind == "micro":
+        from terminal.micro_host import journal_summary as micro_summary
+
+        return micro_summary(config.journal_path)
+    return read_summary(config.journal_path)
+
+
+@terminal_group.command("journal")
+@config_option
+@format_option
+def terminal_journal(config_path: Path, fmt: str) -> None:
+    """Print device, epoch, last_seq, acked and pending from the journal on disk."""
+    summary = journal_summary(config_path)
+    if fmt == "json":
+        click.echo(json.dumps(summary))
+    elif fmt == "csv":
+        click.echo(",".join(summary))
+        click.echo(",".join(str(v) for v in summary.values()))
+    else:
+        for key, value in summary.items():
+            click.echo(f"{key:>9}  {value}")
+
+
+COMMANDS = [terminal_group]

@@ -1,0 +1,145 @@
+"""The hub daemon (``haocha hub run``): MQTT in, durable commit, then PUBACK and the app-level ack.
+
+Threads: paho's network thread only stamps each message and puts it on a queue (the broker holds
+it un-PUBACKed meanwhile, so the queue is not a place a rating can be lost: a crash makes the
+broker deliver it again). The writer thread drains the queue in batches, commits each batch in
+one transaction, then PUBACKs every message of the batch (``manual_ack``) and publishes the
+retained cumulative ack per terminal. If the commit fails (disk full, I/O error) nothing is
+acked; the batch is retried with backoff until it commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from protocol.frames import Ack, encode_state
+from protocol.topics import Leaf, hub_state_topic, topic, wildcard
+
+from .config import DB_NAME, HubConfig
+from .ingest import BatchResult, Incoming, Ingestor
+from .store import Store, now_ms
+
+_LOG = logging.getLogger(__name__)
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class HubDaemon:
+    def __init__(self, config: HubConfig, home: Path) -> None:
+        self.config = config
+        self.home = home
+        self.inbox: queue.Queue[Incoming] = queue.Queue()
+        self.stopping = threading.Event()
+        self.connected = threading.Event()
+        self.totals: dict[str, int] = {}
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.config
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"haocha-hub-{cfg.hall}", protocol=mqtt.MQTTv5, manual_ack=True
+        )
+        client.username_pw_set(cfg.broker.user, cfg.broker.password)
+        client.will_set(hub_state_topic(cfg.hall), encode_state(False), qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=5)
+        client.max_inflight_messages_set(1000)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        """paho network thread."""
+        if reason.is_failure:
+            _LOG.error("broker refused the hub: %s", reason)
+            return
+        hall = self.config.hall
+        client.subscribe([(wildcard(hall, Leaf.EV), 1), (wildcard(hall, Leaf.STATE), 1)])
+        client.publish(hub_state_topic(hall), encode_state(True), qos=1, retain=True)
+        self.connected.set()
+        _LOG.info(
+            "hub connected to %s:%s (session present: %s)",
+            self.config.broker.host,
+            self.config.broker.port,
+            flags.session_present,
+        )
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.connected.clear()
+        if not self.stopping.is_set():
+            _LOG.warning("hub lost the broker: %s", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """paho network thread: stamp and queue, nothing else."""
+        self.inbox.put(Incoming(msg.topic, bytes(msg.payload), now_ms(), msg.mid))
+
+    def run(self) -> None:
+        """Connect and ingest until :meth:`stop`."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = self.config.broker.receive_maximum
+        self.client.connect_async(
+            self.config.broker.host, self.config.broker.port, keepalive=15, clean_start=False, properties=props
+        )
+        self.client.loop_start()
+        try:
+            with Store(self.home / DB_NAME) as store:
+                self._write_loop(Ingestor(store, self.config.hall, self.config.tz))
+        finally:
+            self._shutdown()
+
+    def _write_loop(self, ingestor: Ingestor) -> None:
+        while not self.stopping.is_set():
+            try:
+                batch = [self.inbox.get(timeout=0.5)]
+            except queue.Empty:
+                continue
+            while len(batch) < self.config.ingest.max_batch:
+                try:
+                    batch.append(self.inbox.get_nowait())
+                except queue.Empty:
+                    break
+            result = self._commit_with_retry(ingestor, batch)
+            if result is not None:
+                self._acknowledge(batch, result)
+
+    def _commit_with_retry(self, ingestor: Ingestor, batch: list[Incoming]) -> BatchResult | None:
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                return ingestor.ingest(batch)
+            except sqlite3.Error as exc:
+                # Disk full or I/O error: nothing was stored, nothing is acked. Keep the batch and retry.
+                _LOG.error("cannot commit %d messages (%s); retrying in %.1fs", len(batch), exc, delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 30)
+        return None
+
+    def _acknowledge(self, batch: list[Incoming], result: BatchResult) -> None:
+        for msg in batch:
+            self.client.ack(msg.mid, 1)
+        for (device, epoch), upto in result.acks.items():
+            self.client.publish(
+                topic(self.config.hall, device, Leaf.ACK), Ack(epoch, upto).encode(), qos=1, retain=True
+            )
+        for outcome, n in result.counts.items():
+            self.totals[outcome] = self.totals.get(outcome, 0) + n
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _shutdown(self) -> None:
+        if self.connected.is_set():
+            info = self.client.publish(hub_state_topic(self.config.hall), encode_state(False), qos=1, retain=True)
+            info.wait_for_publish(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()
+        _LOG.info("hub stopped: %s", self.totals)

@@ -1,0 +1,240 @@
+"""Turning MQTT messages into stored events, counters and acks (SPEC section 3, rule 3).
+
+One call to :meth:`Ingestor.ingest` handles a batch of messages in one transaction: every event is
+checked (topic → device, registry, MAC), deduplicated on (device, epoch, seq) *before* any business
+rule, inserted, and counted; the cumulative ack per (device, epoch) is the end of the contiguous
+prefix of stored seqs. Nothing is acked to the broker or the terminal until the commit returned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sqlite3
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from protocol.errors import BadTopic, ProtocolError
+from protocol.frames import Event, Kind, decode_state, parse_batch, verify_event
+from protocol.topics import Leaf, parse_topic
+
+from .store import Store
+from .store.registry import Device, all_devices, set_device_state
+from .store.tallies import TallyDelta
+
+_LOG = logging.getLogger(__name__)
+
+_INSERT = """INSERT INTO events (device, epoch, seq, kind, status, status_reason, level, reasons, ref, case_no,
+    item, staff, window, trigger, boot, mono_ms, wall_ms, synced, age_ms, t_ms, t_source, day, received_ms, mac)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One MQTT message as the network thread received it."""
+
+    topic: str
+    payload: bytes
+    received_ms: int
+    mid: int = 0
+
+
+@dataclass
+class BatchResult:
+    #: (device, epoch) → upto, for every epoch the batch touched (duplicates included).
+    acks: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: outcome → count: ``stored`` and ``duplicate`` per event, reject reasons per frame.
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+def event_time(event: Event, received_ms: int) -> tuple[int, str]:
+    """Event time and its source: the terminal's clock when synchronised, else the hub's receive
+    time minus the event's age (``derived``), else the receive time itself (``receipt``)."""
+    if event.synced:
+        return event.wall_ms, "clock"
+    if event.age_ms is not None:
+        return received_ms - event.age_ms, "derived"
+    return received_ms, "receipt"
+
+
+class Ingestor:
+    """Owns one :class:`Store` connection; used by one thread (the hub's writer)."""
+
+    def __init__(self, store: Store, hall: str, tz: ZoneInfo) -> None:
+        self.store = store
+        self.hall = hall
+        self.tz = tz
+        self.devices: dict[str, Device] = {}
+        self._registry_version: str | None = None
+        self._uptos: dict[tuple[str, str], int] = {}
+
+    def refresh_registry(self) -> None:
+        version = self.store.meta("registry_version", "0")
+        if version != self._registry_version:
+            self.devices = all_devices(self.store)
+            self._registry_version = version
+
+    def ingest(self, batch: list[Incoming]) -> BatchResult:
+        """Store a batch in one transaction; raises sqlite3.Error (nothing stored) on failure."""
+        self.refresh_registry()
+        result = BatchResult()
+        delta = TallyDelta()
+        touched: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
+        frames: Counter[tuple[str, str]] = Counter()
+        with self.store.transaction() as conn:
+            for msg in batch:
+                self._message(conn, msg, delta, touched, frames)
+            delta.apply(conn)
+            acks = self._advance(conn, touched)
+            _count_frames(conn, frames, max((m.received_ms for m in batch), default=0))
+        self._uptos.update(acks)
+        result.acks = acks
+        for (outcome, _device), n in frames.items():
+            result.counts[outcome] += n
+        return result
+
+    def _message(
+        self,
+        conn: sqlite3.Connection,
+        msg: Incoming,
+        delta: TallyDelta,
+        touched: defaultdict[tuple[str, str], set[int]],
+        frames: Counter[tuple[str, str]],
+    ) -> None:
+        try:
+            device, leaf = parse_topic(self.hall, msg.topic)
+        except BadTopic as exc:
+            frames[(exc.reason, "")] += 1
+            return
+        dev = self.devices.get(device)
+        if dev is None or dev.revoked:
+            frames[("unknown_device" if dev is None else "revoked", device)] += 1
+            return
+        try:
+            if leaf is Leaf.STATE:
+                set_device_state(self.store, device, json.dumps(decode_state(msg.payload)), msg.received_ms)
+                return
+            if leaf is not Leaf.EV:
+                raise BadTopic(f"devices do not publish on {leaf.value}")
+            pairs = parse_batch(msg.payload)
+            for event, mac in pairs:
+                verify_event(dev.mac_key, self.hall, device, event, mac)
+        except ProtocolError as exc:
+            _LOG.warning("rejected a frame from %s: %s", device, exc)
+            frames[(exc.reason, device)] += 1
+            return
+        for event, mac in pairs:
+            stored = self._event(conn, dev, event, mac, msg.received_ms, delta)
+            frames[("stored" if stored else "duplicate", device)] += 1
+            touched[(device, event.epoch)].add(event.seq)
+
+    def _event(
+        self, conn: sqlite3.Connection, dev: Device, ev: Event, mac: str, received_ms: int, delta: TallyDelta
+    ) -> bool:
+        """Insert one verified event unless it is a duplicate; True if inserted."""
+        if _exists(conn, dev.id, ev.epoch, ev.seq):
+            return False  # dedupe comes before every business rule
+        status, why = self._rule(conn, ev)
+        t_ms, t_source = event_time(ev, received_ms)
+        day = dt.datetime.fromtimestamp(t_ms / 1000, self.tz).date().isoformat()
+        conn.execute(
+            _INSERT,
+            (
+                dev.id,
+                ev.epoch,
+                ev.seq,
+                ev.kind,
+                status,
+                why,
+                ev.level,
+                None if ev.reasons is None else json.dumps(list(ev.reasons)),
+                ev.ref,
+                ev.case,
+                ev.item,
+                ev.staff,
+                dev.window,
+                ev.trigger,
+                ev.boot,
+                ev.mono_ms,
+                ev.wall_ms,
+                int(ev.synced),
+                ev.age_ms,
+                t_ms,
+                t_source,
+                day,
+                received_ms,
+                mac,
+            ),
+        )
+        _tally(delta, (day, dev.id, dev.window, ev.item or "", ev.staff or ""), ev, status)
+        return True
+
+    def _rule(self, conn: sqlite3.Connection, ev: Event) -> tuple[str, str | None]:
+        """(status, reason): ``accepted``, or ``refused`` for a second rating of the same case."""
+        if ev.kind == Kind.RATING.value and ev.case is not None:
+            row = conn.execute(
+                "SELECT 1 FROM events WHERE case_no = ? AND kind = 'rating' AND status != 'refused' LIMIT 1", (ev.case,)
+            ).fetchone()
+            if row is not None:
+                return "refused", "case_already_rated"
+        return "accepted", None
+
+    def _advance(
+        self, conn: sqlite3.Connection, touched: dict[tuple[str, str], set[int]]
+    ) -> dict[tuple[str, str], int]:
+        acks = {}
+        for (device, epoch), seqs in touched.items():
+            upto = self._upto(conn, device, epoch)
+            while (upto + 1) in seqs or _exists(conn, device, epoch, upto + 1):
+                upto += 1
+            conn.execute(
+                "INSERT INTO epochs (device, epoch, upto, first_ms, last_ms) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(device, epoch) DO UPDATE SET upto = excluded.upto, last_ms = excluded.last_ms",
+                (device, epoch, upto, _now_ms(), _now_ms()),
+            )
+            acks[(device, epoch)] = upto
+        return acks
+
+    def _upto(self, conn: sqlite3.Connection, device: str, epoch: str) -> int:
+        cached = self._uptos.get((device, epoch))
+        if cached is not None:
+            return cached
+        row = conn.execute("SELECT upto FROM epochs WHERE device = ? AND epoch = ?", (device, epoch)).fetchone()
+        return 0 if row is None else int(row[0])
+
+
+def _exists(conn: sqlite3.Connection, device: str, epoch: str, seq: int) -> bool:
+    sql = "SELECT 1 FROM events WHERE device = ? AND epoch = ? AND seq = ?"
+    return conn.execute(sql, (device, epoch, seq)).fetchone() is not None
+
+
+def _tally(delta: TallyDelta, key: tuple[str, str, str, str, str], ev: Event, status: str) -> None:
+    delta.add(key, "events")
+    if ev.kind == Kind.RATING.value:
+        if status == "refused":
+            delta.add(key, "refused")
+            return
+        delta.add(key, f"lv_{ev.level}")
+        if ev.case is not None:
+            delta.add(key, "rated")
+        if status == "flagged":
+            delta.add(key, f"fl_{ev.level}")
+            delta.add(key, "flagged")
+    elif ev.kind == Kind.IGNORED.value:
+        delta.add(key, "ignored")
+    elif ev.kind == Kind.STAFF.value:
+        delta.add(key, "cases")
+
+
+def _count_frames(conn: sqlite3.Connection, frames: Counter[tuple[str, str]], at_ms: int) -> None:
+    conn.executemany(
+        "INSERT INTO frame_counts (outcome, device, n, last_ms) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(outcome, device) DO UPDATE SET n = n + excluded.n, last_ms = excluded.last_ms",
+        [(outcome, device, n, at_ms) for (outcome, device), n in frames.items()],
+    )
+
+
+def _now_ms() -> int:
+    return int(dt.datetime.now().timestamp() * 1000)

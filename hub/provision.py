@@ -1,0 +1,73 @@
+"""Provisioning terminals: broker user, password and MAC key, and the ``terminal.toml`` to copy.
+
+``device add`` puts everything a terminal needs in ``{home}/devices/{DEV}/``: its config (secrets
+inside, mode 0600) with the journal path relative to that folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from terminal.config import KINDS, MODES
+
+from .config import HubConfig
+from .secrets import mosquitto_hash, new_mac_key, new_password, write_private
+from .store import Store
+from .store.registry import get_device, insert_device, set_device_secrets
+
+JOURNAL_NAMES = {"gpio": "journal.db", "modbus": "journal.db", "serial": "journal.db", "micro": "journal"}
+
+
+def device_dir(home: Path, device: str) -> Path:
+    return home / "devices" / device
+
+
+def terminal_settings(
+    config: HubConfig, device: str, window: str, kind: str, mode: str, password: str, mac_key: str
+) -> dict[str, Any]:
+    """The ``terminal.toml`` contents for one device."""
+    return {
+        "device": device,
+        "hall": config.hall,
+        "window": window,
+        "kind": kind,
+        "mode": mode,
+        "key": mac_key,
+        "journal": JOURNAL_NAMES[kind],
+        "broker": {"host": config.broker.host, "port": config.broker.port, "user": device, "password": password},
+        "timing": {"invite_s": config.invite_s},
+    }
+
+
+def add_device(
+    store: Store, config: HubConfig, home: Path, device: str, window: str, kind: str = "gpio", mode: str = "free"
+) -> Path:
+    """Register ``device`` at ``window`` and write its ``terminal.toml``; returns that path."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    password, mac_key = new_password(), new_mac_key()
+    insert_device(store, device, window, kind, mode, mac_key, mosquitto_hash(password))
+    return _write_terminal_files(config, home, terminal_settings(config, device, window, kind, mode, password, mac_key))
+
+
+def rotate_device(store: Store, config: HubConfig, home: Path, device: str) -> Path:
+    """New password and MAC key for ``device`` (also un-revokes it); rewrites its terminal.toml."""
+    dev = get_device(store, device)
+    password, mac_key = new_password(), new_mac_key()
+    set_device_secrets(store, device, mac_key, mosquitto_hash(password))
+    return _write_terminal_files(
+        config, home, terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key)
+    )
+
+
+def _write_terminal_files(config: HubConfig, home: Path, settings: dict[str, Any]) -> Path:
+    folder = device_dir(home, settings["device"])
+    path = folder / "terminal.toml"
+    header = b"# haocha terminal config, written by `haocha device add`. Copy this folder onto the terminal.\n"
+    write_private(path, header + tomli_w.dumps(settings).encode())
+    return path

@@ -1,0 +1,177 @@
+"""Rates per window, item, staff, device or day (SPEC section 1), read from the counters only.
+
+evaluation rate = rated cases ÷ opened cases; satisfaction rate = ratings at or above the threshold
+÷ ratings; bad-review rate = (dissatisfied + very_dissatisfied) ÷ ratings; mean score 1–5. Flagged
+(misuse) ratings count in ``evaluations`` and ``flagged`` but are left out of every rate.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from protocol.levels import LEVEL_IDS, Level
+
+from .store import Store
+from .store.schema import TALLY_COLUMNS
+from .store.tallies import DIMENSIONS, query
+
+
+def parse_by(text: str | None) -> list[str]:
+    names = [n.strip() for n in (text or "window").split(",") if n.strip()]
+    for name in names:
+        if name not in DIMENSIONS:
+            raise ValueError(f"--by {name!r}: choose from {', '.join(DIMENSIONS)} (comma-separated)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--by {text!r} names a field twice")
+    return names
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return None if den == 0 else num / den
+
+
+def summarize(counts: dict[str, Any], threshold: str) -> dict[str, Any]:
+    """The contract row fields from summed counters."""
+    c = {k: int(counts.get(k) or 0) for k in TALLY_COLUMNS}
+    levels = {lv: c[f"lv_{lv}"] for lv in LEVEL_IDS}
+    clean = {lv: levels[lv] - c[f"fl_{lv}"] for lv in LEVEL_IDS}
+    n_clean = sum(clean.values())
+    floor = Level(threshold).score
+    satisfied = sum(n for lv, n in clean.items() if Level(lv).score >= floor)
+    bad = sum(n for lv, n in clean.items() if Level(lv).is_bad)
+    score = sum(n * Level(lv).score for lv, n in clean.items())
+    return {
+        "cases": c["cases"],
+        "evaluations": sum(levels.values()),
+        "levels": levels,
+        "evaluation_rate": _ratio(c["rated"], c["cases"]),
+        "satisfaction_rate": _ratio(satisfied, n_clean),
+        "bad_rate": _ratio(bad, n_clean),
+        "mean_score": _ratio(score, n_clean),
+        "ignored": c["ignored"],
+        "flagged": c["flagged"],
+        "refused": c["refused"],
+        "rated": c["rated"],
+        "events": c["events"],
+    }
+
+
+def stats(
+    store: Store, by: Sequence[str], start: dt.date | None, end: dt.date | None, threshold: str = "basic"
+) -> dict[str, Any]:
+    """``{"rows": [...], "total": {...}}`` as ``haocha stats --format json`` prints it."""
+    if start and end and start > end:
+        raise ValueError(f"--from {start} is after --to {end}")
+    raw = query(store.conn, by, start, end)
+    rows = [{**{k: str(r[k]) for k in by}, **summarize(r, threshold)} for r in raw]
+    total_counts = {c: sum(int(r[c] or 0) for r in raw) for c in TALLY_COLUMNS}
+    return {"rows": rows, "total": summarize(total_counts, threshold)}
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+TABLE_HEAD = [
+    "cases",
+    "evals",
+    "非常满意",
+    "满意",
+    "基本满意",
+    "不满意",
+    "非常不满意",
+    "eval%",
+    "satisfied%",
+    "bad%",
+    "mean",
+    "ignored",
+    "flagged",
+]
+
+
+def _flat(row: dict[str, Any], by: Sequence[str]) -> list[str]:
+    mean = "—" if row["mean_score"] is None else f"{row['mean_score']:.2f}"
+    return [
+        *(row.get(k, "") for k in by),
+        str(row["cases"]),
+        str(row["evaluations"]),
+        *(str(row["levels"][lv]) for lv in LEVEL_IDS),
+        _pct(row["evaluation_rate"]),
+        _pct(row["satisfaction_rate"]),
+        _pct(row["bad_rate"]),
+        mean,
+        str(row["ignored"]),
+        str(row["flagged"]),
+    ]
+
+
+def _width(text: str) -> int:
+    """Display width: CJK characters take two columns."""
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
+
+
+def format_table(result: dict[str, Any], by: Sequence[str]) -> str:
+    head = [*by, *TABLE_HEAD]
+    body = [_flat(r, by) for r in result["rows"]]
+    total = _flat({**result["total"], **{k: "" for k in by}}, by)
+    if by:
+        total[0] = "TOTAL"
+    widths = [max(_width(x) for x in col) for col in zip(head, *body, total, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(" " * (w - _width(c)) + c for c, w in zip(cells, widths, strict=True))
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(head), rule, *(line(r) for r in body), rule, line(total)])
+
+
+def format_csv(result: dict[str, Any], by: Sequence[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            *by,
+            "cases",
+            "evaluations",
+            *LEVEL_IDS,
+            "evaluation_rate",
+            "satisfaction_rate",
+            "bad_rate",
+            "mean_score",
+            "ignored",
+            "flagged",
+            "refused",
+            "events",
+        ]
+    )
+    for r in [*result["rows"], {**result["total"], **{k: "TOTAL" for k in by[:1]}}]:
+        writer.writerow(
+            [
+                *(r.get(k, "") for k in by),
+                r["cases"],
+                r["evaluations"],
+                *(r["levels"][lv] for lv in LEVEL_IDS),
+                r["evaluation_rate"],
+                r["satisfaction_rate"],
+                r["bad_rate"],
+                r["mean_score"],
+                r["ignored"],
+                r["flagged"],
+                r["refused"],
+                r["events"],
+            ]
+        )
+    return out.getvalue()
+
+
+def render(result: dict[str, Any], by: Sequence[str], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(result, ensure_ascii=False, indent=1)
+    if fmt == "csv":
+        return format_csv(result, by)
+    return format_table(result, by)

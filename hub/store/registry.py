@@ -1,0 +1,144 @@
+"""Windows, service items and devices: the hall's registry, with an audit entry per change."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.topics import check_device_id, valid_id
+
+from ..errors import AlreadyExists, NotFound
+from . import Store, now_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: str
+    window: str
+    kind: str
+    mode: str
+    mac_key: bytes
+    password_hash: str
+    revoked: bool
+
+
+def _check_id(kind: str, value: str) -> None:
+    if not valid_id(value):
+        raise ValueError(f"invalid {kind} id {value!r}: use 1-32 of A-Z a-z 0-9 _ -")
+
+
+def add_window(store: Store, window: str, name: str, dept: str | None, actor: str = "cli") -> None:
+    _check_id("window", window)
+    with store.transaction():
+        try:
+            store.conn.execute(
+                "INSERT INTO windows (id, name, dept, created_ms) VALUES (?, ?, ?, ?)", (window, name, dept, now_ms())
+            )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"window {window} exists already") from None
+        store.audit(actor, "window.add", window, name=name, dept=dept)
+
+
+def add_item(store: Store, code: str, name: str, actor: str = "cli") -> None:
+    if not code or len(code) > 64 or not code.isprintable():
+        raise ValueError(f"invalid item code {code!r}: 1-64 printable characters")
+    with store.transaction():
+        try:
+            store.conn.execute("INSERT INTO items (code, name, created_ms) VALUES (?, ?, ?)", (code, name, now_ms()))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"item {code} exists already") from None
+        store.audit(actor, "item.add", code, name=name)
+
+
+def window_exists(store: Store, window: str) -> bool:
+    return store.conn.execute("SELECT 1 FROM windows WHERE id = ?", (window,)).fetchone() is not None
+
+
+def list_windows(store: Store) -> list[dict[str, Any]]:
+    cur = store.conn.execute("SELECT id, name, dept FROM windows ORDER BY id")
+    return [{"window": w, "name": n, "dept": d} for w, n, d in cur]
+
+
+def list_items(store: Store) -> list[dict[str, Any]]:
+    return [{"item": c, "name": n} for c, n in store.conn.execute("SELECT code, name FROM items ORDER BY code")]
+
+
+def insert_device(
+    store: Store, device: str, window: str, kind: str, mode: str, mac_key: str, password_hash: str, actor: str = "cli"
+) -> None:
+    check_device_id(device)
+    if not window_exists(store, window):
+        raise NotFound(f"unknown window {window} (add it with `haocha window add`)")
+    with store.transaction():
+        try:
+            store.conn.execute(
+                "INSERT INTO devices (id, window, kind, mode, mac_key, password_hash, revoked, created_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                (device, window, kind, mode, mac_key, password_hash, now_ms()),
+            )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"device {device} exists already (use `device rotate` for new secrets)") from None
+        store.bump_registry()
+        store.audit(actor, "device.add", device, window=window, kind=kind, mode=mode)
+
+
+def get_device(store: Store, device: str) -> Device:
+    row = store.conn.execute(
+        "SELECT id, window, kind, mode, mac_key, password_hash, revoked FROM devices WHERE id = ?", (device,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"unknown device {device}")
+    return _device(row)
+
+
+def _device(row: tuple[Any, ...]) -> Device:
+    return Device(row[0], row[1], row[2], row[3], bytes.fromhex(row[4]), row[5], bool(row[6]))
+
+
+def all_devices(store: Store) -> dict[str, Device]:
+    cur = store.conn.execute("SELECT id, window, kind, mode, mac_key, password_hash, revoked FROM devices")
+    return {row[0]: _device(row) for row in cur}
+
+
+def list_devices(store: Store) -> list[dict[str, Any]]:
+    cur = store.conn.execute("""
+        SELECT d.id, d.window, d.kind, d.mode, d.revoked, d.state, d.state_ms,
+               (SELECT coalesce(sum(n), 0) FROM frame_counts f WHERE f.device = d.id AND f.outcome = 'stored')
+        FROM devices d ORDER BY d.id""")
+    return [
+        {
+            "device": r[0],
+            "window": r[1],
+            "kind": r[2],
+            "mode": r[3],
+            "revoked": bool(r[4]),
+            "state": r[5],
+            "state_ms": r[6],
+            "events": r[7],
+        }
+        for r in cur
+    ]
+
+
+def revoke_device(store: Store, device: str, actor: str = "cli") -> None:
+    get_device(store, device)
+    with store.transaction():
+        store.conn.execute("UPDATE devices SET revoked = 1 WHERE id = ?", (device,))
+        store.bump_registry()
+        store.audit(actor, "device.revoke", device)
+
+
+def set_device_secrets(store: Store, device: str, mac_key: str, password_hash: str, actor: str = "cli") -> None:
+    get_device(store, device)
+    with store.transaction():
+        store.conn.execute(
+            "UPDATE devices SET mac_key = ?, password_hash = ?, rotated_ms = ?, revoked = 0 WHERE id = ?",
+            (mac_key, password_hash, now_ms(), device),
+        )
+        store.bump_registry()
+        store.audit(actor, "device.rotate", device)
+
+
+def set_device_state(store: Store, device: str, state_json: str, at_ms: int) -> None:
+    store.conn.execute("UPDATE devices SET state = ?, state_ms = ? WHERE id = ?", (state_json, at_ms, device))

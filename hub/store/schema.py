@@ -1,0 +1,106 @@
+"""The hub database schema, as numbered migrations applied in order (``PRAGMA user_version``).
+
+Evaluations are kept forever with their raw fields. Counters ("tallies") per
+(day, device, window, item, staff) with month and year roll-ups are updated in the same
+transaction as each insert, so a stats query reads a bounded number of rows however many years
+of evaluations the hall has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+from protocol.levels import LEVEL_IDS
+
+#: Counter columns of a tally row. ``lv_*`` count every rating by level (flagged ones included),
+#: ``fl_*`` the flagged ones, so rates can leave misuse out while ``evaluations`` keeps it.
+TALLY_COLUMNS: tuple[str, ...] = (
+    "events", "cases", "rated", "ignored", "refused", "flagged",
+    *(f"lv_{lv}" for lv in LEVEL_IDS), *(f"fl_{lv}" for lv in LEVEL_IDS),
+)  # fmt: skip
+TALLY_KEYS = ("grain", "period", "device", "window", "item", "staff")
+
+
+def _m1_core(db: sqlite_utils.Database) -> None:
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("windows").create({"id": str, "name": str, "dept": str, "created_ms": int}, pk="id", not_null={"name"})
+    db.table("items").create({"code": str, "name": str, "created_ms": int}, pk="code", not_null={"name"})
+    db.table("staff").create({"id": str, "name": str, "window": str}, pk="id")
+    db.table("devices").create(
+        {
+            "id": str,
+            "window": str,
+            "kind": str,
+            "mode": str,
+            "mac_key": str,
+            "password_hash": str,
+            "revoked": int,
+            "created_ms": int,
+            "rotated_ms": int,
+            "state": str,
+            "state_ms": int,
+        },
+        pk="id",
+        not_null={"window", "kind", "mode", "mac_key", "password_hash"},
+        defaults={"revoked": 0},
+        foreign_keys=[("window", "windows", "id")],
+    )
+    db.table("events").create(
+        {
+            "id": int,
+            "device": str,
+            "epoch": str,
+            "seq": int,
+            "kind": str,
+            "status": str,
+            "status_reason": str,
+            "level": str,
+            "reasons": str,
+            "ref": int,
+            "case_no": str,
+            "item": str,
+            "staff": str,
+            "window": str,
+            "trigger": str,
+            "boot": str,
+            "mono_ms": int,
+            "wall_ms": int,
+            "synced": int,
+            "age_ms": int,
+            "t_ms": int,
+            "t_source": str,
+            "day": str,
+            "received_ms": int,
+            "mac": str,
+        },
+        pk="id",
+        not_null={"device", "epoch", "seq", "kind", "status", "t_ms", "day", "received_ms"},
+    )
+    db.table("events").create_index(["device", "epoch", "seq"], unique=True)
+    db.execute("CREATE INDEX events_case ON events(case_no) WHERE case_no IS NOT NULL")
+    db.table("epochs").create(
+        {"device": str, "epoch": str, "upto": int, "first_ms": int, "last_ms": int}, pk=("device", "epoch")
+    )
+    db.table("frame_counts").create({"outcome": str, "device": str, "n": int, "last_ms": int}, pk=("outcome", "device"))
+    db.table("audit").create(
+        {"id": int, "ts_ms": int, "actor": str, "action": str, "subject": str, "detail": str}, pk="id"
+    )
+    cols = ", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in TALLY_COLUMNS)
+    keys = ", ".join(f"{k} TEXT NOT NULL" for k in TALLY_KEYS)
+    db.execute(f"CREATE TABLE tallies ({keys}, {cols}, PRIMARY KEY ({', '.join(TALLY_KEYS)})) WITHOUT ROWID")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_core]
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Apply every migration newer than the file's ``user_version``; return the new version."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+        with db.conn:
+            db.execute("BEGIN IMMEDIATE")
+            migration(db)
+            db.execute(f"PRAGMA user_version = {number}")
+    return len(MIGRATIONS)
