@@ -58,6 +58,15 @@ class IngestSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class MisuseSettings:
+    burst_gap_s: float = field(
+        0.0,
+        "flag free-mode ratings closer than this on one terminal (a person cannot be served that fast); 0: off",
+        check=lambda v: None if v >= 0 else "must be 0 or more",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class HubConfig:
     hall: str = field(doc="hall id", check=lambda v: None if valid_id(v) else "must be 1-32 of A-Z a-z 0-9 _ -")
     timezone: str = field(
@@ -69,6 +78,7 @@ class HubConfig:
     http: HttpSettings = field(default_factory=HttpSettings, doc="[http] table")
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings, doc="[upstream] table")
     ingest: IngestSettings = field(default_factory=IngestSettings, doc="[ingest] table")
+    misuse: MisuseSettings = field(default_factory=MisuseSettings, doc="[misuse] table")
 
     @property
     def tz(self) -> ZoneInfo:

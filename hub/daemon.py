@@ -14,17 +14,21 @@ import logging
 import queue
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import uvicorn
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from protocol.frames import Ack, encode_state
 from protocol.topics import Leaf, hub_state_topic, topic, wildcard
 
+from .commands import CommandPublisher
 from .config import DB_NAME, HubConfig
+from .http.app import create_app
 from .ingest import BatchResult, Incoming, Ingestor
 from .store import Store, now_ms
 
@@ -41,6 +45,9 @@ class HubDaemon:
         self.connected = threading.Event()
         self.totals: dict[str, int] = {}
         self.client = self._make_client()
+        self.commands = CommandPublisher(self.client, config.hall, home / DB_NAME, self.connected)
+        self.http: uvicorn.Server | None = None
+        self._threads: list[threading.Thread] = []
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
@@ -65,6 +72,7 @@ class HubDaemon:
         client.subscribe([(wildcard(hall, Leaf.EV), 1), (wildcard(hall, Leaf.STATE), 1)])
         client.publish(hub_state_topic(hall), encode_state(True), qos=1, retain=True)
         self.connected.set()
+        self.commands.wake()
         _LOG.info(
             "hub connected to %s:%s (session present: %s)",
             self.config.broker.host,
@@ -90,11 +98,40 @@ class HubDaemon:
             self.config.broker.host, self.config.broker.port, keepalive=15, clean_start=False, properties=props
         )
         self.client.loop_start()
+        self._start_thread("commands", lambda: self.commands.run(self.stopping))
+        self._start_http()
         try:
             with Store(self.home / DB_NAME) as store:
-                self._write_loop(Ingestor(store, self.config.hall, self.config.tz))
+                ingestor = Ingestor(store, self.config.hall, self.config.tz, self.config.misuse.burst_gap_s)
+                self._write_loop(ingestor)
         finally:
             self._shutdown()
+
+    def _start_thread(self, name: str, target: Callable[[], None]) -> None:
+        def guarded() -> None:
+            try:
+                target()
+            except (Exception, SystemExit):  # uvicorn exits when it cannot bind its port
+                _LOG.exception("hub thread %s died; stopping the hub", name)
+                self.stop()
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _start_http(self) -> None:
+        """The HTTP API on its own thread (uvicorn installs no signal handlers off the main thread)."""
+        app = create_app(self.home, self.config, on_command=self.commands.wake)
+        cfg = uvicorn.Config(
+            app,
+            host=self.config.http.host,
+            port=self.config.http.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        self.http = uvicorn.Server(cfg)
+        self._start_thread("http", self.http.run)
 
     def _write_loop(self, ingestor: Ingestor) -> None:
         while not self.stopping.is_set():
@@ -137,6 +174,10 @@ class HubDaemon:
         self.stopping.set()
 
     def _shutdown(self) -> None:
+        if self.http is not None:
+            self.http.should_exit = True
+        for thread in self._threads:
+            thread.join(timeout=5)
         if self.connected.is_set():
             info = self.client.publish(hub_state_topic(self.config.hall), encode_state(False), qos=1, retain=True)
             info.wait_for_publish(timeout=2)

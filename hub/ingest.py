@@ -8,7 +8,6 @@ prefix of stored seqs. Nothing is acked to the broker or the terminal until the 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import sqlite3
@@ -17,12 +16,13 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from protocol.errors import BadTopic, ProtocolError
-from protocol.frames import Event, Kind, decode_state, parse_batch, verify_event
+from protocol.frames import Event, Kind, Trigger, decode_state, parse_batch, verify_event
 from protocol.topics import Leaf, parse_topic
 
-from .store import Store
+from .cases import get_case
+from .store import Store, now_ms
 from .store.registry import Device, all_devices, set_device_state
-from .store.tallies import TallyDelta
+from .store.tallies import TallyDelta, local_day
 
 _LOG = logging.getLogger(__name__)
 
@@ -62,10 +62,12 @@ def event_time(event: Event, received_ms: int) -> tuple[int, str]:
 class Ingestor:
     """Owns one :class:`Store` connection; used by one thread (the hub's writer)."""
 
-    def __init__(self, store: Store, hall: str, tz: ZoneInfo) -> None:
+    def __init__(self, store: Store, hall: str, tz: ZoneInfo, burst_gap_s: float = 0.0) -> None:
         self.store = store
         self.hall = hall
         self.tz = tz
+        #: Free-mode ratings closer than this on one terminal are flagged as misuse (0: off).
+        self.burst_gap_ms = int(burst_gap_s * 1000)
         self.devices: dict[str, Device] = {}
         self._registry_version: str | None = None
         self._uptos: dict[tuple[str, str], int] = {}
@@ -136,50 +138,39 @@ class Ingestor:
         """Insert one verified event unless it is a duplicate; True if inserted."""
         if _exists(conn, dev.id, ev.epoch, ev.seq):
             return False  # dedupe comes before every business rule
-        status, why = self._rule(conn, ev)
+        status, why = self._rule(conn, dev, ev)
         t_ms, t_source = event_time(ev, received_ms)
-        day = dt.datetime.fromtimestamp(t_ms / 1000, self.tz).date().isoformat()
-        conn.execute(
-            _INSERT,
-            (
-                dev.id,
-                ev.epoch,
-                ev.seq,
-                ev.kind,
-                status,
-                why,
-                ev.level,
-                None if ev.reasons is None else json.dumps(list(ev.reasons)),
-                ev.ref,
-                ev.case,
-                ev.item,
-                ev.staff,
-                dev.window,
-                ev.trigger,
-                ev.boot,
-                ev.mono_ms,
-                ev.wall_ms,
-                int(ev.synced),
-                ev.age_ms,
-                t_ms,
-                t_source,
-                day,
-                received_ms,
-                mac,
-            ),
-        )
+        day = local_day(t_ms, self.tz)
+        reasons = None if ev.reasons is None else json.dumps(list(ev.reasons))
+        row = (dev.id, ev.epoch, ev.seq, ev.kind, status, why, ev.level, reasons, ev.ref, ev.case, ev.item, ev.staff,
+               dev.window, ev.trigger, ev.boot, ev.mono_ms, ev.wall_ms, int(ev.synced), ev.age_ms,
+               t_ms, t_source, day, received_ms, mac)  # fmt: skip
+        event_id = int(conn.execute(_INSERT, row).lastrowid or 0)
+        _track_case(conn, dev, ev, status, event_id, t_ms)
         _tally(delta, (day, dev.id, dev.window, ev.item or "", ev.staff or ""), ev, status)
         return True
 
-    def _rule(self, conn: sqlite3.Connection, ev: Event) -> tuple[str, str | None]:
-        """(status, reason): ``accepted``, or ``refused`` for a second rating of the same case."""
-        if ev.kind == Kind.RATING.value and ev.case is not None:
-            row = conn.execute(
-                "SELECT 1 FROM events WHERE case_no = ? AND kind = 'rating' AND status != 'refused' LIMIT 1", (ev.case,)
-            ).fetchone()
-            if row is not None:
+    def _rule(self, conn: sqlite3.Connection, dev: Device, ev: Event) -> tuple[str, str | None]:
+        """(status, reason): ``accepted``; ``refused`` for a second rating of a case; ``flagged``
+        (stored, counted, left out of the rates) for a rating that looks like misuse."""
+        if ev.kind != Kind.RATING.value:
+            return "accepted", None
+        if ev.case is not None:
+            if _case_rated(conn, ev.case):
                 return "refused", "case_already_rated"
+            return _case_flag(conn, dev, ev)
+        if ev.trigger == Trigger.FREE.value and self.burst_gap_ms and self._burst(conn, dev, ev):
+            return "flagged", "burst"
         return "accepted", None
+
+    def _burst(self, conn: sqlite3.Connection, dev: Device, ev: Event) -> bool:
+        """Did the previous rating of this terminal come less than the gap before this one?"""
+        row = conn.execute(
+            "SELECT boot, mono_ms FROM events WHERE device = ? AND epoch = ? AND seq < ? "
+            "AND kind = 'rating' ORDER BY seq DESC LIMIT 1",
+            (dev.id, ev.epoch, ev.seq),
+        ).fetchone()
+        return row is not None and row[0] == ev.boot and ev.mono_ms - int(row[1]) < self.burst_gap_ms
 
     def _advance(
         self, conn: sqlite3.Connection, touched: dict[tuple[str, str], set[int]]
@@ -192,7 +183,7 @@ class Ingestor:
             conn.execute(
                 "INSERT INTO epochs (device, epoch, upto, first_ms, last_ms) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(device, epoch) DO UPDATE SET upto = excluded.upto, last_ms = excluded.last_ms",
-                (device, epoch, upto, _now_ms(), _now_ms()),
+                (device, epoch, upto, now_ms(), now_ms()),
             )
             acks[(device, epoch)] = upto
         return acks
@@ -210,6 +201,42 @@ def _exists(conn: sqlite3.Connection, device: str, epoch: str, seq: int) -> bool
     return conn.execute(sql, (device, epoch, seq)).fetchone() is not None
 
 
+def _case_rated(conn: sqlite3.Connection, case: str) -> bool:
+    sql = "SELECT 1 FROM events WHERE case_no = ? AND kind = 'rating' AND status != 'refused' LIMIT 1"
+    return conn.execute(sql, (case,)).fetchone() is not None
+
+
+def _case_flag(conn: sqlite3.Connection, dev: Device, ev: Event) -> tuple[str, str | None]:
+    """A rating bound to a case the hub did not open for this window, or has cancelled."""
+    if ev.trigger == Trigger.STAFF.value:
+        local = ev.case is not None and ev.case.startswith(f"{dev.id}-{ev.epoch[:8]}-")
+        return ("accepted", None) if local else ("flagged", "unknown_case")
+    case = get_case(conn, ev.case or "")
+    if case is None:
+        return "flagged", "unknown_case"
+    if case["status"] == "cancelled":
+        return "flagged", "case_cancelled"
+    if case["window"] != dev.window:
+        return "flagged", "wrong_window"
+    return "accepted", None
+
+
+def _track_case(conn: sqlite3.Connection, dev: Device, ev: Event, status: str, event_id: int, t_ms: int) -> None:
+    """Staff-key events open local cases; an accepted rating closes its case as rated."""
+    if ev.case is None or ev.kind not in (Kind.STAFF.value, Kind.RATING.value) or status == "refused":
+        return
+    conn.execute(
+        "INSERT OR IGNORE INTO cases (case_no, window, device, item, staff, source, status, opened_ms) "
+        "VALUES (?, ?, ?, ?, ?, 'staff', 'open', ?)",
+        (ev.case, dev.window, dev.id, ev.item, ev.staff, t_ms),
+    )
+    if ev.kind == Kind.RATING.value:
+        conn.execute(
+            "UPDATE cases SET status = 'rated', rated_event = ?, closed_ms = ? WHERE case_no = ? AND status = 'open'",
+            (event_id, t_ms, ev.case),
+        )
+
+
 def _tally(delta: TallyDelta, key: tuple[str, str, str, str, str], ev: Event, status: str) -> None:
     delta.add(key, "events")
     if ev.kind == Kind.RATING.value:
@@ -217,7 +244,7 @@ def _tally(delta: TallyDelta, key: tuple[str, str, str, str, str], ev: Event, st
             delta.add(key, "refused")
             return
         delta.add(key, f"lv_{ev.level}")
-        if ev.case is not None:
+        if ev.case is not None and status == "accepted":
             delta.add(key, "rated")
         if status == "flagged":
             delta.add(key, f"fl_{ev.level}")
@@ -234,7 +261,3 @@ def _count_frames(conn: sqlite3.Connection, frames: Counter[tuple[str, str]], at
         "ON CONFLICT(outcome, device) DO UPDATE SET n = n + excluded.n, last_ms = excluded.last_ms",
         [(outcome, device, n, at_ms) for (outcome, device), n in frames.items()],
     )
-
-
-def _now_ms() -> int:
-    return int(dt.datetime.now().timestamp() * 1000)

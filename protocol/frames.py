@@ -34,6 +34,15 @@ _EPOCH_RE = re.compile(r"^[0-9a-f]{16,32}$")
 _MAC_RE = re.compile(r"^[0-9a-f]{64}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _TEXT_MAX = 64
+#: Free text (case, item, staff): 1-64 characters, no control characters or line separators; the
+#: OpenAPI description uses this pattern. Python strings may also hold lone surrogates (which
+#: UTF-8 cannot encode, and which JSON Schema's Unicode strings cannot hold): refused too.
+TEXT_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]{1,64}$"
+_TEXT_RE = re.compile(r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff]{1,64}\Z")
+
+
+def valid_text(value: object) -> bool:
+    return isinstance(value, str) and _TEXT_RE.match(value) is not None
 
 
 class Kind(enum.Enum):
@@ -175,8 +184,8 @@ def _text(
     value = obj.get(name)
     if value is None and optional:
         return None
-    if not isinstance(value, str) or not 0 < len(value) <= _TEXT_MAX or not value.isprintable():
-        raise _malformed(name, f"expected printable text of 1..{_TEXT_MAX} characters, got {value!r}")
+    if not valid_text(value):
+        raise _malformed(name, f"expected text of 1..{_TEXT_MAX} characters without control characters, got {value!r}")
     if pattern is not None and not pattern.match(value):
         raise _malformed(name, f"{value!r} does not match {pattern.pattern}")
     return value

@@ -1,4 +1,4 @@
-"""Commands from the hub on the terminal's ``cmd`` topic: invitations, cancels, time.
+"""Commands from the hub on the terminal's ``cmd`` topic: invitations, cancels, staff sign-in.
 
 An invitation carries its remaining lifetime (``ttl_ms``) measured by the hub when it sent it,
 and the hub's wall time then (``sent_ms``). A terminal with a synchronised clock subtracts the
@@ -30,6 +30,11 @@ class CommandRouter:
         elif name == "cancel":
             self.counts["cancel"] += 1
             self.evaluator.cancel(cmd.get("case"))
+        elif name == "staff":
+            staff = cmd.get("staff")
+            if staff is not None and not (isinstance(staff, str) and 0 < len(staff) <= 64):
+                raise ValueError(f"bad staff id in {cmd!r}")
+            self.evaluator.sign_in(staff)
         else:
             self.counts["unknown"] += 1
             _LOG.warning("unknown command %r", name)
@@ -42,6 +47,7 @@ class CommandRouter:
             ttl_ms -= max(0, self.clock.wall_ms() - sent_ms)
         if self.evaluator.invite(case, cmd.get("item"), cmd.get("staff"), self.clock.mono_ms() + ttl_ms):
             self.counts["invite"] += 1
+            _LOG.info("invitation for case %s (%d ms left)", case, ttl_ms)
         else:
             self.counts["expired"] += 1
             _LOG.info("invitation for case %s arrived after it expired", case)

@@ -61,6 +61,8 @@ class Evaluator:
         self._lockout_until_ms = 0
         self._awaiting_reason: tuple[int, int] | None = None  # (rating seq, deadline mono ms)
         self._feedback_until_ms = 0
+        #: The staff member signed in at the window (config, or a ``staff`` command from the hub).
+        self.staff = config.staff
         self.counts = {"ratings": 0, "ignored": 0, "reasons": 0, "staff": 0}
 
     # -- inputs -----------------------------------------------------------------------------
@@ -93,6 +95,11 @@ class Evaluator:
         self.panel.show(Feedback.READY)
         return True
 
+    def sign_in(self, staff: str | None) -> None:
+        """Staff sign-in (None: signed out); later events carry this staff id."""
+        with self._lock:
+            self.staff = staff
+
     def cancel(self, case: str | None = None) -> None:
         with self._lock:
             if self._invitation is not None and case in (None, self._invitation.case):
@@ -111,6 +118,13 @@ class Evaluator:
             feedback = self._resting_feedback() if changed else None
         if feedback is not None:
             self.panel.show(feedback)
+
+    @property
+    def invitation(self) -> Invitation | None:
+        """The live invitation, if any."""
+        with self._lock:
+            self._expire(self.clock.mono_ms())
+            return self._invitation
 
     @property
     def ready(self) -> bool:
@@ -153,7 +167,7 @@ class Evaluator:
             trigger=trigger,
             case=inv.case if inv else None,
             item=inv.item if inv else self.config.item,
-            staff=inv.staff if inv else self.config.staff,
+            staff=inv.staff if inv else self.staff,
         )
         self.counts["ratings"] += 1
         self._invitation = None
@@ -178,12 +192,12 @@ class Evaluator:
         if self.config.mode != "staff":
             return None, None
         seq = self._commit(
-            Kind.STAFF, trigger=Trigger.STAFF.value, item=self.config.item, staff=self.config.staff, case_from_seq=True
+            Kind.STAFF, trigger=Trigger.STAFF.value, item=self.config.item, staff=self.staff, case_from_seq=True
         )
         self.counts["staff"] += 1
         deadline = now + int(self.config.timing.invite_s * 1000)
         self._invitation = Invitation(
-            self.journal.local_case(seq), self.config.item, self.config.staff, deadline, Trigger.STAFF.value
+            self.journal.local_case(seq), self.config.item, self.staff, deadline, Trigger.STAFF.value
         )
         return seq, Feedback.READY
 

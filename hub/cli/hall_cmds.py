@@ -219,6 +219,8 @@ def stats_cmd(home: Path | None, by: str, start: dt.datetime | None, end: dt.dat
     folder = home_path(home)
     cfg = hub_config.load(folder)
     names = stats.parse_by(by)
+    if start and end and start > end:
+        raise click.BadParameter(f"--from {start.date()} is after --to {end.date()}")
     with _store(folder) as store:
         result = stats.stats(store, names, start and start.date(), end and end.date(), cfg.satisfaction_threshold)
     click.echo(stats.render(result, names, fmt))

@@ -92,7 +92,35 @@ def _m1_core(db: sqlite_utils.Database) -> None:
     db.execute(f"CREATE TABLE tallies ({keys}, {cols}, PRIMARY KEY ({', '.join(TALLY_KEYS)})) WITHOUT ROWID")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_core]
+def _m2_cases(db: sqlite_utils.Database) -> None:
+    """Cases (办件) opened by the business system, the CLI or a staff key, and the commands
+    (invitations, cancels) waiting to be published to terminals."""
+    db.table("cases").create(
+        {
+            "case_no": str,
+            "window": str,
+            "device": str,
+            "item": str,
+            "staff": str,
+            "source": str,
+            "status": str,
+            "opened_ms": int,
+            "expires_ms": int,
+            "closed_ms": int,
+            "rated_event": int,
+        },
+        pk="case_no",
+        not_null={"window", "source", "status", "opened_ms"},
+    )
+    db.table("commands").create(
+        {"id": int, "device": str, "payload": str, "created_ms": int, "expires_ms": int, "published_ms": int},
+        pk="id",
+        not_null={"device", "payload", "created_ms"},
+    )
+    db.execute("CREATE INDEX commands_unpublished ON commands(id) WHERE published_ms IS NULL")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_core, _m2_cases]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

@@ -26,6 +26,11 @@ _UPSERT = (
 )
 
 
+def local_day(t_ms: int, tz: dt.tzinfo) -> str:
+    """The hall-local day of an instant, ``YYYY-MM-DD``."""
+    return dt.datetime.fromtimestamp(t_ms / 1000, tz).date().isoformat()
+
+
 class TallyDelta:
     """Counter changes gathered over one ingest batch, applied in one go."""
 

@@ -1,0 +1,53 @@
+"""Today's figures for the hall display (``GET /`` and ``/api/v1/display``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from protocol.levels import LEVEL_IDS, Level
+
+from .stats import stats
+from .store import Store
+from .store.registry import list_windows
+
+
+def display_data(store: Store, hall: str, tz: ZoneInfo, threshold: str) -> dict[str, Any]:
+    today = dt.datetime.now(tz).date()
+    result = stats(store, ["window"], today, today, threshold)
+    by_window = {r["window"]: r for r in result["rows"]}
+    windows = [
+        {"window": w["window"], "name": w["name"], **_figures(by_window.get(w["window"]))} for w in list_windows(store)
+    ]
+    return {
+        "hall": hall,
+        "day": today.isoformat(),
+        "windows": windows,
+        "total": _figures(result["total"]),
+        "levels": [{"id": lv, "label": Level(lv).label_zh, "count": result["total"]["levels"][lv]} for lv in LEVEL_IDS],
+        "bad_reviews": _bad_reviews(store, today.isoformat()),
+    }
+
+
+def _figures(row: dict[str, Any] | None) -> dict[str, Any]:
+    keys = ("cases", "evaluations", "evaluation_rate", "satisfaction_rate", "bad_rate", "mean_score", "ignored")
+    return {k: (row or {}).get(k, 0 if k in ("cases", "evaluations", "ignored") else None) for k in keys}
+
+
+def _bad_reviews(store: Store, day: str, limit: int = 20) -> list[dict[str, Any]]:
+    """Today's bad reviews, newest first, with the reasons given for them."""
+    cur = store.conn.execute(
+        """
+        SELECT r.window, r.level, r.case_no, r.t_ms,
+               (SELECT x.reasons FROM events x WHERE x.device = r.device AND x.epoch = r.epoch AND x.ref = r.seq
+                AND x.kind = 'reason' LIMIT 1)
+        FROM events r WHERE r.day = ? AND r.kind = 'rating' AND r.status = 'accepted'
+        AND r.level IN ('dissatisfied', 'very_dissatisfied') ORDER BY r.t_ms DESC LIMIT ?""",
+        (day, limit),
+    )
+    return [
+        {"window": w, "level": lv, "case": c, "t_ms": t, "reasons": json.loads(rs) if rs else ["unspecified"]}
+        for w, lv, c, t, rs in cur
+    ]

@@ -1,0 +1,53 @@
+"""``GET /metrics``: Prometheus text format, read from the hub database at scrape time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from ..store import Store
+
+
+class StoreCollector(Collector):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        conn = self.store.conn
+        frames = CounterMetricFamily(
+            "haocha_frames", "Events stored and duplicates, frames rejected by reason", labels=["outcome"]
+        )
+        for outcome, n in conn.execute("SELECT outcome, sum(n) FROM frame_counts GROUP BY outcome"):
+            frames.add_metric([outcome], n)
+        yield frames
+        stored = conn.execute("SELECT coalesce(sum(n), 0) FROM frame_counts WHERE outcome = 'stored'").fetchone()[0]
+        yield CounterMetricFamily("haocha_events_stored", "Events stored by the hub", value=stored)
+        yield from self._devices()
+        pending = conn.execute("SELECT count(*) FROM commands WHERE published_ms IS NULL").fetchone()[0]
+        yield GaugeMetricFamily("haocha_commands_pending", "Invitations and commands not yet published", value=pending)
+
+    def _devices(self) -> Iterator[Metric]:
+        online = backlog = total = 0
+        for revoked, state in self.store.conn.execute("SELECT revoked, state FROM devices"):
+            if revoked:
+                continue
+            total += 1
+            parsed = json.loads(state) if state else {}
+            online += bool(parsed.get("online"))
+            backlog += int(parsed.get("backlog") or 0) if parsed.get("online") else 0
+        yield GaugeMetricFamily("haocha_devices", "Provisioned terminals (not revoked)", value=total)
+        yield GaugeMetricFamily("haocha_devices_online", "Terminals whose retained state says online", value=online)
+        yield GaugeMetricFamily(
+            "haocha_terminal_backlog", "Unacknowledged events reported by online terminals", value=backlog
+        )
+
+
+def render_metrics(store: Store) -> bytes:
+    from prometheus_client import generate_latest
+
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    return generate_latest(registry)

@@ -1,0 +1,137 @@
+"""The OpenAPI description of the hub's HTTP API, served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol.frames import TEXT_PATTERN
+
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_RATE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+_ROW = {
+    "type": "object",
+    "properties": {
+        "cases": {"type": "integer"}, "evaluations": {"type": "integer"},
+        "levels": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "evaluation_rate": _RATE, "satisfaction_rate": _RATE, "bad_rate": _RATE,
+        "mean_score": {"type": ["number", "null"]}, "ignored": {"type": "integer"}, "flagged": {"type": "integer"},
+        "events": {"type": "integer"},
+    },
+    "required": ["cases", "evaluations", "levels", "evaluation_rate", "satisfaction_rate", "bad_rate", "mean_score"],
+}  # fmt: skip
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": TEXT_PATTERN}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def spec() -> dict[str, Any]:
+    case_body = {
+        "type": "object",
+        "required": ["case", "window"],
+        "properties": {
+            "case": {**_TEXT, "description": "case number (办件编号)"},
+            "window": {**_TEXT, "description": "window id"},
+            "item": {**_TEXT, "description": "service item code (事项编码)"},
+            "staff": {**_TEXT, "description": "staff id"},
+        },
+    }
+    case = {
+        "type": "object",
+        "properties": {
+            k: {"type": ["string", "null"]} for k in ("case", "window", "device", "item", "staff", "status")
+        },
+    }
+    secured: list[dict[str, list[str]]] = [{"bearer": []}]
+    date = {"type": "string", "format": "date"}
+    dims = "(device|window|item|staff|day)"
+    by = {"type": "string", "pattern": f"^{dims}(,{dims})*$", "description": "comma-separated grouping"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "haocha hub", "version": "1", "description": "Hall evaluation (好差评) hub API"},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": {
+            "/api/v1/cases": {
+                "post": {
+                    "summary": "Open a case and invite a rating on the window's terminal",
+                    "security": secured,
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": case_body}}},
+                    "responses": {
+                        "201": _json("case opened; the invitation is queued", case),
+                        "401": _error("token missing or wrong"),
+                        "404": _error("unknown window"),
+                        "409": _error("case exists"),
+                        "422": _error("bad body"),
+                    },
+                }
+            },
+            "/api/v1/cases/{case}": {
+                "get": {
+                    "summary": "A case and its status",
+                    "parameters": [{"name": "case", "in": "path", "required": True, "schema": _TEXT}],
+                    "responses": {"200": _json("the case", case), "404": _error("unknown case")},
+                }
+            },
+            "/api/v1/cases/{case}/cancel": {
+                "post": {
+                    "summary": "Cancel an open case; its invitation is withdrawn",
+                    "security": secured,
+                    "parameters": [{"name": "case", "in": "path", "required": True, "schema": _TEXT}],
+                    "responses": {
+                        "200": _json("cancelled", case),
+                        "401": _error("token missing or wrong"),
+                        "404": _error("unknown case"),
+                        "409": _error("case not open"),
+                    },
+                }
+            },
+            "/api/v1/stats": {
+                "get": {
+                    "summary": "Rates grouped like `haocha stats`",
+                    "parameters": [
+                        {"name": "by", "in": "query", "schema": by},
+                        {"name": "from", "in": "query", "schema": date},
+                        {"name": "to", "in": "query", "schema": date},
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "rows and total",
+                            {
+                                "type": "object",
+                                "properties": {"rows": {"type": "array", "items": _ROW}, "total": _ROW},
+                                "required": ["rows", "total"],
+                            },
+                        ),
+                        "422": _error("bad parameter"),
+                    },
+                }
+            },
+            "/api/v1/display": {
+                "get": {
+                    "summary": "Today's figures for the hall display",
+                    "responses": {"200": _json("display data", {"type": "object"})},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+                    },
+                }
+            },
+            "/": {
+                "get": {
+                    "summary": "The hall display page",
+                    "responses": {
+                        "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}
+                    },
+                }
+            },
+        },
+    }
