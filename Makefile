@@ -6,12 +6,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench mosquitto clean
+# Debian packages the tests use: the broker, a browser for the hall display test, a CJK font.
+TEST_DEBS := mosquitto chromium fonts-wqy-zenhei
+
+.PHONY: demo test lint typecheck bench mosquitto test-debs debs clean
 
 demo: $(STAMP) mosquitto
 	$(BIN)/haocha demo
 
-test: $(STAMP) mosquitto lint typecheck
+test: $(STAMP) test-debs lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 lint: $(STAMP)
@@ -32,13 +35,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[sim,test]'
 	touch $(STAMP)
 
-# Mosquitto from Debian's packages when it is missing; as non-root, say how.
+# Debian packages when they are missing; as non-root, say how. Debian starts the packaged
+# broker as a service on port 1883: haocha runs its own, so that one is stopped.
 mosquitto:
-	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
+	@$(MAKE) --no-print-directory debs DEBS=mosquitto
+
+test-debs:
+	@$(MAKE) --no-print-directory debs DEBS="$(TEST_DEBS)"
+
+debs:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto) >/dev/null; \
+		echo "installing from Debian: $$missing" >&2; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
 		systemctl disable --now mosquitto >/dev/null 2>&1 || true; \
-	else echo "Mosquitto is missing: run 'sudo apt-get install mosquitto' and try again" >&2; exit 1; fi
+	else echo "missing Debian packages: run 'sudo apt-get install $$missing' and try again" >&2; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

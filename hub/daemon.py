@@ -25,6 +25,7 @@ from paho.mqtt.properties import Properties
 
 from protocol.frames import Ack, encode_state
 from protocol.topics import Leaf, hub_state_topic, topic, wildcard
+from protocol.transport import no_delay
 
 from .commands import CommandPublisher
 from .config import DB_NAME, HubConfig
@@ -61,6 +62,7 @@ class HubDaemon:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        no_delay(client)
         return client
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:

@@ -22,12 +22,12 @@ from protocol.topics import Leaf, parse_topic
 from .cases import get_case
 from .store import Store, now_ms
 from .store.registry import Device, all_devices, set_device_state
-from .store.tallies import TallyDelta, local_day
+from .store.tallies import DayCache, TallyDelta
 
 _LOG = logging.getLogger(__name__)
 
-_INSERT = """INSERT INTO events (device, epoch, seq, kind, status, status_reason, level, reasons, ref, case_no,
-    item, staff, window, trigger, boot, mono_ms, wall_ms, synced, age_ms, t_ms, t_source, day, received_ms, mac)
+_INSERT = """INSERT OR IGNORE INTO events (device, epoch, seq, kind, status, status_reason, level, reasons, ref,
+    case_no, item, staff, window, trigger, boot, mono_ms, wall_ms, synced, age_ms, t_ms, t_source, day, received_ms, mac)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 
@@ -68,6 +68,7 @@ class Ingestor:
         self.tz = tz
         #: Free-mode ratings closer than this on one terminal are flagged as misuse (0: off).
         self.burst_gap_ms = int(burst_gap_s * 1000)
+        self.day_of = DayCache(tz)
         self.devices: dict[str, Device] = {}
         self._registry_version: str | None = None
         self._uptos: dict[tuple[str, str], int] = {}
@@ -135,17 +136,22 @@ class Ingestor:
     def _event(
         self, conn: sqlite3.Connection, dev: Device, ev: Event, mac: str, received_ms: int, delta: TallyDelta
     ) -> bool:
-        """Insert one verified event unless it is a duplicate; True if inserted."""
-        if _exists(conn, dev.id, ev.epoch, ev.seq):
-            return False  # dedupe comes before every business rule
+        """Insert one verified event unless it is a duplicate; True if inserted.
+
+        The unique (device, epoch, seq) index decides: a duplicate inserts nothing, and the
+        rule's verdict (read-only) and every counter change are dropped with it, so dedupe
+        still comes before every business rule."""
         status, why = self._rule(conn, dev, ev)
         t_ms, t_source = event_time(ev, received_ms)
-        day = local_day(t_ms, self.tz)
+        day = self.day_of(t_ms)
         reasons = None if ev.reasons is None else json.dumps(list(ev.reasons))
         row = (dev.id, ev.epoch, ev.seq, ev.kind, status, why, ev.level, reasons, ev.ref, ev.case, ev.item, ev.staff,
                dev.window, ev.trigger, ev.boot, ev.mono_ms, ev.wall_ms, int(ev.synced), ev.age_ms,
                t_ms, t_source, day, received_ms, mac)  # fmt: skip
-        event_id = int(conn.execute(_INSERT, row).lastrowid or 0)
+        cur = conn.execute(_INSERT, row)
+        if cur.rowcount == 0:
+            return False
+        event_id = int(cur.lastrowid or 0)
         _track_case(conn, dev, ev, status, event_id, t_ms)
         _tally(delta, (day, dev.id, dev.window, ev.item or "", ev.staff or ""), ev, status)
         return True

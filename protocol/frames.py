@@ -100,21 +100,23 @@ class Event:
         return out
 
 
+_FIELD_PREFIXES = tuple((name.encode() + b"=", name) for name in EVENT_FIELDS)
+
+
 def _encode_value(value: Any) -> bytes:
+    kind = type(value)  # exact types, most common first: this runs for every field of every event
+    if kind is str:
+        raw = value.encode("utf-8")
+        return b"s%d:%b" % (len(raw), raw)
     if value is None:
         return b"-"
-    if value is True:
-        return b"T"
-    if value is False:
-        return b"F"
-    if isinstance(value, int):
-        return b"i" + str(value).encode()
-    if isinstance(value, str):
-        raw = value.encode("utf-8")
-        return b"s" + str(len(raw)).encode() + b":" + raw
-    if isinstance(value, (list, tuple)):
-        return b"l" + str(len(value)).encode() + b":" + b"".join(_encode_value(v) for v in value)
-    raise TypeError(f"cannot encode {type(value).__name__} canonically")
+    if kind is bool:
+        return b"T" if value else b"F"
+    if kind is int:
+        return b"i%d" % value
+    if kind in (list, tuple):
+        return b"l%d:%b" % (len(value), b"".join(_encode_value(v) for v in value))
+    raise TypeError(f"cannot encode {kind.__name__} canonically")
 
 
 def canonical_bytes(hall: str, device: str, event: Event) -> bytes:
@@ -123,10 +125,10 @@ def canonical_bytes(hall: str, device: str, event: Event) -> bytes:
     Values: ``-`` null, ``T``/``F`` booleans, ``i<decimal>`` integers, ``s<len>:<utf-8>`` strings,
     ``l<count>:<values>`` lists.
     """
-    lines = [b"hall=" + _encode_value(hall) + b"\n", b"device=" + _encode_value(device) + b"\n"]
-    fields = event.fields()
-    lines.extend(name.encode() + b"=" + _encode_value(fields[name]) + b"\n" for name in EVENT_FIELDS)
-    return CANONICAL_MAGIC + b"".join(lines)
+    parts = [CANONICAL_MAGIC, b"hall=", _encode_value(hall), b"\ndevice=", _encode_value(device), b"\n"]
+    for prefix, name in _FIELD_PREFIXES:
+        parts += (prefix, _encode_value(getattr(event, name)), b"\n")
+    return b"".join(parts)
 
 
 def compute_mac(key: bytes, hall: str, device: str, event: Event) -> str:
@@ -184,21 +186,20 @@ def _text(
     value = obj.get(name)
     if value is None and optional:
         return None
-    if not valid_text(value):
-        raise _malformed(name, f"expected text of 1..{_TEXT_MAX} characters without control characters, got {value!r}")
+    if not isinstance(value, str) or not valid_text(value):
+        raise _malformed(name, f"expected 1..{_TEXT_MAX} characters without control characters, got {value!r}")
     if pattern is not None and not pattern.match(value):
         raise _malformed(name, f"{value!r} does not match {pattern.pattern}")
     return value
 
 
-def _choice(obj: Mapping[str, Any], name: str, choices: Iterable[str], optional: bool = True) -> str | None:
+def _choice(obj: Mapping[str, Any], name: str, allowed: frozenset[str], optional: bool = True) -> str | None:
     value = obj.get(name)
     if value is None and optional:
         return None
-    allowed = tuple(choices)
-    if value not in allowed:
-        raise _malformed(name, f"expected one of {', '.join(allowed)}, got {value!r}")
-    return str(value)
+    if type(value) is not str or value not in allowed:
+        raise _malformed(name, f"expected one of {', '.join(sorted(allowed))}, got {value!r}")
+    return value
 
 
 def _reasons(obj: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -213,13 +214,20 @@ def _reasons(obj: Mapping[str, Any]) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+_WIRE_FIELDS = frozenset((*EVENT_FIELDS, "mac"))
+_KINDS = frozenset(k.value for k in Kind)
+_TRIGGERS = frozenset(t.value for t in Trigger)
+_LEVELS = frozenset(LEVEL_IDS)
+_RATING, _IGNORED, _REASON = Kind.RATING.value, Kind.IGNORED.value, Kind.REASON.value
+
+
 def _check_kind_rules(event: Event) -> None:
     """Which optional fields each kind requires."""
-    if event.kind in (Kind.RATING.value, Kind.IGNORED.value) and event.level is None:
+    if event.kind in (_RATING, _IGNORED) and event.level is None:
         raise _malformed("level", f"a {event.kind} event needs a level")
-    if event.kind == Kind.RATING.value and event.trigger is None:
+    if event.kind == _RATING and event.trigger is None:
         raise _malformed("trigger", "a rating needs a trigger")
-    if event.kind == Kind.REASON.value and (event.reasons is None or event.ref is None):
+    if event.kind == _REASON and (event.reasons is None or event.ref is None):
         raise _malformed("reasons", "a reason event needs reasons and ref")
     if event.ref is not None and event.ref >= event.seq:
         raise _malformed("ref", "ref must point at an earlier seq")
@@ -229,7 +237,7 @@ def parse_event(obj: Any) -> tuple[Event, str]:
     """Validate one wire event; return it with its claimed MAC (not yet checked)."""
     if not isinstance(obj, dict):
         raise MalformedFrame("event is not a JSON object")
-    unknown = set(obj) - set(EVENT_FIELDS) - {"mac"}
+    unknown = obj.keys() - _WIRE_FIELDS
     if unknown:
         raise MalformedFrame(f"unknown event fields: {', '.join(sorted(unknown))}")
     if obj.get("v") != SCHEMA_VERSION or type(obj.get("v")) is not int:
@@ -240,15 +248,15 @@ def parse_event(obj: Any) -> tuple[Event, str]:
     event = Event(
         epoch=str(_text(obj, "epoch", optional=False, pattern=_EPOCH_RE)),
         seq=int(_int(obj, "seq", 1, MAX_SEQ) or 0),
-        kind=str(_choice(obj, "kind", (k.value for k in Kind), optional=False)),
+        kind=str(_choice(obj, "kind", _KINDS, optional=False)),
         window=_text(obj, "window", pattern=_ID_RE),
-        level=_choice(obj, "level", LEVEL_IDS),
+        level=_choice(obj, "level", _LEVELS),
         reasons=_reasons(obj),
         ref=_int(obj, "ref", 1, MAX_SEQ, optional=True),
         case=_text(obj, "case"),
         item=_text(obj, "item"),
         staff=_text(obj, "staff"),
-        trigger=_choice(obj, "trigger", (t.value for t in Trigger)),
+        trigger=_choice(obj, "trigger", _TRIGGERS),
         boot=str(_text(obj, "boot", optional=False)),
         mono_ms=int(_int(obj, "mono_ms", 0, MAX_SEQ) or 0),
         wall_ms=int(_int(obj, "wall_ms", 0, MAX_SEQ) or 0),

@@ -39,14 +39,16 @@ class Journal:
 
     def __init__(self, path: Path | str, device: str) -> None:
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the writer connection
+        self._read_lock = threading.Lock()  # the reader connection: WAL readers never block a press
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             self.epoch = self._init_meta(device)
+            self._reader = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
         self.device = device
@@ -101,8 +103,10 @@ class Journal:
 
     def rows_after(self, after: int, limit: int) -> list[Row]:
         """Up to ``limit`` rows with seq > ``after``, in seq order."""
-        with self._lock:
-            cur = self._db.execute("SELECT seq, body FROM journal WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+        with self._read_lock:
+            cur = self._reader.execute(
+                "SELECT seq, body FROM journal WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            )
             return [Row(int(seq), json.loads(body)) for seq, body in cur]
 
     def body(self, seq: int) -> dict[str, Any] | None:
@@ -121,6 +125,10 @@ class Journal:
             if upto > self._last_seq():
                 raise JournalError(f"ack upto {upto} is beyond last_seq {self._last_seq()}")
             try:
+                # No fsync for acks: WAL with synchronous=NORMAL stays consistent, and an ack lost
+                # to a power cut only makes the terminal resend rows the hub dedupes. The next
+                # press's FULL commit syncs the WAL, this transaction included.
+                self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'acked'", (str(upto),))
                 self._db.execute("DELETE FROM journal WHERE seq <= ?", (upto,))
@@ -128,28 +136,33 @@ class Journal:
             except sqlite3.Error as exc:
                 self._rollback()
                 raise JournalError(f"journal ack failed: {exc}") from exc
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
             self.acked = upto
             return True
 
-    def _last_seq(self) -> int:
-        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()
+    def _last_seq(self, db: sqlite3.Connection | None = None) -> int:
+        row = (db or self._db).execute("SELECT seq FROM sqlite_sequence WHERE name = 'journal'").fetchone()
         return 0 if row is None else int(row[0])
 
     @property
     def last_seq(self) -> int:
-        with self._lock:
-            return self._last_seq()
+        """The highest seq ever committed (it survives the deletion of acked rows)."""
+        with self._read_lock:
+            return self._last_seq(self._reader)
 
     def summary(self) -> dict[str, Any]:
         """What ``haocha terminal journal`` prints."""
-        with self._lock:
-            last = self._last_seq()
-            pending = int(self._db.execute("SELECT count(*) FROM journal WHERE seq > ?", (self.acked,)).fetchone()[0])
+        with self._read_lock:
+            last = self._last_seq(self._reader)
+            sql = "SELECT count(*) FROM journal WHERE seq > ?"
+            pending = int(self._reader.execute(sql, (self.acked,)).fetchone()[0])
         return {"device": self.device, "epoch": self.epoch, "last_seq": last, "acked": self.acked, "pending": pending}
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             if self._db is not None:
+                self._reader.close()
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
 

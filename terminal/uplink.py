@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 from protocol.errors import ProtocolError
 from protocol.frames import Ack, Event, decode_state, encode_batch, encode_state
 from protocol.topics import Leaf, hub_state_topic, topic
+from protocol.transport import no_delay
 
 from . import __version__
 from .clock import Clock
@@ -78,6 +79,7 @@ class Uplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        no_delay(client)
         return client
 
     def start(self) -> None:

@@ -28,12 +28,20 @@ class TerminalRig:
         """Press a rating key and wait for its journal row; returns the seq."""
         before = self.term.journal.last_seq
         self.sim.press(Key(KeyKind.LEVEL, level))
-        return int(wait_for(lambda: self.term.journal.last_seq > before and self.term.journal.last_seq, 10,
-                            "the press to be committed"))
+        return int(
+            wait_for(
+                lambda: self.term.journal.last_seq > before and self.term.journal.last_seq,
+                10,
+                "the press to be committed",
+            )
+        )
 
     def wait_invited(self, case: str) -> None:
-        wait_for(lambda: (inv := self.term.evaluator.invitation) is not None and inv.case == case, 20,
-                 f"the invitation for {case}")
+        wait_for(
+            lambda: (inv := self.term.evaluator.invitation) is not None and inv.case == case,
+            20,
+            f"the invitation for {case}",
+        )
 
     def wait_acked(self) -> None:
         wait_for(lambda: self.term.journal.acked == self.term.journal.last_seq, 30, "the hub's ack")
@@ -49,8 +57,11 @@ class HubApi:
 
     def __init__(self, hall: Hall) -> None:
         wait_for(lambda: port_open(hall.http_port), 20, "the hub's HTTP API")
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{hall.http_port}",
-                                   headers={"Authorization": f"Bearer {hall.config.http.token}"}, timeout=10)
+        self.client = httpx.Client(
+            base_url=f"http://127.0.0.1:{hall.http_port}",
+            headers={"Authorization": f"Bearer {hall.config.http.token}"},
+            timeout=10,
+        )
 
     def open_case(self, case: str, window: str, **extra: Any) -> dict[str, Any]:
         response = self.client.post("/api/v1/cases", json={"case": case, "window": window, **extra})

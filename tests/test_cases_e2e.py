@@ -78,7 +78,11 @@ def test_two_hundred_cases_on_five_windows(invited_hall: Hall) -> None:
     for window, want in expected.items():
         row = rows[window]
         assert (row["cases"], row["evaluations"], row["ignored"], row["flagged"]) == (
-            40, want["rated"], want["ignored"], 0), window
+            40,
+            want["rated"],
+            want["ignored"],
+            0,
+        ), window
         assert row["evaluation_rate"] == pytest.approx(want["rated"] / 40)
     assert_invariant(invited_hall, [f"T0{n}" for n in range(1, 6)])
 

@@ -63,8 +63,9 @@ def test_open_case_queues_an_invitation_and_counts_the_case(client: TestClient, 
     (None, {"case": "C", "window": "W99"}, 404),
     (None, {"case": "C-9", "window": "W01", "item": "unregistered", "staff": "unknown"}, 201),
 ])  # fmt: skip
-def test_checks_run_401_422_404_409(client: TestClient, hall: Hall, headers: dict[str, str] | None,
-                                    body: object, status: int) -> None:
+def test_checks_run_401_422_404_409(
+    client: TestClient, hall: Hall, headers: dict[str, str] | None, body: object, status: int
+) -> None:
     headers = auth(hall) if headers is None else headers
     raw = body if isinstance(body, str) else json.dumps(body)
     response = client.post("/api/v1/cases", content=raw, headers=headers)
@@ -127,8 +128,9 @@ def test_api_conforms_to_its_openapi_description(tmp_path: Path) -> None:
     for result in schema.get_all_operations():
         operation = result.ok()
 
-        @hypothesis.settings(max_examples=60, deadline=None, database=None,
-                             suppress_health_check=list(hypothesis.HealthCheck))
+        @hypothesis.settings(
+            max_examples=60, deadline=None, database=None, suppress_health_check=list(hypothesis.HealthCheck)
+        )
         @hypothesis.given(case=operation.as_strategy())
         def check(case: schemathesis.Case) -> None:
             case.call_and_validate(headers={"Authorization": f"Bearer {hall.config.http.token}"})

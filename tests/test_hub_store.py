@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from hub.cases import CaseRequest, cancel_case, open_case
 from hub.ingest import Incoming, Ingestor
 from hub.stats import stats
 from hub.store import Store
@@ -90,10 +91,21 @@ def test_revoked_device_is_rejected(store: Store) -> None:
 
 
 def test_second_rating_of_a_case_is_stored_as_refused_and_counted_apart(store: Store) -> None:
+    open_case(store, CaseRequest("C1", "W01"), 60, TZ)
     ingest(store, message([rating(1, "satisfied", case="C1"), rating(2, "very_dissatisfied", case="C1")]))
     row = stats(store, ["window"], None, None)["rows"][0]
-    assert (row["evaluations"], row["refused"], row["rated"], row["events"]) == (1, 1, 1, 2)
-    assert row["levels"]["very_dissatisfied"] == 0
+    assert (row["cases"], row["evaluations"], row["refused"], row["rated"], row["events"]) == (1, 1, 1, 1, 2)
+    assert row["levels"]["very_dissatisfied"] == 0 and row["evaluation_rate"] == 1.0
+
+
+def test_ratings_of_cases_the_hub_did_not_open_are_flagged(store: Store) -> None:
+    open_case(store, CaseRequest("C2", "W01"), 60, TZ)
+    cancel_case(store, "C2")
+    ingest(store, message([rating(1, "satisfied", case="FORGED"), rating(2, "basic", case="C2")]))
+    reasons = dict(store.conn.execute("SELECT case_no, status_reason FROM events").fetchall())
+    assert reasons == {"FORGED": "unknown_case", "C2": "case_cancelled"}
+    total = stats(store, ["window"], None, None)["total"]
+    assert (total["evaluations"], total["flagged"], total["rated"], total["satisfaction_rate"]) == (2, 2, 0, None)
 
 
 def test_unsynced_clock_time_is_derived_from_receipt_and_age(store: Store) -> None:

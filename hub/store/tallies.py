@@ -31,6 +31,24 @@ def local_day(t_ms: int, tz: dt.tzinfo) -> str:
     return dt.datetime.fromtimestamp(t_ms / 1000, tz).date().isoformat()
 
 
+class DayCache:
+    """:func:`local_day` for a stream of mostly same-day instants: remembers the last day's bounds."""
+
+    def __init__(self, tz: dt.tzinfo) -> None:
+        self.tz = tz
+        self._lo = self._hi = 0
+        self._day = ""
+
+    def __call__(self, t_ms: int) -> str:
+        if not self._lo <= t_ms < self._hi:
+            local = dt.datetime.fromtimestamp(t_ms / 1000, self.tz)
+            start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            end = (start + dt.timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=self.tz)  # DST-safe wall day
+            self._lo, self._hi = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+            self._day = start.date().isoformat()
+        return self._day
+
+
 class TallyDelta:
     """Counter changes gathered over one ingest batch, applied in one go."""
 
