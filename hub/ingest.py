@@ -27,7 +27,8 @@ from .store.tallies import DayCache, TallyDelta
 _LOG = logging.getLogger(__name__)
 
 _INSERT = """INSERT OR IGNORE INTO events (device, epoch, seq, kind, status, status_reason, level, reasons, ref,
-    case_no, item, staff, window, trigger, boot, mono_ms, wall_ms, synced, age_ms, t_ms, t_source, day, received_ms, mac)
+    case_no, item, staff, window, trigger, boot, mono_ms, wall_ms, synced, age_ms, t_ms, t_source, day,
+    received_ms, mac)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 
