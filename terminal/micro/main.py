@@ -9,10 +9,16 @@ import gc
 import json
 import sys
 
-from clock import Clock
-from evaluator import REFUSED, Evaluator, handle_command
-from journal import Journal, JournalError
-from uplink import Uplink
+# Import one module at a time with a collection in between: compiling a module needs a few KB
+# of scratch heap, and a 64 KB heap cannot hold that on top of everything imported before it.
+for _name in ("wire", "journal", "mqtt", "clock", "evaluator", "uplink"):
+    __import__(_name)
+    gc.collect()
+
+from clock import Clock  # noqa: E402
+from evaluator import REFUSED, Evaluator, handle_command  # noqa: E402
+from journal import Journal, JournalError  # noqa: E402
+from uplink import Uplink  # noqa: E402
 
 IDLE_WAIT_MS = 10
 
