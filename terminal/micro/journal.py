@@ -225,15 +225,21 @@ class Journal:
 
     # -- reading ----------------------------------------------------------------------------
     def rows(self, after, limit):
-        """Up to ``limit`` (seq, body dict) pairs with seq > ``after``, in seq order."""
-        out = []
+        """Up to ``limit`` (seq, body dict) pairs with seq > ``after``, in seq order, as a list."""
+        return list(self.iter_rows(after, limit))
+
+    def iter_rows(self, after, limit):
+        """Yield up to ``limit`` (seq, body dict) pairs with seq > ``after`` one at a time, so that
+        only one decoded body is on the heap. Sequential reads resume at a cursor, not at the start
+        of the segment."""
         seq = max(after, self.acked) + 1
         if seq > self.last_seq or not self.segs or limit <= 0:
-            return out
+            return
         i = len(self.segs) - 1
         while i > 0 and self.segs[i] > seq:
             i -= 1
-        while i < len(self.segs) and len(out) < limit:
+        n = 0
+        while i < len(self.segs) and n < limit:
             first = self.segs[i]
             cur = self._cursor
             offset, at = 0, first
@@ -242,7 +248,7 @@ class Journal:
             with open(self._seg_path(first), "rb") as f:
                 if offset:
                     f.seek(offset)
-                while len(out) < limit:
+                while n < limit and at <= self.last_seq:
                     rec = read_record(f)
                     if rec is None:
                         break
@@ -250,13 +256,12 @@ class Journal:
                         raise JournalError("journal segment %d is corrupt at seq %d" % (first, at))
                     offset += rec[2]
                     at += 1
+                    self._cursor = (first, offset, at)
                     if rec[0] >= seq:
-                        out.append((rec[0], json.loads(rec[1])))
-                    if rec[0] >= self.last_seq:
-                        break
-            self._cursor = (first, offset, at)
+                        n += 1
+                        yield rec[0], json.loads(rec[1])
+                    rec = None
             i += 1
-        return out
 
     # -- acks -------------------------------------------------------------------------------
     def ack(self, upto):

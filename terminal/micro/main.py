@@ -79,6 +79,9 @@ class Firmware:
             self.running = False
 
     def run(self):
+        # Collect early and often: a small heap fails on fragmentation long before it is full.
+        gc.collect()
+        gc.threshold(max(2048, gc.mem_free() // 4))
         self.started()
         board, ev, up = self.board, self.evaluator, self.uplink
         while self.running:

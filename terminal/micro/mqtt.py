@@ -75,6 +75,7 @@ class Client:
         self.session_present = False
         self.last_error = None
         self._buf = bytearray()
+        self._rbuf = bytearray(256)
         self._since = 0
         self._last_tx = 0
         self._last_rx = 0
@@ -237,10 +238,10 @@ class Client:
                 self._send_connect()
             return False
         if ev & select.POLLIN:
-            data = self.sock.recv(1024)
-            if not data:
+            n = self.sock.readinto(self._rbuf)
+            if not n:
                 raise MQTTError("connection closed by broker")
-            self._buf += data
+            self._buf.extend(memoryview(self._rbuf)[:n])
             self._last_rx = ticks_ms()
             self._ping_out = False
         elif ev & (select.POLLERR | select.POLLHUP):
@@ -283,7 +284,7 @@ class Client:
             if len(buf) < i + length:
                 return
             kind = buf[0]
-            body = bytes(buf[i:i + length])
+            body = bytes(memoryview(buf)[i:i + length])
             buf[0:i + length] = b""
             self._handle(kind, body)
 

@@ -68,7 +68,7 @@ class SimBoard:
         self.emit("log " + text)
 
     # -- inputs -----------------------------------------------------------------------------
-    def poll(self, max_lines=32):
+    def poll(self, max_lines=8):
         """Actions from the control lines available now (never waits)."""
         out = []
         while len(out) < max_lines and not self.eof and self.poller.poll(0):

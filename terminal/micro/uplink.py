@@ -20,7 +20,7 @@ from journal import JournalError
 FW_VERSION = "micro-0.1.0"
 #: Ceilings for a 64 KB heap, whatever the config asks for.
 MAX_WINDOW = 200
-MAX_BATCH = 10
+MAX_BATCH = 6
 
 
 class Uplink:
@@ -156,21 +156,23 @@ class Uplink:
             room = j.acked + self.window - start
             if room <= 0 or start >= j.last_seq:
                 return
-            rows = j.rows(start, min(room, self.batch))
-            if not rows:
-                return
-            events = []
-            for seq, body in rows:
+            out = self._out
+            out[:] = b""  # keeps its allocation: the frame buffer is reused, not regrown
+            out.extend(b'{"v":1,"ev":[')
+            last = start
+            for seq, body in j.iter_rows(start, min(room, self.batch)):
+                if last != start:
+                    out.extend(b",")
                 body["v"] = wire.SCHEMA_VERSION
                 body["epoch"] = j.epoch
                 body["seq"] = seq
                 body["age_ms"] = self.clock.age_ms(body.get("boot"), body.get("mono_ms", 0))
-                events.append(body)
-            last = rows[-1][0]
-            out = self._out
-            out[:] = b""
-            wire.encode_batch(self.mac, self.hall, self.device, events, out)
-            rows = events = None
+                wire.put_wire_event(out, self.mac, self.hall, self.device, body)
+                last = seq
+                body = None
+            if last == start:
+                return
+            out.extend(b"]}")
             self.client.publish(self.t_ev, out, qos=1)
             self.counts["published_events"] += last - start
             self.sent_upto = last
