@@ -48,6 +48,8 @@ class Firmware:
         self.uplink = Uplink(cfg, self.journal, self.clock, on_command=self._command, log=board.log)
         self.uplink.net_ok = board.network_up
         self.running = True
+        self.peak_alloc = 0
+        self.peak_live = 0
 
     def _command(self, cmd):
         handle_command(self.evaluator, self.clock, cmd)
@@ -69,14 +71,24 @@ class Firmware:
                 return
             self.board.emit("commit %d %s" % (seq, row_kind) if seq else "nocommit")
         elif kind == "status":
-            s = self.journal.summary()
-            self.board.emit('status {"epoch":"%s","last_seq":%d,"acked":%d,"pending":%d,"connected":%s,"mem_alloc":%d}' % (
-                s["epoch"], s["last_seq"], s["acked"], s["pending"],
-                "true" if self.uplink.client.connected else "false", gc.mem_alloc()))
+            self.status()
         elif kind == "net" and arg == "down":
             self.uplink.client.close()
         elif kind == "quit":
             self.running = False
+
+    def status(self):
+        """One ``status`` line: the journal, the link, and the heap (live after a collection, and
+        the peaks: sampled every loop turn, garbage included, and live at status requests)."""
+        gc.collect()
+        live = gc.mem_alloc()
+        if live > self.peak_live:
+            self.peak_live = live
+        s = self.journal.summary()
+        self.board.emit(('status {"epoch":"%s","last_seq":%d,"acked":%d,"pending":%d,"connected":%s,'
+                         '"mem_alloc":%d,"peak_alloc":%d,"peak_live":%d,"heap":%d}') % (
+            s["epoch"], s["last_seq"], s["acked"], s["pending"], "true" if self.uplink.client.connected else "false",
+            live, self.peak_alloc, self.peak_live, live + gc.mem_free()))
 
     def run(self):
         # Collect early and often: a small heap fails on fragmentation long before it is full.
@@ -91,6 +103,9 @@ class Firmware:
             ev.tick()
             up.step(0 if actions else IDLE_WAIT_MS)
             board.idle()
+            used = gc.mem_alloc()
+            if used > self.peak_alloc:
+                self.peak_alloc = used
         self.close()
 
     def close(self):

@@ -187,7 +187,7 @@ class Client:
         head += t
         if qos:
             head += struct.pack("!H", pid)
-            if len(self.inflight) >= 512:  # a broker that never PUBACKs must not eat the heap
+            if len(self.inflight) >= 48:  # ids cycle through 65535: old entries cannot collide; bound the heap
                 self.inflight = {}
             self.inflight[pid] = True
         try:
