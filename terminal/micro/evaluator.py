@@ -36,7 +36,6 @@ class Evaluator:
         self.lockout_until = 0
         self.awaiting_reason = None  # (rating seq, deadline mono ms)
         self.feedback_until = 0
-        self.counts = {"ratings": 0, "ignored": 0, "reasons": 0, "staff": 0}
 
     # -- inputs -----------------------------------------------------------------------------
     def press(self, key):
@@ -67,7 +66,7 @@ class Evaluator:
     def cancel(self, case=None):
         if self.invitation is not None and case in (None, self.invitation[0]):
             self.invitation = None
-        self.board.show(self._resting())
+        self.board.show(self.resting())
 
     def tick(self):
         now = self.clock.mono_ms()
@@ -76,7 +75,7 @@ class Evaluator:
             self.feedback_until = 0
             changed = True
         if changed:
-            self.board.show(self._resting())
+            self.board.show(self.resting())
 
     def ready(self):
         now = self.clock.mono_ms()
@@ -105,13 +104,11 @@ class Evaluator:
         trigger = self._can_rate(now)
         if trigger is None:
             seq = self._commit("ignored", level=level)
-            self.counts["ignored"] += 1
             return seq, "ignored", REFUSED
         inv = self.invitation if trigger != "free" else None
         seq = self._commit("rating", level=level, trigger=trigger, case=inv[0] if inv else None,
                            item=inv[1] if inv else self.cfg.get("item"),
                            staff=inv[2] if inv else self.cfg.get("staff"))
-        self.counts["ratings"] += 1
         self.invitation = None
         self.lockout_until = now + self.lockout_ms
         if level in BAD_LEVELS and self._has_reason_keys():
@@ -124,7 +121,6 @@ class Evaluator:
         if self.awaiting_reason is None or reason not in self.reasons:
             return None, None, None
         seq = self._commit("reason", reasons=[reason], ref=self.awaiting_reason[0])
-        self.counts["reasons"] += 1
         self.awaiting_reason = None
         self.feedback_until = now + self.thanks_ms
         return seq, "reason", THANKS
@@ -134,7 +130,6 @@ class Evaluator:
             return None, None, None
         item, staff = self.cfg.get("item"), self.cfg.get("staff")
         seq = self._commit("staff", case_from_seq=True, trigger="staff", item=item, staff=staff)
-        self.counts["staff"] += 1
         self.invitation = (self.journal.local_case(seq), item, staff, now + self.invite_ms, "staff")
         return seq, "staff", READY
 
@@ -154,7 +149,7 @@ class Evaluator:
                 return True
         return False
 
-    def _resting(self):
+    def resting(self):
         if self.awaiting_reason is not None:
             return ASK_REASON
         if self.mode == "free" or self.invitation is not None:

@@ -1,31 +1,27 @@
 """Firmware entry point: read ``config.json``, open the journal, run the loop.
 
-On a board, MicroPython runs ``main.py`` at boot (config.json next to it). On the unix port,
-``micropython main.py PATH/config.json`` runs the same loop with the simulated board
-(:mod:`sim_board`, driven through stdin and stdout).
+On a board, MicroPython runs ``main.py`` at boot (``config.json`` next to it). On the unix port,
+``main.main(["main", PATH])`` runs the same loop with the simulated board (``sim_board``, driven
+through stdin and stdout).
 """
 
 import gc
-import json
-import sys
 
-# Import one module at a time with a collection in between: compiling a module needs a few KB
-# of scratch heap, and a 64 KB heap cannot hold that on top of everything imported before it.
-for _name in ("wire", "journal", "mqtt", "clock", "evaluator", "uplink"):
-    __import__(_name)
+# The frame buffer first, while the heap is whole: a 64 KB heap fragments too much to find a few
+# KB in one piece later. Then one module at a time with a collection in between.
+FRAME = bytearray(3584)
+FRAME[:] = b""  # keeps the allocation
+for _m in ("wire", "journal", "mqtt", "clock", "evaluator", "uplink"):
+    __import__(_m)
     gc.collect()
+
+import sys  # noqa: E402
+from json import dumps, loads  # noqa: E402
 
 from clock import Clock  # noqa: E402
 from evaluator import REFUSED, Evaluator, handle_command  # noqa: E402
 from journal import Journal, JournalError  # noqa: E402
 from uplink import Uplink  # noqa: E402
-
-IDLE_WAIT_MS = 10
-
-
-def load_config(path="config.json"):
-    with open(path) as f:
-        return json.loads(f.read())
 
 
 def make_board(cfg):
@@ -40,82 +36,74 @@ def make_board(cfg):
 
 class Firmware:
     def __init__(self, cfg, board):
-        self.cfg = cfg
         self.board = board
         self.clock = Clock(cfg.get("clock", "auto"), board.synced)
         self.journal = Journal(cfg.get("journal", "journal"), cfg["device"])
         self.evaluator = Evaluator(cfg, self.journal, board, self.clock)
-        self.uplink = Uplink(cfg, self.journal, self.clock, on_command=self._command, log=board.log)
+        self.uplink = Uplink(cfg, self.journal, self.clock, FRAME, self._command, board.log)
         self.uplink.net_ok = board.network_up
         self.running = True
-        self.peak_alloc = 0
-        self.peak_live = 0
+        self.peak_alloc = self.peak_live = 0
 
     def _command(self, cmd):
         handle_command(self.evaluator, self.clock, cmd)
 
-    def started(self):
-        s = self.journal.summary()
-        self.board.emit('started {"device":%s,"epoch":"%s","last_seq":%d,"acked":%d,"pending":%d,"cut_bytes":%d}' % (
-            json.dumps(s["device"]), s["epoch"], s["last_seq"], s["acked"], s["pending"], self.journal.cut_bytes))
-        self.board.show(self.evaluator._resting())
+    def summary(self, extra=""):
+        j = self.journal
+        return '{"device":%s,"epoch":"%s","last_seq":%d,"acked":%d,"pending":%d%s}' % (
+            dumps(j.device), j.epoch, j.last_seq, j.acked, j.last_seq - j.acked, extra)
 
     def handle(self, action):
         kind, arg = action
+        board = self.board
         if kind in ("level", "reason", "staff"):
             try:
                 seq, row_kind = self.evaluator.press(action)
             except JournalError as exc:
-                self.board.emit("error %s" % exc)
-                self.board.show(REFUSED)
+                board.emit("error %s" % exc)
+                board.show(REFUSED)
                 return
-            self.board.emit("commit %d %s" % (seq, row_kind) if seq else "nocommit")
+            board.emit("commit %d %s" % (seq, row_kind) if seq else "nocommit")
         elif kind == "status":
-            self.status()
+            # the heap: live after a collection, and the peaks (sampled every loop turn, garbage
+            # included; live at status requests)
+            gc.collect()
+            live = gc.mem_alloc()
+            self.peak_live = max(self.peak_live, live)
+            board.emit("status " + self.summary(
+                ',"connected":%s,"mem_alloc":%d,"peak_alloc":%d,"peak_live":%d,"heap":%d' % (
+                    "true" if self.uplink.client.connected else "false", live, self.peak_alloc,
+                    self.peak_live, live + gc.mem_free())))
         elif kind == "net" and arg == "down":
             self.uplink.client.close()
         elif kind == "quit":
             self.running = False
 
-    def status(self):
-        """One ``status`` line: the journal, the link, and the heap (live after a collection, and
-        the peaks: sampled every loop turn, garbage included, and live at status requests)."""
-        gc.collect()
-        live = gc.mem_alloc()
-        if live > self.peak_live:
-            self.peak_live = live
-        s = self.journal.summary()
-        self.board.emit(('status {"epoch":"%s","last_seq":%d,"acked":%d,"pending":%d,"connected":%s,'
-                         '"mem_alloc":%d,"peak_alloc":%d,"peak_live":%d,"heap":%d}') % (
-            s["epoch"], s["last_seq"], s["acked"], s["pending"], "true" if self.uplink.client.connected else "false",
-            live, self.peak_alloc, self.peak_live, live + gc.mem_free()))
-
     def run(self):
         # Collect early and often: a small heap fails on fragmentation long before it is full.
         gc.collect()
         gc.threshold(max(2048, gc.mem_free() // 4))
-        self.started()
         board, ev, up = self.board, self.evaluator, self.uplink
+        board.emit("started " + self.summary(',"cut_bytes":%d' % self.journal.cut_bytes))
+        board.show(ev.resting())
         while self.running:
             actions = board.poll()
             for action in actions:
                 self.handle(action)
             ev.tick()
-            up.step(0 if actions else IDLE_WAIT_MS)
+            up.step(0 if actions else 10)
             board.idle()
             used = gc.mem_alloc()
             if used > self.peak_alloc:
                 self.peak_alloc = used
-        self.close()
-
-    def close(self):
-        self.uplink.close()
+        up.close()
         self.journal.close()
 
 
 def main(argv=None):
     argv = sys.argv if argv is None else argv
-    cfg = load_config(argv[1] if len(argv) > 1 else "config.json")
+    with open(argv[1] if len(argv) > 1 else "config.json") as f:
+        cfg = loads(f.read())
     Firmware(cfg, make_board(cfg)).run()
 
 

@@ -1,40 +1,29 @@
 """A small MQTT 3.1.1 client for the firmware, with no step that can block without a bound.
 
 ``umqtt.simple`` waits for a PUBACK with no timeout and does not wrap packet ids past 65,535
-(micropython-lib #94); this client instead:
+(micropython-lib #94). This client instead:
 
-- connects without blocking: :meth:`start` opens a non-blocking TCP connect, :meth:`poll` carries
-  it through CONNECT/CONNACK; a connect that has not finished within ``timeout_ms`` is dropped;
-- sends with a socket timeout (``timeout_ms``), and reads only what ``select.poll`` says is there;
-- keeps the link alive with PINGREQ and calls it dead when nothing has arrived for 1.5 x the
-  keepalive;
-- numbers packets 1..65535, wrapping and skipping 0 and ids still in flight.
+- connects without blocking: :meth:`Client.start` begins a non-blocking TCP connect and
+  :meth:`Client.poll` carries it through CONNECT/CONNACK, giving up after ``TIMEOUT_MS``;
+- sends with a deadline (``TIMEOUT_MS``) and reads only what ``select.poll`` says is there;
+- keeps the link alive with PINGREQ and calls it dead when nothing arrived for 1.5 x keepalive;
+- numbers packets 1..65535, wrapping, never 0, never an id still in its ring of unacked ids.
 
-A PUBACK only frees its packet id: the broker's PUBACK proves nothing about delivery (SPEC
-section 3), the hub's retained ``ack`` does.
+Sessions are persistent (clean session 0), the will is retained QoS 1, publishes are QoS 1.
+A PUBACK only frees its packet id: it proves nothing about delivery (SPEC section 3).
 """
 
-import errno
 import select
 import socket
-import struct
+from array import array
+from struct import pack, unpack_from
 from time import ticks_add, ticks_diff, ticks_ms
 
-DOWN = 0
-CONNECTING = 1  # TCP connect in progress
-WAIT_CONNACK = 2
-UP = 3
-
-_CONNECT = 0x10
-_CONNACK = 0x20
-_PUBLISH = 0x30
-_PUBACK = 0x40
-_SUBSCRIBE = 0x82
-_SUBACK = 0x90
-_PINGREQ = 0xC0
-_PINGRESP = 0xD0
-_DISCONNECT = 0xE0
-_MAX_PACKET = 16384
+DOWN, CONNECTING, WAIT_CONNACK, UP = 0, 1, 2, 3
+TIMEOUT_MS = 5000
+RING = 32
+MAX_PACKET = 16384
+_POLLIN, _POLLOUT, _POLLBAD = select.POLLIN, select.POLLOUT, select.POLLERR | select.POLLHUP
 
 
 class MQTTError(OSError):
@@ -52,89 +41,78 @@ def _varint(n):
 
 
 def _str(s):
-    raw = s if isinstance(s, (bytes, bytearray)) else s.encode()
-    return struct.pack("!H", len(raw)) + raw
+    if isinstance(s, str):
+        s = s.encode()
+    return pack("!H", len(s)) + s
 
 
 class Client:
-    def __init__(self, client_id, host, port, user=None, password=None, keepalive_s=15, timeout_ms=5000,
-                 will=None, clean_session=False):
-        self.client_id = client_id
-        self.host, self.port = host, port
-        self.user, self.password = user, password
+    def __init__(self, client_id, host, port, user, password, keepalive_s, will):
+        self.client_id, self.host, self.port = client_id, host, port
+        self.user, self.password, self.will = user, password, will
         self.keepalive_ms = keepalive_s * 1000
-        self.timeout_ms = timeout_ms
-        self.will = will  # (topic, payload, qos, retain)
-        self.clean_session = clean_session
         self.state = DOWN
-        self.sock = None
-        self.poller = None
+        self.sock = self.poller = None
         self.pid = 0
-        self.inflight = {}  # packet id -> True, until its PUBACK
-        self.on_message = None  # (topic str, payload bytes, retained bool) -> None
-        self.session_present = False
-        self.last_error = None
-        self._buf = bytearray()
-        self._rbuf = bytearray(256)
-        self._since = 0
-        self._last_tx = 0
-        self._last_rx = 0
-        self._ping_out = False
-        self.counts = {"connects": 0, "publishes": 0, "pubacks": 0, "received": 0, "pings": 0}
+        self.inflight = array("H", bytes(2 * RING))  # ids awaiting their PUBACK (0: free slot)
+        self.ring = 0
+        self.on_message = None  # (topic str, payload bytes, retained bool)
+        self.error = None
+        self.buf = bytearray()
+        self.rbuf = bytearray(256)
+        self.since = self.last_tx = self.last_rx = 0
+        self.ping_out = False
 
-    # -- packet ids -------------------------------------------------------------------------
-    def next_pid(self):
-        """The next free packet id: 1..65535, wrapping, never 0, never one still in flight."""
-        for _ in range(65535):
-            self.pid = self.pid % 65535 + 1
-            if self.pid not in self.inflight:
-                return self.pid
-        raise MQTTError("no free packet id")
-
-    # -- connection -------------------------------------------------------------------------
     @property
     def connected(self):
         return self.state == UP
 
+    def next_pid(self):
+        """The next free packet id: 1..65535, wrapping, never 0, never one still in flight."""
+        ring = self.inflight
+        for _ in range(RING + 1):
+            self.pid = self.pid % 65535 + 1
+            for i in range(RING):
+                if ring[i] == self.pid:
+                    break
+            else:
+                return self.pid
+        raise MQTTError("no free packet id")
+
+    # -- connection -------------------------------------------------------------------------
     def start(self):
-        """Begin connecting (returns at once); :meth:`poll` finishes the handshake."""
+        """Begin connecting and return at once; :meth:`poll` completes the handshake."""
         self.close()
         addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
         self.sock = socket.socket()
         self.sock.setblocking(False)
         self.poller = select.poll()
-        self.poller.register(self.sock, select.POLLIN | select.POLLOUT)
-        self._since = ticks_ms()
+        self.poller.register(self.sock, _POLLIN | _POLLOUT)
+        self.since = ticks_ms()
         self.state = CONNECTING
-        self._buf = bytearray()
-        self.inflight = {}
+        self.buf[:] = b""
+        for i in range(RING):
+            self.inflight[i] = 0
         try:
             self.sock.connect(addr)
         except OSError as exc:
-            if exc.errno not in (errno.EINPROGRESS, errno.EAGAIN):
+            if exc.errno not in (115, 11, 119):  # EINPROGRESS (Linux), EAGAIN, EINPROGRESS (lwIP)
                 self._fail("connect: %s" % exc)
 
-    def _send_connect(self):
-        flags = 0x00 if not self.clean_session else 0x02
-        body = bytearray(b"\x00\x04MQTT\x04")
-        payload = bytearray(_str(self.client_id))
-        if self.will is not None:
-            topic, msg, qos, retain = self.will
-            flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-            payload += _str(topic) + _str(msg)
+    def _connect_packet(self):
+        flags = 0x2C  # will retained (0x20), will QoS 1 (0x08), will flag (0x04), clean session 0
+        payload = _str(self.client_id) + _str(self.will[0]) + _str(self.will[1])
         if self.user:
             flags |= 0x80
             payload += _str(self.user)
             if self.password is not None:
                 flags |= 0x40
                 payload += _str(self.password)
-        body.append(flags)
-        body += struct.pack("!H", self.keepalive_ms // 1000)
-        body += payload
-        self._write(bytes([_CONNECT]) + _varint(len(body)) + body)
+        body = b"\x00\x04MQTT\x04" + bytes([flags]) + pack("!H", self.keepalive_ms // 1000) + payload
+        self._write(b"\x10" + _varint(len(body)) + body)
 
     def _fail(self, why):
-        self.last_error = why
+        self.error = why
         self.close()
 
     def close(self):
@@ -143,8 +121,7 @@ class Client:
                 self.sock.close()
             except OSError:
                 pass
-        self.sock = None
-        self.poller = None
+        self.sock = self.poller = None
         self.state = DOWN
 
     def disconnect(self):
@@ -159,62 +136,58 @@ class Client:
     # -- sending ----------------------------------------------------------------------------
     def _write(self, data):
         mv = memoryview(data)
-        deadline = ticks_add(ticks_ms(), self.timeout_ms)
+        deadline = ticks_add(ticks_ms(), TIMEOUT_MS)
         while len(mv):
             try:
                 n = self.sock.send(mv)
             except OSError as exc:
-                if exc.errno != errno.EAGAIN:
+                if exc.errno != 11:  # EAGAIN: the send buffer is full, wait for room
                     raise
                 n = 0
             if n:
                 mv = mv[n:]
-                continue
-            if ticks_diff(deadline, ticks_ms()) <= 0:
+            elif ticks_diff(deadline, ticks_ms()) <= 0:
                 raise MQTTError("send timed out")
-            self.poller.poll(20)
-        self._last_tx = ticks_ms()
+            else:
+                self.poller.poll(20)
+        self.last_tx = ticks_ms()
 
-    def publish(self, topic, payload, qos=1, retain=False):
-        """Send a PUBLISH; return its packet id (0 for QoS 0). Raises MQTTError when not connected."""
+    def publish(self, topic, payload, retain=False):
+        """Send a QoS 1 PUBLISH; return its packet id. MQTTError (link closed) when it fails."""
         if self.state != UP:
             raise MQTTError("not connected")
         t = _str(topic)
-        pid = self.next_pid() if qos else 0
-        length = len(t) + len(payload) + (2 if qos else 0)
-        head = bytearray([_PUBLISH | (qos << 1) | (1 if retain else 0)])
-        head += _varint(length)
+        pid = self.next_pid()
+        head = bytearray(b"\x33" if retain else b"\x32")
+        head += _varint(len(t) + 2 + len(payload))
         head += t
-        if qos:
-            head += struct.pack("!H", pid)
-            if len(self.inflight) >= 48:  # ids cycle through 65535: old entries cannot collide; bound the heap
-                self.inflight = {}
-            self.inflight[pid] = True
+        head += pack("!H", pid)
+        # a fixed ring, no allocation per message: an id older than the ring is long acked
+        self.inflight[self.ring] = pid
+        self.ring = (self.ring + 1) % RING
         try:
             self._write(head)
             self._write(payload)
         except OSError as exc:
             self._fail("publish: %s" % exc)
             raise MQTTError("publish failed")
-        self.counts["publishes"] += 1
         return pid
 
     def subscribe(self, topics):
-        """SUBSCRIBE to [(topic, qos), ...]; the SUBACK is taken by :meth:`poll`."""
-        body = bytearray(struct.pack("!H", self.next_pid()))
+        """SUBSCRIBE to ((topic, qos), ...); the SUBACK is taken by :meth:`poll`."""
+        body = bytearray(pack("!H", self.next_pid()))
         for topic, qos in topics:
             body += _str(topic)
             body.append(qos)
         try:
-            self._write(bytes([_SUBSCRIBE]) + _varint(len(body)) + body)
+            self._write(b"\x82" + _varint(len(body)) + body)
         except OSError as exc:
             self._fail("subscribe: %s" % exc)
-            raise MQTTError("subscribe failed")
 
     # -- receiving --------------------------------------------------------------------------
     def poll(self, wait_ms=0):
-        """Advance the connection and handle what arrived, waiting at most ``wait_ms``.
-        Returns True when the state changed to connected during this call."""
+        """Advance the connection and handle what arrived, waiting at most ``wait_ms``. True when
+        the link came up during this call. Errors close the link (``error`` says why)."""
         if self.state == DOWN:
             return False
         try:
@@ -224,27 +197,26 @@ class Client:
             return False
 
     def _poll(self, wait_ms):
-        now = ticks_ms()
-        if self.state in (CONNECTING, WAIT_CONNACK) and ticks_diff(now, self._since) > self.timeout_ms:
+        if self.state != UP and ticks_diff(ticks_ms(), self.since) > TIMEOUT_MS:
             raise MQTTError("connect timed out")
         events = self.poller.poll(wait_ms)
         ev = events[0][1] if events else 0
         if self.state == CONNECTING:
-            if ev & (select.POLLERR | select.POLLHUP):
+            if ev & _POLLBAD:
                 raise MQTTError("connection refused")
-            if ev & select.POLLOUT:
-                self.poller.modify(self.sock, select.POLLIN)
+            if ev & _POLLOUT:
+                self.poller.modify(self.sock, _POLLIN)
                 self.state = WAIT_CONNACK
-                self._send_connect()
+                self._connect_packet()
             return False
-        if ev & select.POLLIN:
-            n = self.sock.readinto(self._rbuf)
+        if ev & _POLLIN:
+            n = self.sock.readinto(self.rbuf)
             if not n:
-                raise MQTTError("connection closed by broker")
-            self._buf.extend(memoryview(self._rbuf)[:n])
-            self._last_rx = ticks_ms()
-            self._ping_out = False
-        elif ev & (select.POLLERR | select.POLLHUP):
+                raise MQTTError("connection closed by the broker")
+            self.buf.extend(memoryview(self.rbuf)[:n])
+            self.last_rx = ticks_ms()
+            self.ping_out = False
+        elif ev & _POLLBAD:
             raise MQTTError("connection lost")
         was_up = self.state == UP
         self._parse()
@@ -253,19 +225,17 @@ class Client:
         return self.state == UP and not was_up
 
     def _keepalive(self):
-        now = ticks_ms()
-        if self.keepalive_ms <= 0:
+        now, ka = ticks_ms(), self.keepalive_ms
+        if ka <= 0:
             return
-        if ticks_diff(now, self._last_rx) > self.keepalive_ms * 3 // 2:
-            raise MQTTError("no answer from broker within 1.5 x keepalive")
-        if not self._ping_out and (ticks_diff(now, self._last_tx) >= self.keepalive_ms
-                                   or ticks_diff(now, self._last_rx) >= self.keepalive_ms):
+        if ticks_diff(now, self.last_rx) > ka * 3 // 2:
+            raise MQTTError("no answer from the broker within 1.5 x keepalive")
+        if not self.ping_out and (ticks_diff(now, self.last_tx) >= ka or ticks_diff(now, self.last_rx) >= ka):
             self._write(b"\xc0\x00")
-            self._ping_out = True
-            self.counts["pings"] += 1
+            self.ping_out = True
 
     def _parse(self):
-        buf = self._buf
+        buf = self.buf
         while len(buf) >= 2:
             length, shift, i = 0, 0, 1
             while True:
@@ -279,7 +249,7 @@ class Client:
                     break
                 if shift > 21:
                     raise MQTTError("bad remaining length")
-            if length > _MAX_PACKET:
+            if length > MAX_PACKET:
                 raise MQTTError("packet too large")
             if len(buf) < i + length:
                 return
@@ -290,31 +260,25 @@ class Client:
 
     def _handle(self, kind, body):
         typ = kind & 0xF0
-        if typ == _CONNACK:
-            if len(body) < 2 or body[1] != 0:
+        if typ == 0x20:  # CONNACK
+            if len(body) < 2 or body[1]:
                 raise MQTTError("broker refused the connection (code %d)" % (body[1] if len(body) > 1 else -1))
-            self.session_present = bool(body[0] & 1)
             self.state = UP
-            self.counts["connects"] += 1
-            self._last_rx = ticks_ms()
-        elif typ == _PUBLISH:
+            self.last_rx = ticks_ms()
+        elif typ == 0x30:  # PUBLISH
             qos = (kind >> 1) & 3
-            tlen = struct.unpack("!H", body[:2])[0]
-            topic = body[2:2 + tlen].decode()
+            tlen = unpack_from("!H", body)[0]
             pos = 2 + tlen
-            pid = 0
             if qos:
-                pid = struct.unpack("!H", body[pos:pos + 2])[0]
                 pos += 2
-            self.counts["received"] += 1
             if self.on_message is not None:
-                self.on_message(topic, body[pos:], bool(kind & 1))
+                self.on_message(body[2:2 + tlen].decode(), body[pos:], bool(kind & 1))
             if qos == 1:
-                self._write(b"\x40\x02" + struct.pack("!H", pid))
-        elif typ == _PUBACK:
-            self.inflight.pop(struct.unpack("!H", body[:2])[0], None)
-            self.counts["pubacks"] += 1
-        elif typ in (_SUBACK, _PINGRESP):
-            pass
-        else:
+                self._write(b"\x40\x02" + body[pos - 2:pos])
+        elif typ == 0x40:  # PUBACK
+            pid = unpack_from("!H", body)[0]
+            for i in range(RING):
+                if self.inflight[i] == pid:
+                    self.inflight[i] = 0
+        elif typ not in (0x90, 0xD0):  # SUBACK, PINGRESP
             raise MQTTError("unexpected packet type 0x%02x" % typ)
