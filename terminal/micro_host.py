@@ -46,6 +46,8 @@ FIRMWARE_FILES: tuple[str, ...] = (
 )
 HEAP_SIZE = "64k"
 BAD_LEVELS = frozenset({"dissatisfied", "very_dissatisfied"})
+#: Weights of a plausible hall (as ``simulators/terminal_sim.py``): most citizens are satisfied.
+LEVEL_WEIGHTS = {"very_satisfied": 60, "satisfied": 25, "basic": 8, "dissatisfied": 5, "very_dissatisfied": 2}
 _MAX_PAYLOAD = 2048
 
 
@@ -337,9 +339,10 @@ def _press_plan(config: TerminalConfig, presses: int, seed: int) -> list[tuple[s
     rng = random.Random(seed)
     levels = [lv for lv in LEVEL_IDS if lv in config.gpio.keys] or list(LEVEL_IDS)
     plan: list[tuple[str, str | None]] = []
+    reasons = sorted(config.reasons)
     for _ in range(presses):
-        level = rng.choice(levels)
-        reason = rng.choice(config.reasons) if level in BAD_LEVELS and config.reasons else None
+        level = rng.choices(levels, [LEVEL_WEIGHTS[lv] for lv in levels])[0]
+        reason = rng.choice(reasons) if level in BAD_LEVELS and reasons else None
         plan.append((level, reason))
     return plan
 

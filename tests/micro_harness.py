@@ -133,7 +133,7 @@ class StandInHub:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            device, leaf = parse_topic(self.hall, msg.topic)
+            device, _leaf = parse_topic(self.hall, msg.topic)
             key = self.keys[device]
             events = parse_batch(msg.payload)
             for event, mac in events:

@@ -12,8 +12,14 @@ from typing import Any
 
 import pytest
 
-from terminal.micro_host import MicroSimError, SimBoardProcess, compile_firmware, journal_summary, run_sim, \
-    write_sim_config
+from terminal.micro_host import (
+    MicroSimError,
+    SimBoardProcess,
+    compile_firmware,
+    journal_summary,
+    run_sim,
+    write_sim_config,
+)
 
 try:
     from .micro_harness import KEY_HEX, Broker, StandInHub, make_config, wait_for
@@ -61,7 +67,7 @@ def test_run_sim_presses_arrive_exactly_once(tmp_path: Path, broker: Broker, hub
     bad = [e for e in ratings if e["level"] in ("dissatisfied", "very_dissatisfied")]
     assert [r["ref"] for r in reasons] == [e["seq"] for e in bad]  # each bad rating got its reason
     assert all(e["window"] == "W01" and e["item"] == "ITEM-1" and e["age_ms"] is not None for e in ratings)
-    # the same seed gives the same levels
+    # the same seed gives the same levels (weighted: most citizens are satisfied)
     again = run_sim(config, presses=40, rate=200, seed=7, timeout_s=60)
     later = hub.events("M01", again["epoch"])[summary["last_seq"]:]
     assert [e["level"] for e in later if e["kind"] == "rating"] == [e["level"] for e in ratings]
@@ -163,3 +169,18 @@ def test_sim_board_processes_do_not_share_state(tmp_path: Path, broker: Broker) 
         for device, summary in results.items():
             assert hub.count(device, summary["epoch"]) == summary["last_seq"] > 0
         assert len(results) == 2
+
+
+def test_wifi_loss_journals_presses_and_sends_them_later(tmp_path: Path, broker: Broker, hub: StandInHub) -> None:
+    config = make_config(tmp_path / "dev", broker.port)
+    with SimBoardProcess(write_sim_config(config, tmp_path, keep_lockout=False)) as board:
+        board.start()
+        wait_for(lambda: board.status()["connected"], 10, "the board's MQTT link")
+        board.send("net down")
+        seqs = [board.press("press satisfied")[0] for _ in range(20)]
+        assert seqs == list(range(1, 21))  # committed while offline: the press never waits for the network
+        assert board.status()["pending"] == 20
+        board.send("net up")
+        wait_for(lambda: drained(config.journal_path), 30, "the offline presses acked")
+        assert board.quit() == 0
+    assert_invariant(hub, config.journal_path)

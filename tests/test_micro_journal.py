@@ -31,7 +31,8 @@ def segments(folder: Path) -> list[Path]:
 
 def test_appends_survive_reopen_and_read_in_order(tmp_path: Path) -> None:
     folder = tmp_path / "journal"
-    (first,) = mpy_journal(folder, "for i in range(300):\n    j.append({'kind': 'rating', 'n': i})\nout.append(j.summary())")
+    (first,) = mpy_journal(folder, "for i in range(300):\n    j.append({'kind': 'rating', 'n': i})\n"
+                                   "out.append(j.summary())")
     (again,) = mpy_journal(folder, "out.append([s for s, b in j.rows(120, 20)])")
     assert first["last_seq"] == 300 and first["pending"] == 300  # type: ignore[index]
     assert again == list(range(121, 141))

@@ -77,8 +77,9 @@ class Uplink:
         if c.state == mqtt.DOWN and ticks_diff(ticks_ms(), self.retry_at) >= 0 and (not self.net_ok or self.net_ok()):
             try:
                 c.start()
-            except OSError as exc:
+            except OSError as exc:  # no route, no address: try again later
                 c.error = str(exc)
+                self._retry_later()
         if c.state == mqtt.DOWN:
             self._apply_ack()
             if wait_ms:
