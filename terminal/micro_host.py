@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from protocol.levels import LEVEL_IDS
 
-from .config import TerminalConfig
+from .config import GpioSettings, TerminalConfig
 from .errors import JournalError, TerminalError
 
 _LOG = logging.getLogger(__name__)
@@ -56,10 +56,28 @@ class MicroSimError(TerminalError, RuntimeError):
 
 
 # -- files for a board --------------------------------------------------------------------------
+#: GPIO numbers of the reference ESP32 wiring (docs/micro.md), used where ``terminal.toml`` still
+#: holds the Raspberry Pi defaults: some Pi pins are flash or strapping pins on an ESP32 (6, 12).
+ESP32_KEY_PINS = {"very_satisfied": 32, "satisfied": 33, "basic": 25, "dissatisfied": 26, "very_dissatisfied": 27}
+ESP32_OUTPUTS = {"ready_light": 21, "thanks_light": 22, "buzzer": 23}
+
+
+def board_pins(gpio: GpioSettings) -> dict[str, Any]:
+    """The ``pins`` table of ``config.json``: ``[gpio]`` values, the ESP32 reference wiring where
+    they are still the Pi defaults."""
+    pi = GpioSettings()
+    keys = dict(gpio.keys)
+    if keys == dict(pi.keys):
+        keys = {level: pin for level, pin in ESP32_KEY_PINS.items() if level in keys}
+    outputs = {name: (ESP32_OUTPUTS[name] if getattr(gpio, name) == getattr(pi, name) else getattr(gpio, name))
+               for name in ESP32_OUTPUTS}
+    return {"keys": keys, "reason_keys": dict(gpio.reason_keys), "staff_key": gpio.staff_key, **outputs,
+            "bounce_ms": gpio.bounce_ms, "pull_up": gpio.pull_up}
+
+
 def firmware_config(config: TerminalConfig, journal: str = "journal", wifi_ssid: str = "",
                     wifi_password: str = "", ntp_host: str = "pool.ntp.org") -> dict[str, Any]:
     """``config.json`` for the firmware, from the ``terminal.toml`` values."""
-    gpio = config.gpio
     return {
         "device": config.device, "hall": config.hall, "window": config.window, "key": config.key,
         "kind": "micro", "mode": config.mode, "staff": config.staff, "item": config.item,
@@ -70,9 +88,7 @@ def firmware_config(config: TerminalConfig, journal: str = "journal", wifi_ssid:
                    "reason_s": config.timing.reason_s, "thanks_s": config.timing.thanks_s},
         "uplink": {"window": config.uplink.window, "batch": config.uplink.batch,
                    "resend_s": config.uplink.resend_s, "state_s": config.uplink.state_s},
-        "pins": {"keys": dict(gpio.keys), "reason_keys": dict(gpio.reason_keys), "staff_key": gpio.staff_key,
-                 "ready_light": gpio.ready_light, "thanks_light": gpio.thanks_light, "buzzer": gpio.buzzer,
-                 "bounce_ms": gpio.bounce_ms, "pull_up": gpio.pull_up},
+        "pins": board_pins(config.gpio),
         "wifi": {"ssid": wifi_ssid, "password": wifi_password},
         "ntp_host": ntp_host,
     }
@@ -213,7 +229,11 @@ class SimBoardProcess:
     def start(self, timeout_s: float = 10.0) -> SimBoardProcess:
         """Compile the firmware next to the config file and start it; wait for its ``started`` line."""
         code_dir = self.code_dir or compile_firmware(self.config_path.parent / "firmware")
-        cmd = firmware_command(code_dir, self.config_path, self.heap)
+        heap = self.heap
+        if not any(code_dir.glob("*.mpy")):
+            heap = "256k"  # sources compiled on the board itself need scratch heap: see compile_firmware
+            _LOG.warning("mpy-cross not found: running the firmware from source with a %s heap", heap)
+        cmd = firmware_command(code_dir, self.config_path, heap)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, bufsize=1, cwd=str(code_dir), start_new_session=True)
         self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)

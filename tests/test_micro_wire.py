@@ -90,3 +90,13 @@ def test_every_board_file_compiles_in_micropython(name: str) -> None:
     src = (Path(__file__).resolve().parent.parent / "terminal" / "micro" / name).read_text()
     out = run_micropython(f"compile({src!r}, {name!r}, 'exec')\nprint('ok')\n", heap="256k")
     assert out.strip() == "ok"
+
+
+def test_board_pins_avoid_esp32_flash_pins_unless_configured(tmp_path: Path) -> None:
+    default = json.loads(board_files(make_config(tmp_path / "a", 1883))["config.json"])["pins"]
+    assert set(default["keys"].values()).isdisjoint({6, 7, 8, 9, 10, 11, 12})
+    assert default["keys"]["very_satisfied"] == 32 and default["ready_light"] == 21
+    custom = make_config(tmp_path / "b", 1883, extra='[gpio]\nkeys = {satisfied = 4, basic = 5, dissatisfied = 18}\n'
+                                                      'ready_light = 2\n')
+    pins = json.loads(board_files(custom)["config.json"])["pins"]
+    assert pins["keys"] == {"satisfied": 4, "basic": 5, "dissatisfied": 18} and pins["ready_light"] == 2
