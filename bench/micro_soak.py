@@ -60,6 +60,7 @@ def soak(presses: int, seed: int) -> dict[str, float]:
                 drained_s = time.monotonic() - start
                 status = board.status()
                 assert board.quit() == 0
+                assert not board.loop_errors, board.loop_errors
             summary = journal_summary(config.journal_path)
             stored = hub.count("M01", summary["epoch"])
             assert stored == summary["last_seq"], f"hub stored {stored}, journal last_seq {summary['last_seq']}"

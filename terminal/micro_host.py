@@ -303,6 +303,11 @@ class SimBoardProcess:
         self.send("status")
         return dict(json.loads(self.expect("status ", timeout_s).split(" ", 1)[1]))
 
+    @property
+    def loop_errors(self) -> list[str]:
+        """Errors the firmware's main loop caught and logged (it keeps running after them)."""
+        return [line for line in self.log if line.startswith("log loop error")]
+
     def _tail(self) -> str:
         return ": " + " | ".join(self.log[-8:]) if self.log else ""
 
@@ -382,6 +387,8 @@ def run_sim(config: TerminalConfig, presses: int, rate: float = 5.0, seed: int =
         _press_all(board, config, plan, rate, deadline)
         _wait_drained(board, config.journal_path, deadline)
         code = board.quit(timeout_s=max(1.0, deadline - time.monotonic()))
+        for line in board.loop_errors:
+            _LOG.warning("simulated board: %s", line[4:])
         if code != 0:
             raise MicroSimError(f"the simulated board exited with status {code}{board._tail()}")
     return journal_summary(config.journal_path)

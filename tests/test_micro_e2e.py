@@ -98,6 +98,7 @@ def test_invited_mode_rates_only_during_an_invitation(tmp_path: Path, broker: Br
         assert board.press("press basic") == (3, "ignored")  # one rating per case
         wait_for(lambda: drained(config.journal_path), 20, "every event acked")
         assert board.quit() == 0
+        assert not board.loop_errors
     summary = assert_invariant(hub, config.journal_path)
     events = hub.events("M01", summary["epoch"])
     assert [e["kind"] for e in events] == ["ignored", "rating", "ignored"]
@@ -125,6 +126,7 @@ def test_kill_9_mid_burst_keeps_the_invariant(tmp_path: Path, broker: Broker, hu
         assert board.started["last_seq"] == committed
         wait_for(lambda: drained(config.journal_path), 30, "the backlog acked after the restarts")
         assert board.quit() == 0
+        assert not board.loop_errors
     summary = assert_invariant(hub, config.journal_path)
     assert summary["last_seq"] == committed
 
@@ -146,6 +148,7 @@ def test_broker_killed_and_restarted_loses_nothing(tmp_path: Path, broker: Broke
         try:
             wait_for(lambda: drained(config.journal_path), 60, "every event acked after the broker came back")
             assert board.quit() == 0
+            assert not board.loop_errors
         finally:
             replacement.stop()
     summary = assert_invariant(hub, config.journal_path)
@@ -183,4 +186,5 @@ def test_wifi_loss_journals_presses_and_sends_them_later(tmp_path: Path, broker:
         board.send("net up")
         wait_for(lambda: drained(config.journal_path), 30, "the offline presses acked")
         assert board.quit() == 0
+        assert not board.loop_errors
     assert_invariant(hub, config.journal_path)

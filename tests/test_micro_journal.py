@@ -113,3 +113,15 @@ def test_journal_of_another_device_is_refused(tmp_path: Path) -> None:
 def test_summary_of_a_missing_journal_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="no MicroPython journal"):
         journal_summary(tmp_path / "nothing")
+
+
+def test_a_cut_interrupted_by_a_power_cut_is_finished_at_open(tmp_path: Path) -> None:
+    folder = tmp_path / "journal"
+    mpy_journal(folder, "for i in range(3):\n    j.append({'kind': 'rating', 'n': i})")
+    (seg,) = segments(folder)
+    # FAT-style cut: the original removed, the power failed before the copy was renamed back
+    seg.rename(seg.with_name(seg.name + ".tmp"))
+    out = mpy_journal(folder, "out.append(j.last_seq); out.append(j.append({'kind': 'rating', 'n': 3}))")
+    assert out == [3, 4]
+    assert [p.name for p in segments(folder)] == [seg.name]
+    assert not list(folder.glob("*.tmp"))

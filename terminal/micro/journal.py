@@ -51,6 +51,16 @@ def _makedirs(path):
             os.mkdir(cur)
 
 
+def _replace(src, dst):
+    """Rename ``src`` over ``dst``: atomic on littlefs and POSIX. FAT cannot rename over a file:
+    there ``dst`` is removed first, and :class:`Journal` finds ``src`` if power fails between."""
+    try:
+        os.rename(src, dst)
+    except OSError:
+        os.remove(dst)
+        os.rename(src, dst)
+
+
 def read_record(f):
     """The next record of segment file ``f`` as (seq, body bytes, record length), or None at the end
     of the file or at a torn or corrupt record."""
@@ -98,7 +108,14 @@ class Journal:
 
     def _list_segments(self):
         firsts = []
-        for name in os.listdir(self.folder):
+        names = os.listdir(self.folder)
+        for name in names:
+            if name.startswith("seg-") and name.endswith(".log.tmp"):
+                if name[:-4] in names:
+                    os.remove(self._path(name))  # a cut that never finished: the original stands
+                    continue
+                os.rename(self._path(name), self._path(name[:-4]))  # FAT: cut done, rename was not
+                name = name[:-4]
             if name.startswith("seg-") and name.endswith(".log"):
                 firsts.append(int(name[4:-4]))
         firsts.sort()
@@ -122,11 +139,7 @@ class Journal:
         with open(tmp, "w") as f:
             f.write(text)
             f.flush()
-        try:
-            os.rename(tmp, self._path(META))
-        except OSError:  # FAT cannot rename over a file; open() falls back to meta.tmp meanwhile
-            os.remove(self._path(META))
-            os.rename(tmp, self._path(META))
+        _replace(tmp, self._path(META))
 
     def _recover_tail(self):
         """Scan the last segment, cut a torn tail; return the last committed seq found there."""
@@ -169,8 +182,7 @@ class Journal:
                 dst.write(buf if n == _COPY_CHUNK else memoryview(buf)[:n])
                 left -= n
             dst.flush()
-        os.remove(path)
-        os.rename(tmp, path)
+        _replace(tmp, path)
 
     # -- writing ----------------------------------------------------------------------------
     def local_case(self, seq):

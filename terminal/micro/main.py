@@ -16,6 +16,7 @@ for _m in ("wire", "journal", "mqtt", "clock", "evaluator", "uplink"):
     gc.collect()
 
 import sys  # noqa: E402
+from time import sleep_ms  # noqa: E402
 from json import dumps, loads  # noqa: E402
 
 from clock import Clock  # noqa: E402
@@ -90,9 +91,13 @@ class Firmware:
             actions = board.poll()
             for action in actions:
                 self.handle(action)
-            ev.tick()
-            up.step(0 if actions else 10)
-            board.idle()
+            try:
+                ev.tick()
+                up.step(0 if actions else 10)
+                board.idle()
+            except Exception as exc:  # flash or network trouble: logged, the loop goes on
+                board.log("loop error: %r" % exc)
+                sleep_ms(100)
             used = gc.mem_alloc()
             if used > self.peak_alloc:
                 self.peak_alloc = used
