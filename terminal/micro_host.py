@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import random
 import shutil
@@ -234,12 +233,18 @@ class SimBoardProcess:
             heap = "256k"  # sources compiled on the board itself need scratch heap: see compile_firmware
             _LOG.warning("mpy-cross not found: running the firmware from source with a %s heap", heap)
         cmd = firmware_command(code_dir, self.config_path, heap)
+        # The interpreter stays in our process group: a signal to ``haocha sim terminal``'s group
+        # (SIGTERM, or SIGKILL as a power cut) reaches the board too. Were only we to die, the
+        # board reads the end of its stdin and stops cleanly.
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, bufsize=1, cwd=str(code_dir), start_new_session=True)
+                                     text=True, bufsize=1, cwd=str(code_dir))
         self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
         self._reader.start()
         line = self.expect("started ", timeout_s)
         self.started = json.loads(line.split(" ", 1)[1])
+        with self._lights_changed:  # the firmware shows its resting lights right after
+            if not self._lights_changed.wait_for(lambda: self.lights is not None, timeout=timeout_s):
+                raise MicroSimError(f"the simulated board showed no lights after starting{self._tail()}")
         return self
 
     def _read(self, stream: IO[str] | None) -> None:
@@ -321,19 +326,19 @@ class SimBoardProcess:
             raise MicroSimError(f"the simulated board did not stop within {timeout_s} s{self._tail()}") from None
 
     def kill(self) -> None:
-        """kill -9 (a power cut)."""
+        """kill -9 (a power cut). The interpreter runs in this one process: no children."""
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
 
     def close(self) -> None:
         if self.proc is None:
             return
         if self.proc.poll() is None:
+            self.proc.terminate()
             try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
                 self.proc.wait(timeout=5)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 self.kill()
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:

@@ -100,3 +100,18 @@ def test_board_pins_avoid_esp32_flash_pins_unless_configured(tmp_path: Path) -> 
                                                       'ready_light = 2\n')
     pins = json.loads(board_files(custom)["config.json"])["pins"]
     assert pins["keys"] == {"satisfied": 4, "basic": 5, "dissatisfied": 18} and pins["ready_light"] == 2
+
+
+def test_monotonic_clock_does_not_wrap_with_ticks_ms() -> None:
+    out = run_micropython("""
+import clock
+from time import ticks_add
+t = [ticks_add(0, -25)]  # 25 ms before ticks_ms wraps
+c = clock.Clock("unsynced", ticks=lambda: t[0])
+seen = []
+for step in (10, 10, 10, 10, 1000):
+    t[0] = ticks_add(t[0], step)
+    seen.append(c.mono_ms())
+print(seen, c.age_ms(c.boot_id, 20), c.age_ms("other-boot", 20), c.synced())
+""")
+    assert out.strip() == "[10, 20, 30, 40, 1040] 1020 None False"

@@ -16,15 +16,16 @@ except Exception:
 
 
 class Clock:
-    def __init__(self, policy="auto", synced_probe=None):
+    def __init__(self, policy="auto", synced_probe=None, ticks=ticks_ms):
         self.policy = policy
+        self.ticks = ticks
         self.synced_probe = synced_probe  # () -> bool for policy "auto" (NTP done, timesyncd flag)
         self.boot_id = "".join("%02x" % b for b in os.urandom(8))
-        self._last_ticks = ticks_ms()
+        self._last_ticks = ticks()
         self._mono = 0
 
     def mono_ms(self):
-        now = ticks_ms()
+        now = self.ticks()
         self._mono += ticks_diff(now, self._last_ticks)
         self._last_ticks = now
         return self._mono

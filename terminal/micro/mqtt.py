@@ -22,7 +22,7 @@ from time import ticks_add, ticks_diff, ticks_ms
 DOWN, CONNECTING, WAIT_CONNACK, UP = 0, 1, 2, 3
 TIMEOUT_MS = 5000
 RING = 32
-MAX_PACKET = 16384
+MAX_PACKET = 4096  # hub commands, acks and states are a few hundred bytes; the heap is 64 KB
 _POLLIN, _POLLOUT, _POLLBAD = select.POLLIN, select.POLLOUT, select.POLLERR | select.POLLHUP
 
 
