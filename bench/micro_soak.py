@@ -27,6 +27,7 @@ from terminal.micro_host import HEAP_SIZE, SimBoardProcess, journal_summary, wri
 
 LEVELS = ("very_satisfied", "satisfied", "basic", "dissatisfied", "very_dissatisfied")
 PIPELINE = 32  # press lines in flight
+REPORT_EVERY = 2000
 
 
 def soak(presses: int, seed: int) -> dict[str, float]:
@@ -40,8 +41,9 @@ def soak(presses: int, seed: int) -> dict[str, float]:
                 wait_for(lambda: board.status()["connected"], 10, "the board's MQTT link")
                 start = time.monotonic()
                 sent = lines = commits = 0  # presses sent, key lines sent, commits seen
+                report_at = REPORT_EVERY
                 while commits < lines or sent < presses:
-                    while sent < presses and lines - commits < PIPELINE:
+                    while sent < min(presses, report_at) and lines - commits < PIPELINE:
                         level = rng.choice(LEVELS)
                         board.send(f"press {level}")
                         lines += 1
@@ -49,12 +51,14 @@ def soak(presses: int, seed: int) -> dict[str, float]:
                             board.send(f"reason {rng.choice(config.reasons)}")
                             lines += 1
                         sent += 1
-                    board.expect("commit ", 30)
-                    commits += 1
-                    if commits == lines and sent % 2000 == 0:
+                    if commits < lines:
+                        board.expect("commit ", 30)
+                        commits += 1
+                    elif sent >= report_at:
                         status = board.status()
                         print(f"  {sent} presses, journal pending {status['pending']}, "
-                              f"heap live {status['mem_alloc']} B", flush=True)
+                              f"heap live {status['mem_alloc']} B, peak in use {status['peak_alloc']} B", flush=True)
+                        report_at += REPORT_EVERY
                 committed_s = time.monotonic() - start
                 wait_for(lambda: journal_summary(config.journal_path)["pending"] == 0, 120, "the hub's acks")
                 drained_s = time.monotonic() - start
