@@ -1,0 +1,173 @@
+"""The rating state machine, the same rules as ``terminal/evaluator.py`` (SPEC section 1).
+
+In ``free`` mode an accepted press starts a lockout; in ``invited`` and ``staff`` modes only the
+first press during a live invitation is a rating. Every other rating press is journaled as
+``ignored``. After a bad rating the terminal waits for a reason key (when the board has reason
+keys). Feedback is shown only after the journal append returned: never a "thank you" for a press
+a power cut could still lose.
+
+Keys are tuples: ``("level", id)``, ``("reason", id)``, ``("staff", "")``. Single-threaded: the
+main loop calls everything.
+"""
+
+IDLE = "idle"
+READY = "ready"
+ASK_REASON = "ask_reason"
+THANKS = "thanks"
+REFUSED = "refused"
+
+BAD_LEVELS = ("dissatisfied", "very_dissatisfied")
+
+
+class Evaluator:
+    def __init__(self, cfg, journal, board, clock):
+        self.cfg = cfg
+        self.journal = journal
+        self.board = board
+        self.clock = clock
+        timing = cfg.get("timing", {})
+        self.lockout_ms = int(timing.get("lockout_s", 10.0) * 1000)
+        self.invite_ms = int(timing.get("invite_s", 60.0) * 1000)
+        self.reason_ms = int(timing.get("reason_s", 20.0) * 1000)
+        self.thanks_ms = int(timing.get("thanks_s", 2.0) * 1000)
+        self.mode = cfg.get("mode", "free")
+        self.reasons = tuple(cfg.get("reasons", ()))
+        self.invitation = None  # (case, item, staff, expires mono ms, trigger)
+        self.lockout_until = 0
+        self.awaiting_reason = None  # (rating seq, deadline mono ms)
+        self.feedback_until = 0
+
+    # -- inputs -----------------------------------------------------------------------------
+    def press(self, key):
+        """Handle one key; return (seq or None, kind or None). Raises JournalError when the
+        commit failed (nothing accepted, no feedback)."""
+        now = self.clock.mono_ms()
+        self._expire(now)
+        kind, value = key
+        if kind == "reason":
+            seq, row_kind, feedback = self._reason(value, now)
+        elif kind == "staff":
+            seq, row_kind, feedback = self._staff_key(now)
+        else:
+            seq, row_kind, feedback = self._rating(value, now)
+        if feedback is not None:
+            self.board.show(feedback)
+        return seq, row_kind
+
+    def invite(self, case, item, staff, expires_mono_ms=None):
+        now = self.clock.mono_ms()
+        deadline = expires_mono_ms if expires_mono_ms is not None else now + self.invite_ms
+        if deadline <= now:
+            return False
+        self.invitation = (case, item, staff, deadline, "invite")
+        self.board.show(READY)
+        return True
+
+    def cancel(self, case=None):
+        if self.invitation is not None and case in (None, self.invitation[0]):
+            self.invitation = None
+        self.board.show(self.resting())
+
+    def tick(self):
+        now = self.clock.mono_ms()
+        changed = self._expire(now)
+        if self.feedback_until and now >= self.feedback_until:
+            self.feedback_until = 0
+            changed = True
+        if changed:
+            self.board.show(self.resting())
+
+    def ready(self):
+        now = self.clock.mono_ms()
+        self._expire(now)
+        return self._can_rate(now) is not None
+
+    # -- rules ------------------------------------------------------------------------------
+    def _expire(self, now):
+        changed = False
+        if self.invitation is not None and now >= self.invitation[3]:
+            self.invitation, changed = None, True
+        if self.awaiting_reason is not None and now >= self.awaiting_reason[1]:
+            self.awaiting_reason, changed = None, True  # the hub counts it as 'unspecified'
+        return changed
+
+    def _can_rate(self, now):
+        if self.awaiting_reason is not None:
+            return None
+        if self.mode == "free":
+            return "free" if now >= self.lockout_until else None
+        return self.invitation[4] if self.invitation is not None else None
+
+    def _rating(self, level, now):
+        if level not in self.board.levels:
+            return None, None, None
+        trigger = self._can_rate(now)
+        if trigger is None:
+            seq = self._commit("ignored", level=level)
+            return seq, "ignored", REFUSED
+        inv = self.invitation if trigger != "free" else None
+        seq = self._commit("rating", level=level, trigger=trigger, case=inv[0] if inv else None,
+                           item=inv[1] if inv else self.cfg.get("item"),
+                           staff=inv[2] if inv else self.cfg.get("staff"))
+        self.invitation = None
+        self.lockout_until = now + self.lockout_ms
+        if level in BAD_LEVELS and self._has_reason_keys():
+            self.awaiting_reason = (seq, now + self.reason_ms)
+            return seq, "rating", ASK_REASON
+        self.feedback_until = now + self.thanks_ms
+        return seq, "rating", THANKS
+
+    def _reason(self, reason, now):
+        if self.awaiting_reason is None or reason not in self.reasons:
+            return None, None, None
+        seq = self._commit("reason", reasons=[reason], ref=self.awaiting_reason[0])
+        self.awaiting_reason = None
+        self.feedback_until = now + self.thanks_ms
+        return seq, "reason", THANKS
+
+    def _staff_key(self, now):
+        if self.mode != "staff":
+            return None, None, None
+        item, staff = self.cfg.get("item"), self.cfg.get("staff")
+        seq = self._commit("staff", case_from_seq=True, trigger="staff", item=item, staff=staff)
+        self.invitation = (self.journal.local_case(seq), item, staff, now + self.invite_ms, "staff")
+        return seq, "staff", READY
+
+    def _commit(self, kind, case_from_seq=False, **fields):
+        clock = self.clock
+        body = {"kind": kind, "window": self.cfg["window"], "boot": clock.boot_id,
+                "mono_ms": clock.mono_ms(), "wall_ms": clock.wall_ms(), "synced": clock.synced()}
+        for name in fields:
+            if fields[name] is not None:
+                body[name] = fields[name]
+        return self.journal.append(body, case_from_seq=case_from_seq)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _has_reason_keys(self):
+        for r in self.board.reasons:
+            if r in self.reasons:
+                return True
+        return False
+
+    def resting(self):
+        if self.awaiting_reason is not None:
+            return ASK_REASON
+        if self.mode == "free" or self.invitation is not None:
+            return READY
+        return IDLE
+
+
+def handle_command(evaluator, clock, cmd):
+    """A ``cmd`` message from the hub (invite, cancel), as ``terminal/commands.py``."""
+    name = cmd.get("cmd")
+    if name == "invite":
+        case, ttl_ms, sent_ms = cmd.get("case"), cmd.get("ttl_ms"), cmd.get("sent_ms")
+        if not isinstance(case, str) or not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool):
+            raise ValueError("invitation without case or ttl_ms")
+        if clock.synced() and isinstance(sent_ms, int):
+            ttl_ms -= max(0, clock.wall_ms() - sent_ms)
+        return evaluator.invite(case, cmd.get("item"), cmd.get("staff"), clock.mono_ms() + ttl_ms)
+    if name == "cancel":
+        evaluator.cancel(cmd.get("case"))
+        return True
+    return False

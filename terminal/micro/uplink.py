@@ -1,0 +1,173 @@
+"""Carries journal rows to the hub and applies the hub's acks: the rules of ``terminal/uplink.py``.
+
+- Rows leave the journal only when the hub's retained ``ack`` for this journal's epoch covers
+  them; the broker's PUBACK proves nothing.
+- The client is handed a bounded window of rows beyond the acked pointer, never the backlog.
+- The window is sent again on (re)connect, when the hub's state turns online, and whenever the
+  ack has not moved for ``resend_s`` while rows are pending.
+
+Single-threaded: :meth:`Uplink.step` is called by the main loop and never blocks longer than its
+``wait_ms`` plus the socket send timeout. Frames are built in one buffer allocated at start.
+"""
+
+from binascii import unhexlify
+from json import dumps, loads
+from time import sleep_ms, ticks_add, ticks_diff, ticks_ms
+
+import mqtt
+import wire
+
+FW = "micro-0.1.0"
+#: Ceilings for a 64 KB heap, whatever the config asks for.
+MAX_WINDOW = 200
+MAX_BATCH = 8
+#: A frame is closed once it passes this many bytes (the buffer has room for one more event).
+FRAME_BYTES = 2560
+
+
+class Uplink:
+    def __init__(self, cfg, journal, clock, frame, on_command, log):
+        self.cfg, self.journal, self.clock, self.out = cfg, journal, clock, frame
+        self.on_command, self.log = on_command, log
+        self.hall, self.device = cfg["hall"], cfg["device"]
+        up = cfg.get("uplink", {})
+        self.window = max(1, min(int(up.get("window", 1000)), MAX_WINDOW))
+        self.batch = max(1, min(int(up.get("batch", 50)), MAX_BATCH))
+        self.resend_ms = int(up.get("resend_s", 5.0) * 1000)
+        self.state_ms = int(up.get("state_s", 30.0) * 1000)
+        self.mac = wire.Mac(unhexlify(cfg["key"]))
+        p = "haocha/v1/%s/%s/" % (self.hall, self.device)
+        self.t_ev, self.t_ack, self.t_cmd, self.t_state = p + "ev", p + "ack", p + "cmd", p + "state"
+        self.t_hub = "haocha/v1/%s/hub/state" % self.hall
+        b = cfg.get("broker", {})
+        self.client = mqtt.Client("haocha-%s-%s" % (self.hall, self.device), b.get("host", "127.0.0.1"),
+                                  int(b.get("port", 1883)), b.get("user") or self.device, b.get("password", ""),
+                                  int(b.get("keepalive_s", 15)), (self.t_state, b'{"online":false}'))
+        self.client.on_message = self._on_message
+        self.hub_online = None
+        self.resend_due = True
+        self.latest_ack = 0
+        self.sent_upto = journal.acked
+        self.last_progress = self.retry_at = ticks_ms()
+        self.next_state = None
+        self.backoff_ms = 1000
+        self.net_ok = None  # () -> bool: the board says whether Wi-Fi is up
+
+    def _on_message(self, topic, payload, retained):
+        try:
+            if topic == self.t_ack:
+                ack = loads(payload)
+                upto = ack.get("upto")
+                if ack.get("epoch") == self.journal.epoch and isinstance(upto, int) and upto > self.latest_ack:
+                    self.latest_ack = upto
+            elif topic == self.t_hub:
+                online = loads(payload).get("online") is True
+                if online and self.hub_online is not True:
+                    self.resend_due = True  # the hub is back: what the broker held may be gone
+                self.hub_online = online
+            elif topic == self.t_cmd:
+                self.on_command(loads(payload))
+        except Exception as exc:  # a bad message is logged and dropped, never kills the loop
+            self.log("ignored a bad message on %s: %r" % (topic, exc))
+
+    def step(self, wait_ms=0):
+        """Connect when due, handle what arrived (waiting at most ``wait_ms``), apply the ack,
+        send what the window allows, publish the state when due."""
+        c = self.client
+        if c.state == mqtt.DOWN and ticks_diff(ticks_ms(), self.retry_at) >= 0 and (not self.net_ok or self.net_ok()):
+            try:
+                c.start()
+            except OSError as exc:  # no route, no address: try again later
+                c.error = str(exc)
+                self._retry_later()
+        if c.state == mqtt.DOWN:
+            self._apply_ack()
+            if wait_ms:
+                sleep_ms(wait_ms)
+            return
+        if c.poll(wait_ms):
+            self.backoff_ms = 1000
+            c.subscribe(((self.t_ack, 1), (self.t_cmd, 1), (self.t_hub, 1)))
+            self.resend_due = True
+            self.next_state = None
+            self.log("connected")
+        self._apply_ack()
+        if not c.connected:
+            if c.state == mqtt.DOWN:
+                self.log("link down: %s" % c.error)
+                self._retry_later()
+            return
+        now = ticks_ms()
+        if self.resend_due or (self.sent_upto > self.journal.acked and self.hub_online is not False
+                               and ticks_diff(now, self.last_progress) >= self.resend_ms):
+            self.resend_due = False
+            self.sent_upto = self.journal.acked
+            self.last_progress = now
+        try:
+            self._send_window()
+            if self.next_state is None or ticks_diff(now, self.next_state) >= 0:
+                self.publish_state(True)
+        except OSError as exc:
+            self.log("send failed: %s" % exc)
+            self._retry_later()
+
+    def _retry_later(self):
+        self.retry_at = ticks_add(ticks_ms(), self.backoff_ms)
+        self.backoff_ms = min(self.backoff_ms * 2, 10000)
+
+    def _apply_ack(self):
+        j, upto = self.journal, self.latest_ack
+        if upto <= j.acked:
+            return
+        if upto > j.last_seq:
+            self.log("hub acked seq %d beyond last_seq %d: ignored" % (upto, j.last_seq))
+            self.latest_ack = j.acked
+            return
+        j.ack(upto)
+        self.last_progress = ticks_ms()
+        if upto > self.sent_upto:
+            self.sent_upto = upto
+
+    def _send_window(self):
+        j, out = self.journal, self.out
+        for _ in range(4):  # a few frames per step, then the loop reads keys again
+            start = max(self.sent_upto, j.acked)
+            room = j.acked + self.window - start
+            if room <= 0 or start >= j.last_seq:
+                return
+            out[:] = b""  # keeps its allocation: the buffer is reused, never regrown
+            out.extend(b'{"v":1,"ev":[')
+            last = start
+            for seq, ev in j.iter_rows(start, min(room, self.batch)):
+                if last != start:
+                    out.extend(b",")
+                ev["v"], ev["epoch"], ev["seq"] = 1, j.epoch, seq
+                ev["age_ms"] = self.clock.age_ms(ev.get("boot"), ev.get("mono_ms", 0))
+                wire.put_event(out, self.mac, self.hall, self.device, ev)
+                last, ev = seq, None
+                if len(out) > FRAME_BYTES:
+                    break
+            if last == start:
+                return
+            out.extend(b"]}")
+            self.client.publish(self.t_ev, out)
+            self.sent_upto = last
+
+    def publish_state(self, online):
+        j = self.journal
+        self.next_state = ticks_add(ticks_ms(), self.state_ms)
+        s = ('{"online":%s,"fw":"%s","kind":"micro","mode":%s,"window":%s,"epoch":"%s","last_seq":%d,"acked":%d,'
+             '"backlog":%d,"boot":"%s","clock":"%s","panel":{"ok":true,"detail":""}}') % (
+            "true" if online else "false", FW, dumps(self.cfg.get("mode", "free")), dumps(self.cfg["window"]),
+            j.epoch, j.last_seq, j.acked, j.last_seq - j.acked, self.clock.boot_id,
+            "synced" if self.clock.synced() else "unsynced")
+        self.client.publish(self.t_state, s, True)
+
+    def close(self):
+        """Publish an offline state and disconnect (a clean stop: the will is not sent)."""
+        if self.client.connected:
+            try:
+                self.publish_state(False)
+            except OSError:
+                pass
+        self.client.disconnect()

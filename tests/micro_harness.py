@@ -1,0 +1,224 @@
+"""Test peers for the MicroPython firmware: a real Mosquitto per test and a small stand-in hub.
+
+The stand-in hub does what SPEC section 3 asks of the hub and nothing more: it verifies each
+event's MAC with ``protocol.frames``, dedupes on (device, epoch, seq), and publishes the retained
+ack ``{"epoch", "upto"}`` with ``upto`` the end of the contiguous prefix of stored seqs. It will be
+replaced by the real hub once both branches are merged.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from protocol.errors import ProtocolError
+from protocol.frames import Ack, encode_state, parse_batch, verify_event
+from protocol.topics import Leaf, hub_state_topic, parse_topic, topic, wildcard
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+MICRO_DIR = Path(__file__).resolve().parent.parent / "terminal" / "micro"
+
+
+def wait_for(cond: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.02) -> Any:
+    """Poll ``cond`` until it returns something truthy; AssertionError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    """Mosquitto on a free loopback port, anonymous, no persistence (a restart loses everything
+    it held: what the hub's end-to-end ack is for)."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.folder = folder
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser root\n"
+                             "persistence false\nmax_queued_messages 10000\n")
+
+    def start(self) -> Broker:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=(self.folder / "mosquitto.log").open("ab"), start_new_session=True)
+        wait_for(self._accepts, 10, f"mosquitto on port {self.port}")
+        return self
+
+    def _accepts(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"mosquitto exited: {(self.folder / 'mosquitto.log').read_text()[-500:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> Broker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class StandInHub:
+    """Stores events in memory with exactly-once semantics and acks the contiguous prefix."""
+
+    def __init__(self, hall: str, port: int, keys: dict[str, bytes]) -> None:
+        self.hall = hall
+        self.keys = keys
+        self.lock = threading.Lock()
+        self.stored: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+        self.upto: dict[tuple[str, str], int] = defaultdict(int)
+        self.duplicates = 0
+        self.rejected = 0
+        self.received_frames = 0
+        self.connected = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"standin-hub-{hall}",
+                                  clean_session=False, protocol=mqtt.MQTTv311)
+        self.client.will_set(hub_state_topic(hall), encode_state(False), qos=1, retain=True)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a: self.connected.clear()
+        self.client.on_message = self._on_message
+        self.port = port
+
+    def start(self) -> StandInHub:
+        self.client.connect_async("127.0.0.1", self.port, keepalive=5)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            raise AssertionError("stand-in hub could not connect to the broker")
+        return self
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            return
+        client.subscribe(wildcard(self.hall, Leaf.EV), qos=1)
+        client.publish(hub_state_topic(self.hall), encode_state(True), qos=1, retain=True)
+        self.connected.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            device, _leaf = parse_topic(self.hall, msg.topic)
+            key = self.keys[device]
+            events = parse_batch(msg.payload)
+            for event, mac in events:
+                verify_event(key, self.hall, device, event, mac)
+        except (ProtocolError, KeyError) as exc:
+            with self.lock:
+                self.rejected += 1
+            print("stand-in hub rejected a frame:", exc)
+            return
+        acks: dict[str, int] = {}
+        with self.lock:
+            self.received_frames += 1
+            for event, _mac in events:
+                rows = self.stored[(device, event.epoch)]
+                if event.seq in rows:
+                    self.duplicates += 1
+                else:
+                    rows[event.seq] = event.fields()
+                upto = self.upto[(device, event.epoch)]
+                while upto + 1 in rows:
+                    upto += 1
+                self.upto[(device, event.epoch)] = upto
+                acks[event.epoch] = upto
+        for epoch, upto in acks.items():
+            client.publish(topic(self.hall, device, Leaf.ACK), Ack(epoch, upto).encode(), qos=1, retain=True)
+
+    def invite(self, device: str, case: str, ttl_ms: int = 60000, item: str | None = None) -> None:
+        cmd = {"cmd": "invite", "case": case, "item": item, "staff": None, "ttl_ms": ttl_ms,
+               "sent_ms": int(time.time() * 1000)}
+        self.client.publish(topic(self.hall, device, Leaf.CMD), json.dumps(cmd).encode(), qos=1)
+
+    def count(self, device: str, epoch: str) -> int:
+        with self.lock:
+            return len(self.stored.get((device, epoch), {}))
+
+    def seqs(self, device: str, epoch: str) -> list[int]:
+        with self.lock:
+            return sorted(self.stored.get((device, epoch), {}))
+
+    def events(self, device: str, epoch: str) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = self.stored.get((device, epoch), {})
+            return [rows[s] for s in sorted(rows)]
+
+    def close(self) -> None:
+        self.client.publish(hub_state_topic(self.hall), encode_state(False), qos=1, retain=True)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> StandInHub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_micropython(script: str, timeout_s: float = 60, heap: str = "64k") -> str:
+    """Run ``script`` in the real MicroPython interpreter with the firmware folder importable;
+    return its stdout (AssertionError with the output when it fails)."""
+    from terminal.micro_host import find_micropython
+
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(f"import sys\nsys.path.insert(0, {str(MICRO_DIR)!r})\n" + script)
+    try:
+        proc = subprocess.run([find_micropython(), "-X", f"heapsize={heap}", f.name], capture_output=True,
+                              text=True, timeout=timeout_s)
+    finally:
+        Path(f.name).unlink()
+    if proc.returncode != 0:
+        raise AssertionError(f"micropython failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+KEY_HEX = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+
+
+def make_config(folder: Path, port: int, device: str = "M01", mode: str = "free", hall: str = "H1",
+                extra: str = "") -> Any:
+    """A ``terminal.toml`` of kind micro in ``folder``, loaded (journal: the folder ``journal``)."""
+    from terminal.config import load
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "terminal.toml"
+    path.write_text(f'device = "{device}"\nhall = "{hall}"\nwindow = "W01"\nkey = "{KEY_HEX}"\nkind = "micro"\n'
+                    f'mode = "{mode}"\njournal = "journal"\nitem = "ITEM-1"\n{extra}\n'
+                    f'[broker]\nhost = "127.0.0.1"\nport = {port}\nkeepalive_s = 5\n'
+                    f'[timing]\nthanks_s = 0.2\n')
+    return load(path)
