@@ -56,8 +56,11 @@ def soak(presses: int, seed: int) -> dict[str, float]:
                         commits += 1
                     elif sent >= report_at:
                         status = board.status()
-                        print(f"  {sent} presses, journal pending {status['pending']}, "
-                              f"heap live {status['mem_alloc']} B, peak in use {status['peak_alloc']} B", flush=True)
+                        print(
+                            f"  {sent} presses, journal pending {status['pending']}, "
+                            f"heap live {status['mem_alloc']} B, peak in use {status['peak_alloc']} B",
+                            flush=True,
+                        )
                         report_at += REPORT_EVERY
                 committed_s = time.monotonic() - start
                 wait_for(lambda: journal_summary(config.journal_path)["pending"] == 0, 120, "the hub's acks")
@@ -70,9 +73,17 @@ def soak(presses: int, seed: int) -> dict[str, float]:
             assert stored == summary["last_seq"], f"hub stored {stored}, journal last_seq {summary['last_seq']}"
             assert hub.seqs("M01", summary["epoch"]) == list(range(1, summary["last_seq"] + 1))
             files = sorted(p.name for p in config.journal_path.iterdir())
-    return {"presses": presses, "events": summary["last_seq"], "committed_s": committed_s, "drained_s": drained_s,
-            "peak_alloc": status["peak_alloc"], "peak_live": status["peak_live"], "heap": status["heap"],
-            "duplicates": hub.duplicates, "journal_files": len(files)}
+    return {
+        "presses": presses,
+        "events": summary["last_seq"],
+        "committed_s": committed_s,
+        "drained_s": drained_s,
+        "peak_alloc": status["peak_alloc"],
+        "peak_live": status["peak_live"],
+        "heap": status["heap"],
+        "duplicates": hub.duplicates,
+        "journal_files": len(files),
+    }
 
 
 def main() -> None:

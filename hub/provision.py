@@ -70,4 +70,17 @@ def _write_terminal_files(config: HubConfig, home: Path, settings: dict[str, Any
     path = folder / "terminal.toml"
     header = b"# haocha terminal config, written by `haocha device add`. Copy this folder onto the terminal.\n"
     write_private(path, header + tomli_w.dumps(settings).encode())
+    if settings["kind"] == "micro":
+        _write_board_files(path)
     return path
+
+
+def _write_board_files(config_path: Path) -> None:
+    """Firmware and ``config.json`` for a MicroPython board, in ``board/`` beside terminal.toml
+    (docs/micro.md: copy them with mpremote). Every file private: config.json holds secrets."""
+    from terminal.config import load
+    from terminal.micro_host import board_files
+
+    board = config_path.parent / "board"
+    for name, data in board_files(load(config_path)).items():
+        write_private(board / name, data)

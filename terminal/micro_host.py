@@ -41,7 +41,14 @@ _LOG = logging.getLogger(__name__)
 FIRMWARE_DIR = Path(__file__).resolve().parent / "micro"
 #: Files copied onto a board; ``sim_board.py`` stays on the host.
 FIRMWARE_FILES: tuple[str, ...] = (
-    "wire.py", "journal.py", "mqtt.py", "clock.py", "evaluator.py", "uplink.py", "board.py", "main.py",
+    "wire.py",
+    "journal.py",
+    "mqtt.py",
+    "clock.py",
+    "evaluator.py",
+    "uplink.py",
+    "board.py",
+    "main.py",
 )
 HEAP_SIZE = "64k"
 BAD_LEVELS = frozenset({"dissatisfied", "very_dissatisfied"})
@@ -68,25 +75,59 @@ def board_pins(gpio: GpioSettings) -> dict[str, Any]:
     keys = dict(gpio.keys)
     if keys == dict(pi.keys):
         keys = {level: pin for level, pin in ESP32_KEY_PINS.items() if level in keys}
-    outputs = {name: (ESP32_OUTPUTS[name] if getattr(gpio, name) == getattr(pi, name) else getattr(gpio, name))
-               for name in ESP32_OUTPUTS}
-    return {"keys": keys, "reason_keys": dict(gpio.reason_keys), "staff_key": gpio.staff_key, **outputs,
-            "bounce_ms": gpio.bounce_ms, "pull_up": gpio.pull_up}
+    outputs = {
+        name: (ESP32_OUTPUTS[name] if getattr(gpio, name) == getattr(pi, name) else getattr(gpio, name))
+        for name in ESP32_OUTPUTS
+    }
+    return {
+        "keys": keys,
+        "reason_keys": dict(gpio.reason_keys),
+        "staff_key": gpio.staff_key,
+        **outputs,
+        "bounce_ms": gpio.bounce_ms,
+        "pull_up": gpio.pull_up,
+    }
 
 
-def firmware_config(config: TerminalConfig, journal: str = "journal", wifi_ssid: str = "",
-                    wifi_password: str = "", ntp_host: str = "pool.ntp.org") -> dict[str, Any]:
+def firmware_config(
+    config: TerminalConfig,
+    journal: str = "journal",
+    wifi_ssid: str = "",
+    wifi_password: str = "",
+    ntp_host: str = "pool.ntp.org",
+) -> dict[str, Any]:
     """``config.json`` for the firmware, from the ``terminal.toml`` values."""
     return {
-        "device": config.device, "hall": config.hall, "window": config.window, "key": config.key,
-        "kind": "micro", "mode": config.mode, "staff": config.staff, "item": config.item,
-        "reasons": list(config.reasons), "clock": config.clock, "journal": journal,
-        "broker": {"host": config.broker.host, "port": config.broker.port, "user": config.broker.user or config.device,
-                   "password": config.broker.password, "keepalive_s": config.broker.keepalive_s},
-        "timing": {"lockout_s": config.timing.lockout_s, "invite_s": config.timing.invite_s,
-                   "reason_s": config.timing.reason_s, "thanks_s": config.timing.thanks_s},
-        "uplink": {"window": config.uplink.window, "batch": config.uplink.batch,
-                   "resend_s": config.uplink.resend_s, "state_s": config.uplink.state_s},
+        "device": config.device,
+        "hall": config.hall,
+        "window": config.window,
+        "key": config.key,
+        "kind": "micro",
+        "mode": config.mode,
+        "staff": config.staff,
+        "item": config.item,
+        "reasons": list(config.reasons),
+        "clock": config.clock,
+        "journal": journal,
+        "broker": {
+            "host": config.broker.host,
+            "port": config.broker.port,
+            "user": config.broker.user or config.device,
+            "password": config.broker.password,
+            "keepalive_s": config.broker.keepalive_s,
+        },
+        "timing": {
+            "lockout_s": config.timing.lockout_s,
+            "invite_s": config.timing.invite_s,
+            "reason_s": config.timing.reason_s,
+            "thanks_s": config.timing.thanks_s,
+        },
+        "uplink": {
+            "window": config.uplink.window,
+            "batch": config.uplink.batch,
+            "resend_s": config.uplink.resend_s,
+            "state_s": config.uplink.state_s,
+        },
         "pins": board_pins(config.gpio),
         "wifi": {"ssid": wifi_ssid, "password": wifi_password},
         "ntp_host": ntp_host,
@@ -130,7 +171,7 @@ def iter_records(path: Path, first: int) -> Iterator[tuple[int, dict[str, Any]]]
     pos, expect = 0, first
     while pos + 8 <= len(data):
         length, crc = struct.unpack_from("<II", data, pos)
-        payload = data[pos + 8:pos + 8 + length]
+        payload = data[pos + 8 : pos + 8 + length]
         if not 8 <= length <= _MAX_PAYLOAD or len(payload) < length or zlib.crc32(payload) != crc:
             return
         (seq,) = struct.unpack_from("<Q", payload)
@@ -154,8 +195,13 @@ def journal_summary(path: Path) -> dict[str, Any]:
     if segs:
         seqs = [seq for seq, _body in iter_records(folder / f"seg-{segs[-1]}.log", segs[-1])]
         last = max(last, seqs[-1] if seqs else segs[-1] - 1)
-    return {"device": str(meta["device"]), "epoch": str(meta["epoch"]), "last_seq": last, "acked": acked,
-            "pending": last - acked}
+    return {
+        "device": str(meta["device"]),
+        "epoch": str(meta["epoch"]),
+        "last_seq": last,
+        "acked": acked,
+        "pending": last - acked,
+    }
 
 
 # -- the interpreter ----------------------------------------------------------------------------
@@ -201,8 +247,9 @@ def compile_firmware(dest: Path) -> Path:
 
 def firmware_command(code_dir: Path, config_path: Path, heap: str = HEAP_SIZE) -> list[str]:
     """The command line running the firmware from ``code_dir`` with the simulated board."""
-    boot = (f"import sys\nsys.path.insert(0, {str(code_dir)!r})\nimport main\n"
-            f"main.main(['main', {str(config_path)!r}])\n")
+    boot = (
+        f"import sys\nsys.path.insert(0, {str(code_dir)!r})\nimport main\nmain.main(['main', {str(config_path)!r}])\n"
+    )
     return [find_micropython(), "-X", f"heapsize={heap}", "-c", boot]
 
 
@@ -236,8 +283,15 @@ class SimBoardProcess:
         # The interpreter stays in our process group: a signal to ``haocha sim terminal``'s group
         # (SIGTERM, or SIGKILL as a power cut) reaches the board too. Were only we to die, the
         # board reads the end of its stdin and stops cleanly.
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, bufsize=1, cwd=str(code_dir))
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            cwd=str(code_dir),
+        )
         self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
         self._reader.start()
         line = self.expect("started ", timeout_s)
@@ -277,8 +331,9 @@ class SimBoardProcess:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise MicroSimError(f"no {prefix.strip()!r} from the simulated board within {timeout_s} s"
-                                    f"{self._tail()}")
+                raise MicroSimError(
+                    f"no {prefix.strip()!r} from the simulated board within {timeout_s} s{self._tail()}"
+                )
             try:
                 line = self.lines.get(timeout=left)
             except queue.Empty:
@@ -377,8 +432,14 @@ def _press_plan(config: TerminalConfig, presses: int, seed: int) -> list[tuple[s
     return plan
 
 
-def run_sim(config: TerminalConfig, presses: int, rate: float = 5.0, seed: int = 0, keep_lockout: bool = False,
-            timeout_s: float = 120.0) -> dict[str, Any]:
+def run_sim(
+    config: TerminalConfig,
+    presses: int,
+    rate: float = 5.0,
+    seed: int = 0,
+    keep_lockout: bool = False,
+    timeout_s: float = 120.0,
+) -> dict[str, Any]:
     """Run the firmware in ``micropython -X heapsize=64k`` with the simulated board, press ``presses``
     seeded ratings at ``rate`` a second (a bad level is followed by a seeded reason key when the
     config has reasons; in invited mode each rating waits for the ready light of an invitation),
@@ -386,8 +447,10 @@ def run_sim(config: TerminalConfig, presses: int, rate: float = 5.0, seed: int =
     journal summary. MicroSimError on any failure or when ``timeout_s`` runs out."""
     deadline = time.monotonic() + timeout_s
     plan = _press_plan(config, presses, seed)
-    with tempfile.TemporaryDirectory(prefix="haocha-micro-") as tmp, \
-            SimBoardProcess(write_sim_config(config, Path(tmp), keep_lockout)) as board:
+    with (
+        tempfile.TemporaryDirectory(prefix="haocha-micro-") as tmp,
+        SimBoardProcess(write_sim_config(config, Path(tmp), keep_lockout)) as board,
+    ):
         board.start(timeout_s=min(30.0, timeout_s))
         _press_all(board, config, plan, rate, deadline)
         _wait_drained(board, config.journal_path, deadline)
@@ -406,8 +469,9 @@ def _left(deadline: float) -> float:
     return left
 
 
-def _press_all(board: SimBoardProcess, config: TerminalConfig, plan: list[tuple[str, str | None]],
-               rate: float, deadline: float) -> None:
+def _press_all(
+    board: SimBoardProcess, config: TerminalConfig, plan: list[tuple[str, str | None]], rate: float, deadline: float
+) -> None:
     start = time.monotonic()
     interval = 1.0 / rate if rate > 0 else 0.0
     for i, (level, reason) in enumerate(plan):
@@ -435,6 +499,8 @@ def _wait_drained(board: SimBoardProcess, journal: Path, deadline: float) -> Non
         if board.proc is not None and board.proc.poll() is not None:
             raise MicroSimError(f"the simulated board exited with {summary['pending']} events unacked{board._tail()}")
         if time.monotonic() >= deadline:
-            raise MicroSimError(f"{summary['pending']} events still unacked at the timeout "
-                                f"(acked {summary['acked']} of {summary['last_seq']}){board._tail()}")
+            raise MicroSimError(
+                f"{summary['pending']} events still unacked at the timeout "
+                f"(acked {summary['acked']} of {summary['last_seq']}){board._tail()}"
+            )
         time.sleep(0.05)

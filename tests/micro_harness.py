@@ -56,12 +56,18 @@ class Broker:
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser root\n"
-                             "persistence false\nmax_queued_messages 10000\n")
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser root\n"
+            "persistence false\nmax_queued_messages 10000\n"
+        )
 
     def start(self) -> Broker:
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=(self.folder / "mosquitto.log").open("ab"), start_new_session=True)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.folder / "mosquitto.log").open("ab"),
+            start_new_session=True,
+        )
         wait_for(self._accepts, 10, f"mosquitto on port {self.port}")
         return self
 
@@ -107,8 +113,12 @@ class StandInHub:
         self.rejected = 0
         self.received_frames = 0
         self.connected = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"standin-hub-{hall}",
-                                  clean_session=False, protocol=mqtt.MQTTv311)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"standin-hub-{hall}",
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
         self.client.will_set(hub_state_topic(hall), encode_state(False), qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.client.max_inflight_messages_set(1000)
@@ -161,8 +171,14 @@ class StandInHub:
             client.publish(topic(self.hall, device, Leaf.ACK), Ack(epoch, upto).encode(), qos=1, retain=True)
 
     def invite(self, device: str, case: str, ttl_ms: int = 60000, item: str | None = None) -> None:
-        cmd = {"cmd": "invite", "case": case, "item": item, "staff": None, "ttl_ms": ttl_ms,
-               "sent_ms": int(time.time() * 1000)}
+        cmd = {
+            "cmd": "invite",
+            "case": case,
+            "item": item,
+            "staff": None,
+            "ttl_ms": ttl_ms,
+            "sent_ms": int(time.time() * 1000),
+        }
         self.client.publish(topic(self.hall, device, Leaf.CMD), json.dumps(cmd).encode(), qos=1)
 
     def count(self, device: str, epoch: str) -> int:
@@ -198,8 +214,9 @@ def run_micropython(script: str, timeout_s: float = 60, heap: str = "64k") -> st
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(f"import sys\nsys.path.insert(0, {str(MICRO_DIR)!r})\n" + script)
     try:
-        proc = subprocess.run([find_micropython(), "-X", f"heapsize={heap}", f.name], capture_output=True,
-                              text=True, timeout=timeout_s)
+        proc = subprocess.run(
+            [find_micropython(), "-X", f"heapsize={heap}", f.name], capture_output=True, text=True, timeout=timeout_s
+        )
     finally:
         Path(f.name).unlink()
     if proc.returncode != 0:
@@ -210,15 +227,18 @@ def run_micropython(script: str, timeout_s: float = 60, heap: str = "64k") -> st
 KEY_HEX = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
 
-def make_config(folder: Path, port: int, device: str = "M01", mode: str = "free", hall: str = "H1",
-                extra: str = "") -> Any:
+def make_config(
+    folder: Path, port: int, device: str = "M01", mode: str = "free", hall: str = "H1", extra: str = ""
+) -> Any:
     """A ``terminal.toml`` of kind micro in ``folder``, loaded (journal: the folder ``journal``)."""
     from terminal.config import load
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "terminal.toml"
-    path.write_text(f'device = "{device}"\nhall = "{hall}"\nwindow = "W01"\nkey = "{KEY_HEX}"\nkind = "micro"\n'
-                    f'mode = "{mode}"\njournal = "journal"\nitem = "ITEM-1"\n{extra}\n'
-                    f'[broker]\nhost = "127.0.0.1"\nport = {port}\nkeepalive_s = 5\n'
-                    f'[timing]\nthanks_s = 0.2\n')
+    path.write_text(
+        f'device = "{device}"\nhall = "{hall}"\nwindow = "W01"\nkey = "{KEY_HEX}"\nkind = "micro"\n'
+        f'mode = "{mode}"\njournal = "journal"\nitem = "ITEM-1"\n{extra}\n'
+        f'[broker]\nhost = "127.0.0.1"\nport = {port}\nkeepalive_s = 5\n'
+        f"[timing]\nthanks_s = 0.2\n"
+    )
     return load(path)

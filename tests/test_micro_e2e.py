@@ -69,7 +69,7 @@ def test_run_sim_presses_arrive_exactly_once(tmp_path: Path, broker: Broker, hub
     assert all(e["window"] == "W01" and e["item"] == "ITEM-1" and e["age_ms"] is not None for e in ratings)
     # the same seed gives the same levels (weighted: most citizens are satisfied)
     again = run_sim(config, presses=40, rate=200, seed=7, timeout_s=60)
-    later = hub.events("M01", again["epoch"])[summary["last_seq"]:]
+    later = hub.events("M01", again["epoch"])[summary["last_seq"] :]
     assert [e["level"] for e in later if e["kind"] == "rating"] == [e["level"] for e in ratings]
 
 

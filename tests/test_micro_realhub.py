@@ -41,8 +41,7 @@ def test_micro_kill_9_of_board_and_hub_keeps_the_invariant(running_hall: Hall) -
     for round_ in range(2):
         hall.sim_terminal("M02", 300, 200, round_)
         floor = 100 * (round_ + 1)
-        wait_for(lambda floor=floor: meta.exists() and hall.journal("M02")["last_seq"] > floor, 60,
-                 "presses mid-burst")
+        wait_for(lambda floor=floor: meta.exists() and hall.journal("M02")["last_seq"] > floor, 60, "presses mid-burst")
         hall.kill("sim-M02", signal.SIGKILL)
         hall.kill("hub", signal.SIGKILL)
         hall.start_hub()

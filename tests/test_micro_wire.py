@@ -68,8 +68,9 @@ print([bytes(mqtt._varint(n)) for n in (0, 127, 128, 16383, 16384, 2097151, 2097
 """)
     ids, varints = out.splitlines()
     assert ids == "[65534, 65535, 1, 2, 4, 1]"
-    assert varints == str([b"\x00", b"\x7f", b"\x80\x01", b"\xff\x7f", b"\x80\x80\x01", b"\xff\xff\x7f",
-                           b"\x80\x80\x80\x01"])
+    assert varints == str(
+        [b"\x00", b"\x7f", b"\x80\x01", b"\xff\x7f", b"\x80\x80\x01", b"\xff\xff\x7f", b"\x80\x80\x80\x01"]
+    )
 
 
 def test_board_files_hold_the_firmware_and_its_config(tmp_path: Path) -> None:
@@ -96,8 +97,9 @@ def test_board_pins_avoid_esp32_flash_pins_unless_configured(tmp_path: Path) -> 
     default = json.loads(board_files(make_config(tmp_path / "a", 1883))["config.json"])["pins"]
     assert set(default["keys"].values()).isdisjoint({6, 7, 8, 9, 10, 11, 12})
     assert default["keys"]["very_satisfied"] == 32 and default["ready_light"] == 21
-    custom = make_config(tmp_path / "b", 1883, extra='[gpio]\nkeys = {satisfied = 4, basic = 5, dissatisfied = 18}\n'
-                                                      'ready_light = 2\n')
+    custom = make_config(
+        tmp_path / "b", 1883, extra="[gpio]\nkeys = {satisfied = 4, basic = 5, dissatisfied = 18}\nready_light = 2\n"
+    )
     pins = json.loads(board_files(custom)["config.json"])["pins"]
     assert pins["keys"] == {"satisfied": 4, "basic": 5, "dissatisfied": 18} and pins["ready_light"] == 2
 
