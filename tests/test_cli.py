@@ -30,12 +30,29 @@ def home(tmp_path: Path) -> Path:
 
 
 def all_commands(group: click.Group = main, prefix: str = "") -> list[tuple[str, click.Command]]:
+    ctx = click.Context(group)
     out = []
-    for name, command in group.commands.items():
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         out.append((f"{prefix}{name}", command))
         if isinstance(command, click.Group):
             out.extend(all_commands(command, f"{prefix}{name} "))
     return out
+
+
+def test_terminal_commands_load_no_hub_modules() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from hub.cli import main; from click.testing import CliRunner; "
+        "CliRunner().invoke(main, ['terminal', 'run', '--help']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('uvicorn', 'starlette', 'sqlite_utils') "
+        "or m in ('hub.daemon', 'hub.store')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize("name, command", all_commands(), ids=lambda x: x if isinstance(x, str) else "")

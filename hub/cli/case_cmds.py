@@ -63,6 +63,3 @@ def staff_signin(window: str, staff: str | None, home: Path | None) -> None:
     with store:
         device = cases.sign_in_staff(store, window, staff)
     click.echo(f"{device}: staff {staff or '(none)'}", err=True)
-
-
-COMMANDS = [case_group, staff_group]

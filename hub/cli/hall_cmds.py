@@ -237,6 +237,3 @@ def _print_records(rows: list[dict[str, object]], fmt: str) -> None:
     click.echo(sep.join(keys))
     for row in rows:
         click.echo(sep.join("" if row[k] is None else str(row[k]) for k in keys))
-
-
-COMMANDS = [hub_group, window_group, item_group, device_group, broker_group, stats_cmd]

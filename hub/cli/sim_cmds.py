@@ -69,6 +69,3 @@ def demo_cmd(home: Path | None, presses: int) -> None:
 
     own_process_group()
     run_demo(home, presses, echo=lambda line: click.echo(line, err=True), out=click.echo)
-
-
-COMMANDS = [sim_group, demo_cmd]

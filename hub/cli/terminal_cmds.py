@@ -67,6 +67,3 @@ def terminal_journal(config_path: Path, fmt: str) -> None:
     else:
         for key, value in summary.items():
             click.echo(f"{key:>9}  {value}")
-
-
-COMMANDS = [terminal_group]
