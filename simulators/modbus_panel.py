@@ -52,6 +52,9 @@ class SimPanel:
         self.beeps: list[m.Beep] = []
         self.presses = 0  #: every press ever made on this panel, across reboots
         self.plugged = True
+        #: Set once a terminal has read the counters: from then on every press is delivered (a
+        #: terminal meeting a panel for the first time counts from the counters it first reads).
+        self.polled = threading.Event()
         #: Called (on the server thread) after the terminal changed a light; tests check ordering.
         self.on_lights: LightsHook | None = None
 
@@ -260,6 +263,8 @@ async def _action(panel: SimPanel, function_code: int, start_address: int, addre
         regs = panel.input_registers()
         for i in range(min(len(registers), len(regs) - start_address)):
             registers[i] = regs[start_address + i]
+        if address <= m.IR_BOOT < address + count:
+            panel.polled.set()
     elif function_code == 3:
         regs = panel.holding_registers()
         registers[: len(regs)] = regs

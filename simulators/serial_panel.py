@@ -42,7 +42,7 @@ class SerialPanelSim:
         self._next_id = 1
         self.queue: collections.deque[tuple[int, int, int]] = collections.deque()  # (boot, id, button)
         self._lights = {"ready": False, "reason": False, "thanks": False}
-        self._beep_seq: int | None = None
+        self._beep_seq = 0
         self.beeps: list[Beep] = []
         self.presses = 0  #: presses ever made
         self.acked = 0  #: presses the terminal acknowledged
@@ -50,6 +50,7 @@ class SerialPanelSim:
         self.parser = FrameParser()  #: what the panel received, with its error counts
         self.on_lights: LightsHook | None = None
         self._corrupt = 0
+        self._drop_acks = 0
         self._listener: socket.socket | None = None
         self._conn: socket.socket | None = None
         self._send_lock = threading.Lock()
@@ -76,7 +77,7 @@ class SerialPanelSim:
             self.boot = (self.boot + 1) % 0x10000
             self._next_id = 1
             self._lights = dict.fromkeys(self._lights, False)
-            self._beep_seq = None
+            self._beep_seq = 0
             self._due_ident = True
             self._cond.notify_all()
 
@@ -101,6 +102,11 @@ class SerialPanelSim:
         with self._cond:
             self._corrupt += frames
 
+    def drop_acks(self, count: int) -> None:
+        """Lose the next ``count`` acks on the line (0: stop losing them): the panel repeats presses already journaled."""
+        with self._cond:
+            self._drop_acks = max(0, count)
+
     @property
     def lights(self) -> dict[str, bool]:
         with self._cond:
@@ -119,11 +125,15 @@ class SerialPanelSim:
 
     def _accept(self) -> None:
         assert self._listener is not None
+        self._listener.settimeout(0.1)  # so that stop() is noticed: close() does not wake accept()
         while not self._stopping:
             try:
                 conn, _addr = self._listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            conn.settimeout(None)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._cond:
                 self._drop()
@@ -148,7 +158,9 @@ class SerialPanelSim:
     def _handle(self, frame: Frame) -> None:
         if frame.msg is Msg.ACK:
             with self._cond:
-                if self.queue and self.queue[0][:2] == frame.args:
+                if self._drop_acks:
+                    self._drop_acks -= 1
+                elif self.queue and self.queue[0][:2] == frame.args:
                     self.queue.popleft()
                     self.acked += 1
                     self._cond.notify_all()
@@ -163,7 +175,7 @@ class SerialPanelSim:
         with self._cond:
             old = dict(self._lights)
             self._lights = {"ready": bool(ready), "reason": bool(reason), "thanks": bool(thanks)}
-            if self._beep_seq is not None and seq != self._beep_seq and pattern:
+            if seq != self._beep_seq and pattern:
                 self.beeps.append(Beep(pattern))
             self._beep_seq = seq
             lights, changed = dict(self._lights), old != self._lights

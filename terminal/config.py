@@ -140,7 +140,7 @@ class ModbusSettings:
     stopbits: int = field(1, "1 or 2", check=lambda v: None if v in (1, 2) else "must be 1 or 2")
     unit: int = field(1, "Modbus unit id of this window's panel (1..247)", check=_unit_id)
     poll_s: float = field(0.05, "seconds between polls of the press counters", check=positive)
-    timeout_s: float = field(0.2, "seconds to wait for one answer of the panel", check=positive)
+    timeout_s: float = field(0.5, "seconds to wait for one answer of the panel", check=positive)
     retries: int = field(1, "requests resent after a timeout before the panel counts as not answering",
                          check=non_negative)
     reconnect_s: float = field(1.0, "seconds between attempts to reach a panel that stopped answering",

@@ -160,6 +160,11 @@ class ModbusPanel:
         self._on_key, self._on_status = on_key, on_status
         self.bus.attach(self)
 
+    @property
+    def online(self) -> bool | None:
+        """Whether the panel answers; None before the first attempt."""
+        return self._online
+
     def show(self, feedback: Feedback) -> None:
         """Record the wanted lights and wake the poll thread, which writes them (never blocks)."""
         lights, beep = _LIGHTS[feedback]

@@ -82,6 +82,11 @@ class SerialPanel:
         self._thread = threading.Thread(target=self._run, name=f"serial {self.settings.port}", daemon=True)
         self._thread.start()
 
+    @property
+    def online(self) -> bool | None:
+        """Whether the panel answers; None before the first attempt."""
+        return self._online
+
     def show(self, feedback: Feedback) -> None:
         """Record the wanted lights; the port thread sends them within ``read_s``. Never blocks."""
         lights, beep = _LIGHTS[feedback]
