@@ -96,7 +96,7 @@ class FrameParser:
             self._buf = self._buf[start:]
         end = self._buf.find(b"\n")
         restart = self._buf.find(START, 1)
-        if 0 <= restart and (end < 0 or restart < end):
+        if restart >= 0 and (end < 0 or restart < end):
             self.counts["framing"] += 1  # a frame cut short by the next one
             self._buf = self._buf[restart:]
             return None, True
