@@ -35,8 +35,15 @@ class SimPanel:
     """One simulated evaluator panel. Thread-safe: tests press from their thread while the
     server's loop thread reads counters and writes lights."""
 
-    def __init__(self, unit: int, buttons: Mapping[Key, int], nbuttons: int = 12, serial: int = 1,
-                 model: int = 1, firmware: int = 0x0102) -> None:
+    def __init__(
+        self,
+        unit: int,
+        buttons: Mapping[Key, int],
+        nbuttons: int = 12,
+        serial: int = 1,
+        model: int = 1,
+        firmware: int = 0x0102,
+    ) -> None:
         if not 1 <= nbuttons <= m.MAX_BUTTONS or max(buttons.values(), default=1) > nbuttons:
             raise PanelError(f"a panel of {nbuttons} buttons cannot carry buttons {sorted(buttons.values())}")
         self.unit = unit
@@ -94,9 +101,9 @@ class SimPanel:
             regs = [0] * m.IR_END
             regs[: m.IDENT_COUNT] = self.ident
             regs[m.IR_BOOT] = self.boot
-            regs[m.IR_COUNTERS: m.IR_COUNTERS + m.MAX_BUTTONS] = self.counters
+            regs[m.IR_COUNTERS : m.IR_COUNTERS + m.MAX_BUTTONS] = self.counters
             regs[m.IR_PREV_BOOT] = self.prev_boot
-            regs[m.IR_PREV_COUNTERS: m.IR_END] = self.prev
+            regs[m.IR_PREV_COUNTERS : m.IR_END] = self.prev
             return regs
 
     def holding_registers(self) -> list[int]:
@@ -180,8 +187,7 @@ class ModbusPanelSim:
         """Listen on a free loopback port; return the ``socket://`` URL for ``[modbus] port``."""
         ready = threading.Event()
         failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._serve, args=(ready, failure), name="modbus panel sim",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._serve, args=(ready, failure), name="modbus panel sim", daemon=True)
         self._thread.start()
         if not ready.wait(10) or failure:
             raise PanelError(f"simulated Modbus panel did not start: {failure[:1]}")
@@ -203,18 +209,21 @@ class ModbusPanelSim:
 
     async def _listen(self) -> None:
         devices = [self._device(p) for p in self.panels.values()]
-        self._server = ModbusSerialServer(devices, framer=FramerType.RTU, port="socket://127.0.0.1:0",
-                                          trace_packet=self._trace)
+        self._server = ModbusSerialServer(
+            devices, framer=FramerType.RTU, port="socket://127.0.0.1:0", trace_packet=self._trace
+        )
         await self._server.serve_forever(background=True)
         port = self._server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self.url = f"socket://127.0.0.1:{port}"
         _LOG.info("simulated Modbus panels %s at %s", sorted(self.panels), self.url)
 
     def _device(self, panel: SimPanel) -> SimDevice:
-        blocks = ([SimData(0, count=16, values=False, datatype=DataType.BITS)],
-                  [SimData(0, count=16, values=False, datatype=DataType.BITS)],
-                  [SimData(0, count=m.HR_COUNT, values=0, datatype=DataType.REGISTERS)],
-                  [SimData(0, count=m.IR_END, values=0, datatype=DataType.REGISTERS)])
+        blocks = (
+            [SimData(0, count=16, values=False, datatype=DataType.BITS)],
+            [SimData(0, count=16, values=False, datatype=DataType.BITS)],
+            [SimData(0, count=m.HR_COUNT, values=0, datatype=DataType.REGISTERS)],
+            [SimData(0, count=m.IR_END, values=0, datatype=DataType.REGISTERS)],
+        )
         return SimDevice(panel.unit, simdata=blocks, action=functools.partial(_action, panel))
 
     def _trace(self, sending: bool, packet: bytes) -> bytes:
@@ -256,8 +265,9 @@ class ModbusPanelSim:
         self.stop()
 
 
-async def _action(panel: SimPanel, function_code: int, start_address: int, address: int, count: int,
-                  registers: list[int], values: Any) -> None:
+async def _action(
+    panel: SimPanel, function_code: int, start_address: int, address: int, count: int, registers: list[int], values: Any
+) -> None:
     """pymodbus' SimDevice hook: serve reads from the panel and apply writes to it."""
     if function_code == 4:
         regs = panel.input_registers()

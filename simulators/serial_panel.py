@@ -31,8 +31,16 @@ LightsHook = Callable[[dict[str, bool]], None]
 class SerialPanelSim:
     """A context manager; ``start()`` returns the URL for ``[serial] port``."""
 
-    def __init__(self, buttons: Mapping[Key, int], serial: int = 1, model: int = 2, firmware: int = 0x0100,
-                 nbuttons: int = 12, heartbeat_s: float = 0.5, repeat_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        buttons: Mapping[Key, int],
+        serial: int = 1,
+        model: int = 2,
+        firmware: int = 0x0100,
+        nbuttons: int = 12,
+        heartbeat_s: float = 0.5,
+        repeat_s: float = 0.1,
+    ) -> None:
         self.buttons = dict(buttons)
         self.ident = (VENDOR, model, firmware, serial, nbuttons)
         self.heartbeat_s, self.repeat_s = heartbeat_s, repeat_s
@@ -103,7 +111,7 @@ class SerialPanelSim:
             self._corrupt += frames
 
     def drop_acks(self, count: int) -> None:
-        """Lose the next ``count`` acks on the line (0: stop losing them): the panel repeats presses already journaled."""
+        """Lose the next ``count`` acks (0: none): the panel repeats presses already journaled."""
         with self._cond:
             self._drop_acks = max(0, count)
 
@@ -251,4 +259,3 @@ class SerialPanelSim:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-

@@ -141,17 +141,23 @@ class ModbusSettings:
     unit: int = field(1, "Modbus unit id of this window's panel (1..247)", check=_unit_id)
     poll_s: float = field(0.05, "seconds between polls of the press counters", check=positive)
     timeout_s: float = field(0.5, "seconds to wait for one answer of the panel", check=positive)
-    retries: int = field(1, "requests resent after a timeout before the panel counts as not answering",
-                         check=non_negative)
-    reconnect_s: float = field(1.0, "seconds between attempts to reach a panel that stopped answering",
-                               check=positive)
-    refresh_s: float = field(5.0, "seconds between rewrites of the lights (a rebooted panel forgets them)",
-                             check=positive)
-    keys: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PANEL_KEYS),
-                                 doc="level id → button number (1..16) of its key, 3 or 5 keys",
-                                 check=_level_buttons)
-    reason_keys: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PANEL_REASONS),
-                                        doc="reason id → button number; none: no reason step", check=_reason_buttons)
+    retries: int = field(
+        1, "requests resent after a timeout before the panel counts as not answering", check=non_negative
+    )
+    reconnect_s: float = field(1.0, "seconds between attempts to reach a panel that stopped answering", check=positive)
+    refresh_s: float = field(
+        5.0, "seconds between rewrites of the lights (a rebooted panel forgets them)", check=positive
+    )
+    keys: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_PANEL_KEYS),
+        doc="level id → button number (1..16) of its key, 3 or 5 keys",
+        check=_level_buttons,
+    )
+    reason_keys: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_PANEL_REASONS),
+        doc="reason id → button number; none: no reason step",
+        check=_reason_buttons,
+    )
     staff_key: int | None = field(12, "button number of the staff key (staff mode)", check=_button)
     state: Path = field(Path("panel-state.db"), "file of the press counters already journaled, relative to this file")
 
@@ -168,13 +174,19 @@ class SerialSettings:
     read_s: float = field(0.02, "longest wait for bytes in one read; also the delay of a light change", check=positive)
     link_timeout_s: float = field(3.0, "no valid frame for this long: the panel counts as unplugged", check=positive)
     reconnect_s: float = field(1.0, "seconds between attempts to reopen a port that failed", check=positive)
-    refresh_s: float = field(2.0, "seconds between resends of the light state (a rebooted panel forgets it)",
-                             check=positive)
-    keys: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PANEL_KEYS),
-                                 doc="level id → button number (1..16) of its key, 3 or 5 keys",
-                                 check=_level_buttons)
-    reason_keys: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PANEL_REASONS),
-                                        doc="reason id → button number; none: no reason step", check=_reason_buttons)
+    refresh_s: float = field(
+        2.0, "seconds between resends of the light state (a rebooted panel forgets it)", check=positive
+    )
+    keys: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_PANEL_KEYS),
+        doc="level id → button number (1..16) of its key, 3 or 5 keys",
+        check=_level_buttons,
+    )
+    reason_keys: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_PANEL_REASONS),
+        doc="reason id → button number; none: no reason step",
+        check=_reason_buttons,
+    )
     staff_key: int | None = field(12, "button number of the staff key (staff mode)", check=_button)
     state: Path = field(Path("panel-state.db"), "file of the press ids already journaled, relative to this file")
 

@@ -26,12 +26,22 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
         time.sleep(0.01)
 
 
-def terminal_config(folder: Path, kind: str, device: str = "T01", window: str = "W01", mode: str = "free",
-                    **table: Any) -> TerminalConfig:
+def terminal_config(
+    folder: Path, kind: str, device: str = "T01", window: str = "W01", mode: str = "free", **table: Any
+) -> TerminalConfig:
     """A config in ``folder`` (journal and panel state there); ``table`` overrides [kind] keys."""
-    base = TerminalConfig(device=device, hall="H1", window=window, key="ab" * 32, kind=kind, mode=mode,
-                          clock="unsynced", broker=BrokerSettings(port=NO_BROKER),
-                          timing=TimingSettings(lockout_s=0.0), base=folder)
+    base = TerminalConfig(
+        device=device,
+        hall="H1",
+        window=window,
+        key="ab" * 32,
+        kind=kind,
+        mode=mode,
+        clock="unsynced",
+        broker=BrokerSettings(port=NO_BROKER),
+        timing=TimingSettings(lockout_s=0.0),
+        base=folder,
+    )
     settings = dataclasses.replace(getattr(base, kind), **table)
     return dataclasses.replace(base, **{kind: settings})
 

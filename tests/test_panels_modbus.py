@@ -189,12 +189,16 @@ def test_refused_press_stays_on_the_panel(tmp_path: Path) -> None:
 
 
 def test_several_panels_on_one_bus(tmp_path: Path) -> None:
-    configs = [terminal_config(tmp_path / f"T{u}", "modbus", device=f"T{u}", window=f"W{u}", unit=u, **FAST)
-               for u in (1, 2)]
+    configs = [
+        terminal_config(tmp_path / f"T{u}", "modbus", device=f"T{u}", window=f"W{u}", unit=u, **FAST) for u in (1, 2)
+    ]
     with make_sim(configs[0], 1, 2) as sim:
         configs = [dataclasses.replace(c, modbus=dataclasses.replace(c.modbus, port=sim.url)) for c in configs]
-        with ModbusBus(configs[0].modbus) as bus, Terminal(configs[0], bus=bus) as t1, \
-                Terminal(configs[1], bus=bus) as t2:
+        with (
+            ModbusBus(configs[0].modbus) as bus,
+            Terminal(configs[0], bus=bus) as t1,
+            Terminal(configs[1], bus=bus) as t2,
+        ):
             t1.start()
             t2.start()
             wait_until(lambda: t1.panel.online and t2.panel.online)  # type: ignore[attr-defined]
@@ -232,9 +236,11 @@ def test_ledger_settles_an_intent_left_by_a_crash(tmp_path: Path) -> None:
 
 def test_config_tables(tmp_path: Path) -> None:
     path = tmp_path / "terminal.toml"
-    path.write_text('device = "T01"\nhall = "H1"\nwindow = "W01"\nkey = "' + "ab" * 32 + '"\nkind = "modbus"\n'
-                    '[modbus]\nport = "socket://127.0.0.1:5020"\nunit = 7\npoll_s = 0.1\n'
-                    'keys = {satisfied = 1, basic = 2, dissatisfied = 3}\nreason_keys = {}\nstaff_key = 4\n')
+    path.write_text(
+        'device = "T01"\nhall = "H1"\nwindow = "W01"\nkey = "' + "ab" * 32 + '"\nkind = "modbus"\n'
+        '[modbus]\nport = "socket://127.0.0.1:5020"\nunit = 7\npoll_s = 0.1\n'
+        "keys = {satisfied = 1, basic = 2, dissatisfied = 3}\nreason_keys = {}\nstaff_key = 4\n"
+    )
     config = load(path)
     assert config.modbus.unit == 7 and config.resolve(config.modbus.state) == tmp_path / "panel-state.db"
     with pytest.raises(ConfigError, match="button 1"):

@@ -56,8 +56,9 @@ class PressLedger:
         self._journal: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db: sqlite3.Connection | None = sqlite3.connect(str(path), isolation_level=None,
-                                                                  check_same_thread=False)
+            self._db: sqlite3.Connection | None = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
@@ -94,8 +95,12 @@ class PressLedger:
                 self._write("DELETE FROM intent WHERE source = ?", (source,))
             raise
         with self._lock:
-            self._write("INSERT OR REPLACE INTO mark VALUES (?, ?, ?)", (source, mark.boot, mark.count),
-                        "DELETE FROM intent WHERE source = ?", (source,))
+            self._write(
+                "INSERT OR REPLACE INTO mark VALUES (?, ?, ?)",
+                (source, mark.boot, mark.count),
+                "DELETE FROM intent WHERE source = ?",
+                (source,),
+            )
 
     # -- internals ------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -126,8 +131,12 @@ class PressLedger:
         for source, boot, count, before in intents:
             if last > before:
                 _LOG.warning("press %s of %s was journaled before a crash: not delivering it again", count, source)
-                self._write("INSERT OR REPLACE INTO mark VALUES (?, ?, ?)", (source, boot, count),
-                            "DELETE FROM intent WHERE source = ?", (source,))
+                self._write(
+                    "INSERT OR REPLACE INTO mark VALUES (?, ?, ?)",
+                    (source, boot, count),
+                    "DELETE FROM intent WHERE source = ?",
+                    (source,),
+                )
             else:
                 _LOG.warning("press %s of %s was not journaled before a crash: it will be delivered", count, source)
                 self._write("DELETE FROM intent WHERE source = ?", (source,))

@@ -106,7 +106,7 @@ class FrameParser:
                 self._buf = self._buf[1:]
                 return None, True
             return None, False
-        raw, self._buf = self._buf[: end + 1], self._buf[end + 1:]
+        raw, self._buf = self._buf[: end + 1], self._buf[end + 1 :]
         return self._check(raw), True
 
     def _check(self, raw: bytes) -> Frame | None:

@@ -71,9 +71,15 @@ class ModbusBus:
 
     def __init__(self, settings: ModbusSettings) -> None:
         self.settings = settings
-        self.client = ModbusSerialClient(settings.port, framer=FramerType.RTU, baudrate=settings.baudrate,
-                                         parity=settings.parity, stopbits=settings.stopbits,
-                                         timeout=settings.timeout_s, retries=settings.retries)
+        self.client = ModbusSerialClient(
+            settings.port,
+            framer=FramerType.RTU,
+            baudrate=settings.baudrate,
+            parity=settings.parity,
+            stopbits=settings.stopbits,
+            timeout=settings.timeout_s,
+            retries=settings.retries,
+        )
         self.lock = threading.RLock()
         self._panels: list[ModbusPanel] = []
         self._wake = threading.Event()
@@ -204,8 +210,9 @@ class ModbusPanel:
             self._up()
         except _NotAccepted as exc:
             self.counts["not_accepted"] += 1
-            _LOG.error("unit %d: %s; the press stays on the panel and is offered again", self.unit, exc,
-                       exc_info=exc.__cause__)
+            _LOG.error(
+                "unit %d: %s; the press stays on the panel and is offered again", self.unit, exc, exc_info=exc.__cause__
+            )
         except (ModbusException, PanelError, OSError) as exc:
             self._down(str(exc))
         except Exception:
@@ -214,11 +221,18 @@ class ModbusPanel:
 
     def _identify(self, client: ModbusSerialClient) -> None:
         regs = self._read(client, m.IR_VENDOR, m.IDENT_COUNT)
-        ident = Identity(regs[m.IR_VENDOR], regs[m.IR_MODEL], regs[m.IR_FIRMWARE],
-                         regs[m.IR_SERIAL_HI] << 16 | regs[m.IR_SERIAL_LO], regs[m.IR_BUTTONS])
+        ident = Identity(
+            regs[m.IR_VENDOR],
+            regs[m.IR_MODEL],
+            regs[m.IR_FIRMWARE],
+            regs[m.IR_SERIAL_HI] << 16 | regs[m.IR_SERIAL_LO],
+            regs[m.IR_BUTTONS],
+        )
         if ident.vendor != m.VENDOR or regs[m.IR_MAP_VERSION] != m.MAP_VERSION:
-            raise PanelError(f"unit {self.unit} is not a haocha map-{m.MAP_VERSION} panel "
-                             f"(vendor {ident.vendor:#06x}, map {regs[m.IR_MAP_VERSION]})")
+            raise PanelError(
+                f"unit {self.unit} is not a haocha map-{m.MAP_VERSION} panel "
+                f"(vendor {ident.vendor:#06x}, map {regs[m.IR_MAP_VERSION]})"
+            )
         highest = max(self.buttons.values())
         if highest > ident.buttons:
             raise PanelError(f"unit {self.unit} has {ident.buttons} buttons; terminal.toml uses button {highest}")
@@ -252,7 +266,7 @@ class ModbusPanel:
         if regs[0] != boot:
             return False
         prev_boot = regs[m.IR_PREV_BOOT - m.IR_BOOT]
-        prev = regs[m.IR_PREV_COUNTERS - m.IR_BOOT:]
+        prev = regs[m.IR_PREV_COUNTERS - m.IR_BOOT :]
         self.counts["reboots"] += 1
         _LOG.warning("unit %d rebooted (boot %d, previous %d)", self.unit, boot, prev_boot)
         for key, button in self._order:
@@ -262,8 +276,14 @@ class ModbusPanel:
             if mark.boot == prev_boot:
                 self._deliver_upto(client, key, button, mark, Mark(prev_boot, prev[button - 1]))
             else:
-                _LOG.error("unit %d button %d: presses of boots %d..%d are gone (the panel rebooted more than "
-                           "once between polls)", self.unit, button, mark.boot, (boot - 1) % m.WRAP)
+                _LOG.error(
+                    "unit %d button %d: presses of boots %d..%d are gone (the panel rebooted more than "
+                    "once between polls)",
+                    self.unit,
+                    button,
+                    mark.boot,
+                    (boot - 1) % m.WRAP,
+                )
             self.ledger.set(self._source(button), Mark(boot, 0))
         self._shown = -1  # the panel forgot its lights
         return True
@@ -271,8 +291,7 @@ class ModbusPanel:
     def _deliver_upto(self, client: ModbusSerialClient, key: Key, button: int, mark: Mark, now: Mark) -> None:
         """Deliver the presses between ``mark`` and ``now`` (same boot), one at a time."""
         for i in range(1, (now.count - mark.count) % m.WRAP + 1):
-            self.ledger.deliver(self._source(button), Mark(now.boot, (mark.count + i) % m.WRAP), key,
-                                self._hand_over)
+            self.ledger.deliver(self._source(button), Mark(now.boot, (mark.count + i) % m.WRAP), key, self._hand_over)
             self.counts["presses"] += 1
             self._flush_lights(client)
 

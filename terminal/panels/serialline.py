@@ -155,8 +155,12 @@ class SerialPanel:
         return data
 
     def _open(self) -> None:
-        self._port = serial.serial_for_url(self.settings.port, baudrate=self.settings.baudrate,
-                                           timeout=self.settings.read_s, write_timeout=self.settings.link_timeout_s)
+        self._port = serial.serial_for_url(
+            self.settings.port,
+            baudrate=self.settings.baudrate,
+            timeout=self.settings.read_s,
+            write_timeout=self.settings.link_timeout_s,
+        )
         self.counts["opens"] += 1
         self._last_rx = time.monotonic()
         self._shown = -1
@@ -195,8 +199,11 @@ class SerialPanel:
         key = self._by_button.get(button)
         if key is None:
             self.counts["unknown_button"] += 1
-            _LOG.warning("serial panel on %s: button %d is not in terminal.toml; acknowledged, not journaled",
-                         self.settings.port, button)
+            _LOG.warning(
+                "serial panel on %s: button %d is not in terminal.toml; acknowledged, not journaled",
+                self.settings.port,
+                button,
+            )
             self._send(encode(Msg.ACK, boot, press_id))
             return
         source = self._source()
