@@ -62,6 +62,7 @@ class SimPanel:
         #: Set once a terminal has read the counters: from then on every press is delivered (a
         #: terminal meeting a panel for the first time counts from the counters it first reads).
         self.polled = threading.Event()
+        self.reads = 0  #: reads of the counters so far
         #: Called (on the server thread) after the terminal changed a light; tests check ordering.
         self.on_lights: LightsHook | None = None
 
@@ -274,6 +275,7 @@ async def _action(
         for i in range(min(len(registers), len(regs) - start_address)):
             registers[i] = regs[start_address + i]
         if address <= m.IR_BOOT < address + count:
+            panel.reads += 1
             panel.polled.set()
     elif function_code == 3:
         regs = panel.holding_registers()
