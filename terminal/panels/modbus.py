@@ -24,7 +24,7 @@ from typing import Any
 
 from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException
 
 from ..config import ModbusSettings, TerminalConfig
 from ..errors import PanelError
@@ -62,6 +62,31 @@ class Identity:
         return f"model {self.model} firmware {fw} serial {self.serial} ({self.buttons} buttons)"
 
 
+class RtuClient(ModbusSerialClient):
+    """pymodbus' serial RTU client, reading promptly from ``socket://`` ports too.
+
+    The stock ``recv`` sizes its reads by ``in_waiting`` and sleeps between checks; a pyserial
+    ``socket://`` port reports only 0 or 1 bytes waiting, so an answer of 31 bytes took ~30 reads
+    and sleeps (30 ms and more per poll). For ``socket://`` this waits for the first byte (up to
+    the timeout) and takes what has arrived; the client's framer asks again until the frame is
+    whole. Real ttys keep pymodbus' own path.
+    """
+
+    def recv(self, size: int | None) -> bytes:
+        if size is not None or not self.comm_params.host.startswith("socket://"):
+            return bytes(super().recv(size))
+        if not self.socket:
+            raise ConnectionException(str(self))
+        try:
+            data = bytes(self.socket.read(1))
+            while data and self.socket.in_waiting:
+                data += self.socket.read(1)
+            return data
+        except OSError:
+            self.close()
+            raise ConnectionException(str(self)) from None
+
+
 class ModbusBus:
     """One RTU client on one port, one lock, one poll thread, for the panels attached to it.
 
@@ -71,7 +96,7 @@ class ModbusBus:
 
     def __init__(self, settings: ModbusSettings) -> None:
         self.settings = settings
-        self.client = ModbusSerialClient(
+        self.client = RtuClient(
             settings.port,
             framer=FramerType.RTU,
             baudrate=settings.baudrate,

@@ -70,6 +70,7 @@ class SerialPanel:
         self._version = 0
         self._shown = -1
         self._next_refresh = 0.0
+        self._out = bytearray()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Driver figures beside the parser's: presses delivered, repeats acked again, unmapped
@@ -142,6 +143,7 @@ class SerialPanel:
         if time.monotonic() - self._last_rx > self.settings.link_timeout_s:
             self._down(f"no frame from the panel for {self.settings.link_timeout_s:g} s")
         self._flush_lights()
+        self._write_out()
 
     def _read_available(self) -> bytes:
         """Wait up to ``read_s`` for a byte, then take what has arrived (``socket://`` reports
@@ -164,6 +166,7 @@ class SerialPanel:
         self.counts["opens"] += 1
         self._last_rx = time.monotonic()
         self._shown = -1
+        self._out = bytearray()
         self._send(encode(Msg.QUERY))
 
     def _close_port(self) -> None:
@@ -219,7 +222,7 @@ class SerialPanel:
                 return
             self.counts["presses"] += 1
         self._send(encode(Msg.ACK, boot, press_id))
-        self._flush_lights()
+        self._flush_lights()  # the ack and the thank-you light leave in one write
 
     def _hand_over(self, key: Key) -> None:
         if self._on_key is None:
@@ -236,21 +239,23 @@ class SerialPanel:
         if version == self._shown and beep is Beep.NONE and time.monotonic() < self._next_refresh:
             return
         seq = (self._beep_seq + 1) % 0x10000 if beep is not Beep.NONE else self._beep_seq
-        try:
-            self._send(encode(Msg.LIGHTS, *want, seq, int(beep)))
-        except BaseException:
-            with self._state_lock:
-                if beep is not Beep.NONE and self._beep is Beep.NONE:
-                    self._beep = beep
-            raise
+        self._send(encode(Msg.LIGHTS, *want, seq, int(beep)))
         self._beep_seq, self._shown = seq, version
         self._next_refresh = time.monotonic() + self.settings.refresh_s
 
     # -- helpers --------------------------------------------------------------------------
     def _send(self, frame: bytes) -> None:
-        if self._port is None:
-            raise PanelError("port closed")
-        self._port.write(frame)
+        """Queue ``frame`` for the write at the end of this step."""
+        self._out += frame
+
+    def _write_out(self) -> None:
+        """One write per step: over ``socket://`` separate small writes (an ack, then lights)
+        would meet Nagle's algorithm and the peer's delayed ACK, and stall the next ack ~40 ms."""
+        out, self._out = bytes(self._out), bytearray()
+        if out:
+            if self._port is None:
+                raise PanelError("port closed")
+            self._port.write(out)
 
     def _source(self) -> str:
         assert self._identity is not None
