@@ -64,16 +64,18 @@ class Rig:
         self.terminal = Terminal(self.config)
         self.commits: list[float] = []
         self._cond = threading.Condition()
-        forward = self.terminal.evaluator.on_commit
-        self.terminal.evaluator.on_commit = lambda seq: (self._stamp(), forward(seq))  # type: ignore[func-returns-value]
+        self._forward = self.terminal.evaluator.on_commit
+        self.terminal.evaluator.on_commit = self._committed
         self.terminal.start()
         if isinstance(self.sim, ModbusPanelSim):
             self.sim.panel().polled.wait(10)
 
-    def _stamp(self) -> None:
+    def _committed(self, seq: int) -> None:
+        """The evaluator's commit callback (panel thread): stamp it, then the terminal's own."""
         with self._cond:
             self.commits.append(time.perf_counter())
             self._cond.notify_all()
+        self._forward(seq)
 
     def wait_commits(self, count: int, timeout: float) -> bool:
         with self._cond:

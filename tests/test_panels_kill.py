@@ -111,7 +111,7 @@ def test_kill_9_loses_and_duplicates_no_press(kind: str, sim: ModbusPanelSim | S
             wait_until(lambda: read_summary(journal)["last_seq"] >= 3, 30, "the first commits")
             for _ in range(6):
                 target = read_summary(journal)["last_seq"] + rng.randint(1, 15)
-                wait_until(lambda t=target: read_summary(journal)["last_seq"] >= t, 30, "commits")
+                wait_until(lambda: read_summary(journal)["last_seq"] >= target, 30, "commits")  # noqa: B023
                 proc.kill()
                 proc.wait()
                 proc = start_terminal(config)
