@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from simulators.panel_sims import simulated_panel
 from simulators.serial_panel import SerialPanelSim
 from terminal.clock import Clock
 from terminal.config import TerminalConfig
-from terminal.errors import JournalError
+from terminal.errors import JournalError, PanelError
 from terminal.evaluator import Evaluator
 from terminal.journal import Journal, read_summary
 from terminal.panel import Key, KeyKind
@@ -202,3 +203,22 @@ def test_terminal_restart_does_not_redeliver(tmp_path: Path) -> None:
             terminal.start()
             wait_until(lambda: sim.acked == 2)
             assert [b["level"] for b in bodies(terminal)] == ["satisfied", "basic"]
+
+
+@pytest.mark.parametrize("kind", ["modbus", "serial"])
+def test_simulated_panel_for_sim_terminal(kind: str, tmp_path: Path) -> None:
+    """What `haocha sim terminal` does: press, wait for the commit, press again."""
+    sim = simulated_panel(terminal_config(tmp_path, kind))
+    try:
+        with Terminal(sim.config, **sim.panel_options) as terminal:
+            terminal.start()
+            for n, key in enumerate((SATISFIED, BAD, COLD), start=1):
+                sim.press(key)
+                wait_until(lambda: terminal.journal.last_seq == n, what=f"commit {n}")  # noqa: B023
+    finally:
+        sim.close()
+
+
+def test_simulated_panel_refuses_other_kinds(tmp_path: Path) -> None:
+    with pytest.raises(PanelError, match="gpio"):
+        simulated_panel(terminal_config(tmp_path, "gpio"))
