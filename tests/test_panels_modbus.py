@@ -248,3 +248,20 @@ def test_config_tables(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("unit = 7", "unit = 300"))
     with pytest.raises(ConfigError, match="unit"):
         load(path)
+
+
+def test_counter_going_back_without_reboot_is_no_flood_of_presses(rig: tuple[ModbusPanelSim, Terminal]) -> None:
+    sim, terminal = rig
+    panel: ModbusPanel = terminal.panel  # type: ignore[assignment]
+    for _ in range(3):
+        sim.press(SATISFIED)
+    wait_until(lambda: terminal.journal.last_seq == 3)
+    with sim.panel()._lock:  # a firmware fault: the counter restarts, the boot counter does not
+        sim.panel().counters[1] = 0
+    reads = sim.panel().reads
+    wait_until(lambda: sim.panel().reads >= reads + 5)
+    sim.press(SATISFIED)
+    wait_until(lambda: terminal.journal.last_seq == 4)
+    polls = panel.counts["polls"]
+    wait_until(lambda: panel.counts["polls"] >= polls + 5)
+    assert terminal.journal.last_seq == 4

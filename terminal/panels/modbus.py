@@ -314,8 +314,18 @@ class ModbusPanel:
         return True
 
     def _deliver_upto(self, client: ModbusSerialClient, key: Key, button: int, mark: Mark, now: Mark) -> None:
-        """Deliver the presses between ``mark`` and ``now`` (same boot), one at a time."""
-        for i in range(1, (now.count - mark.count) % m.WRAP + 1):
+        """Deliver the presses between ``mark`` and ``now`` (same boot), one at a time.
+
+        A counter that went back (half the 16-bit range or more) without a reboot is a panel
+        fault, not 60,000 presses: log it and count from the new value.
+        """
+        presses = (now.count - mark.count) % m.WRAP
+        if presses >= m.WRAP // 2:
+            _LOG.error("unit %d button %d: counter went back from %d to %d without a reboot; counting from %d",
+                       self.unit, button, mark.count, now.count, now.count)  # fmt: skip
+            self.ledger.set(self._source(button), now)
+            return
+        for i in range(1, presses + 1):
             self.ledger.deliver(self._source(button), Mark(now.boot, (mark.count + i) % m.WRAP), key, self._hand_over)
             self.counts["presses"] += 1
             self._flush_lights(client)
