@@ -34,6 +34,8 @@ from .buttons import button_map, delivery_order
 from .ledger import Mark, PressLedger
 
 _LOG = logging.getLogger(__name__)
+#: Polls in a row that must read a counter below its mark before the driver believes it.
+BACKWARDS_POLLS = 3
 
 #: (ready, reason, thanks) lights and the beep of each feedback.
 _LIGHTS: dict[Feedback, tuple[tuple[bool, bool, bool], m.Beep]] = {
@@ -183,6 +185,7 @@ class ModbusPanel:
         self._beep_seq = 0
         self._next_refresh = 0.0
         self._closed = False
+        self._backwards: dict[int, int] = {}  # button → polls in a row that read it below its mark
         #: Link figures: polls that got answers, failed requests, presses delivered, refused by on_key.
         self.counts = {"polls": 0, "failures": 0, "presses": 0, "not_accepted": 0, "reboots": 0}
 
@@ -316,15 +319,21 @@ class ModbusPanel:
     def _deliver_upto(self, client: ModbusSerialClient, key: Key, button: int, mark: Mark, now: Mark) -> None:
         """Deliver the presses between ``mark`` and ``now`` (same boot), one at a time.
 
-        A counter that went back (half the 16-bit range or more) without a reboot is a panel
-        fault, not 60,000 presses: log it and count from the new value.
+        A counter below the mark (by half the 16-bit range or more) is not 60,000 presses: one
+        such read may be a late answer to an earlier request, so the mark stays; after
+        BACKWARDS_POLLS such reads in a row the panel did reset it without a reboot (a fault):
+        count from the new value.
         """
         presses = (now.count - mark.count) % m.WRAP
         if presses >= m.WRAP // 2:
-            _LOG.error("unit %d button %d: counter went back from %d to %d without a reboot; counting from %d",
-                       self.unit, button, mark.count, now.count, now.count)  # fmt: skip
-            self.ledger.set(self._source(button), now)
+            self._backwards[button] = self._backwards.get(button, 0) + 1
+            if self._backwards[button] >= BACKWARDS_POLLS:
+                _LOG.error("unit %d button %d: counter went back from %d to %d without a reboot; counting from %d",
+                           self.unit, button, mark.count, now.count, now.count)  # fmt: skip
+                self.ledger.set(self._source(button), now)
+                self._backwards.pop(button)
             return
+        self._backwards.pop(button, None)
         for i in range(1, presses + 1):
             self.ledger.deliver(self._source(button), Mark(now.boot, (mark.count + i) % m.WRAP), key, self._hand_over)
             self.counts["presses"] += 1
