@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 from protocol.config import ConfigError, build, field, non_negative, one_of, port_number, positive, read_toml
 from protocol.levels import DEFAULT_REASONS, LEVEL_IDS
@@ -229,6 +230,17 @@ class TerminalConfig:
     @property
     def key_bytes(self) -> bytes:
         return bytes.fromhex(self.key)
+
+
+def panel_table(kind: str) -> dict[str, Any]:
+    """The ``[kind]`` table with every default spelled out, for ``device add`` to write into
+    ``terminal.toml`` (a technician sees the port, unit and timings instead of silent defaults).
+    Keys whose default is None are left out (TOML has no null); empty for kinds without a table."""
+    cls = {"gpio": GpioSettings, "modbus": ModbusSettings, "serial": SerialSettings}.get(kind)
+    if cls is None:
+        return {}
+    table = dataclasses.asdict(cls())
+    return {k: str(v) if isinstance(v, Path) else v for k, v in table.items() if v is not None}
 
 
 def load(path: Path | str) -> TerminalConfig:

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 
 from protocol.config import ConfigError
 from simulators.modbus_panel import ModbusPanelSim, SimPanel
 from terminal.clock import Clock
-from terminal.config import ModbusSettings, TerminalConfig, load
+from terminal.config import ModbusSettings, TerminalConfig, load, panel_table
 from terminal.errors import JournalError
 from terminal.evaluator import Evaluator
 from terminal.journal import Journal, read_summary
@@ -265,3 +266,12 @@ def test_counter_going_back_without_reboot_is_no_flood_of_presses(rig: tuple[Mod
     polls = panel.counts["polls"]
     wait_until(lambda: panel.counts["polls"] >= polls + 5)
     assert terminal.journal.last_seq == 4
+
+
+@pytest.mark.parametrize("kind", ["modbus", "serial", "gpio"])
+def test_panel_table_round_trips(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "terminal.toml"
+    data = {"device": "T01", "hall": "H1", "window": "W01", "key": "ab" * 32, "kind": kind, kind: panel_table(kind)}
+    path.write_text(tomli_w.dumps(data))
+    config = load(path)
+    assert getattr(config, kind) == getattr(TerminalConfig(device="T01", hall="H1", window="W01", key="ab" * 32), kind)
