@@ -145,7 +145,11 @@ class ModbusSettings:
     retries: int = field(
         1, "requests resent after a timeout before the panel counts as not answering", check=non_negative
     )
-    reconnect_s: float = field(1.0, "seconds between attempts to reach a panel that stopped answering", check=positive)
+    reconnect_s: float = field(
+        1.0,
+        "seconds between attempts to reach a panel that stopped answering, or to hand on a press the journal refused",
+        check=positive,
+    )
     refresh_s: float = field(
         5.0, "seconds between rewrites of the lights (a rebooted panel forgets them)", check=positive
     )
@@ -174,7 +178,11 @@ class SerialSettings:
     baudrate: int = field(9600, "bits per second", check=positive)
     read_s: float = field(0.02, "longest wait for bytes in one read; also the delay of a light change", check=positive)
     link_timeout_s: float = field(3.0, "no valid frame for this long: the panel counts as unplugged", check=positive)
-    reconnect_s: float = field(1.0, "seconds between attempts to reopen a port that failed", check=positive)
+    reconnect_s: float = field(
+        1.0,
+        "seconds between attempts to reopen a port that failed, or to accept a press the journal refused",
+        check=positive,
+    )
     refresh_s: float = field(
         2.0, "seconds between resends of the light state (a rebooted panel forgets it)", check=positive
     )

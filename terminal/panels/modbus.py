@@ -228,8 +228,8 @@ class ModbusPanel:
     # -- the poll thread ------------------------------------------------------------------
     def service(self, client: ModbusSerialClient) -> None:
         """One poll of this panel (poll thread, bus lock held). Never raises."""
-        if not self._online and time.monotonic() < self._next_try:
-            return
+        if time.monotonic() < self._next_try:
+            return  # not answering, or the journal refused a press: wait reconnect_s
         try:
             if self._identity is None:
                 self._identify(client)
@@ -238,6 +238,7 @@ class ModbusPanel:
             self._up()
         except _NotAccepted as exc:
             self.counts["not_accepted"] += 1
+            self._next_try = time.monotonic() + self.settings.reconnect_s
             _LOG.error(
                 "unit %d: %s; the press stays on the panel and is offered again", self.unit, exc, exc_info=exc.__cause__
             )

@@ -71,6 +71,7 @@ class SerialPanel:
         self._shown = -1
         self._next_refresh = 0.0
         self._out = bytearray()
+        self._refused_until = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Driver figures beside the parser's: presses delivered, repeats acked again, unmapped
@@ -209,6 +210,8 @@ class SerialPanel:
             )
             self._send(encode(Msg.ACK, boot, press_id))
             return
+        if time.monotonic() < self._refused_until:
+            return  # the journal refused a press moments ago: let the panel repeat it, unacked
         source = self._source()
         mark = self.ledger.get(source)
         if mark is not None and mark.boot == boot and not is_newer(press_id, mark.count):
@@ -218,6 +221,7 @@ class SerialPanel:
                 self.ledger.deliver(source, Mark(boot, press_id), key, self._hand_over)
             except _NotAccepted as exc:
                 self.counts["not_accepted"] += 1
+                self._refused_until = time.monotonic() + self.settings.reconnect_s
                 _LOG.error("%s; the panel repeats it", exc, exc_info=exc.__cause__)
                 return
             self.counts["presses"] += 1
