@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 from protocol.config import ConfigError, build, field, non_negative, one_of, port_number, positive, read_toml
 from protocol.levels import DEFAULT_REASONS, LEVEL_IDS
@@ -91,6 +92,117 @@ class GpioSettings:
     pull_up: bool = field(True, "keys close to ground (internal pull-up) rather than to 3.3 V")
 
 
+#: Button numbers of the reference evaluator panel (docs/panels.md): five level keys, six reason
+#: keys, the staff key.
+DEFAULT_PANEL_KEYS = {"very_satisfied": 1, "satisfied": 2, "basic": 3, "dissatisfied": 4, "very_dissatisfied": 5}
+DEFAULT_PANEL_REASONS = {"cold": 6, "lazy": 7, "shirk": 8, "arbitrary": 9, "greedy": 10, "other": 11}
+MAX_BUTTONS = 16
+
+
+def _button(value: int | None) -> str | None:
+    return None if value is None or 1 <= value <= MAX_BUTTONS else f"must be a button number 1..{MAX_BUTTONS}"
+
+
+def _level_buttons(value: dict[str, int]) -> str | None:
+    bad = [n for n in value.values() if _button(n)]
+    return f"has button numbers outside 1..{MAX_BUTTONS}: {bad}" if bad else _key_pins(value)
+
+
+def _reason_buttons(value: dict[str, int]) -> str | None:
+    bad = [n for n in value.values() if _button(n)]
+    return f"has button numbers outside 1..{MAX_BUTTONS}: {bad}" if bad else _reason_ids(value)
+
+
+def _parity(value: str) -> str | None:
+    return one_of("N", "E", "O")(value)
+
+
+def _unit_id(value: int) -> str | None:
+    return None if 1 <= value <= 247 else "must be a Modbus unit id 1..247"
+
+
+def _distinct_buttons(table: str, keys: dict[str, int], reason_keys: dict[str, int], staff_key: int | None) -> None:
+    """Raise ConfigError if two keys share one button number."""
+    seen: dict[int, str] = {}
+    named = [*keys.items(), *reason_keys.items(), *([("staff", staff_key)] if staff_key is not None else [])]
+    for name, number in named:
+        if number in seen:
+            raise ConfigError(f"[{table}] button {number} is given to both {seen[number]!r} and {name!r}")
+        seen[number] = name
+
+
+@dataclasses.dataclass(frozen=True)
+class ModbusSettings:
+    """An evaluator panel on an RS-485 bus speaking Modbus RTU (register map: docs/panels.md)."""
+
+    port: str = field("/dev/ttyUSB0", "serial port of the RS-485 adapter, or socket://HOST:PORT (RTU over TCP)")
+    baudrate: int = field(19200, "bits per second on the bus", check=positive)
+    parity: str = field("E", "N, E or O (Modbus RTU default: E)", check=_parity)
+    stopbits: int = field(1, "1 or 2", check=lambda v: None if v in (1, 2) else "must be 1 or 2")
+    unit: int = field(1, "Modbus unit id of this window's panel (1..247)", check=_unit_id)
+    poll_s: float = field(0.05, "seconds between polls of the press counters", check=positive)
+    timeout_s: float = field(0.5, "seconds to wait for one answer of the panel", check=positive)
+    retries: int = field(
+        1, "requests resent after a timeout before the panel counts as not answering", check=non_negative
+    )
+    reconnect_s: float = field(
+        1.0,
+        "seconds between attempts to reach a panel that stopped answering, or to hand on a press the journal refused",
+        check=positive,
+    )
+    refresh_s: float = field(
+        5.0, "seconds between rewrites of the lights (a rebooted panel forgets them)", check=positive
+    )
+    keys: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_PANEL_KEYS),
+        doc="level id → button number (1..16) of its key, 3 or 5 keys",
+        check=_level_buttons,
+    )
+    reason_keys: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_PANEL_REASONS),
+        doc="reason id → button number; none: no reason step",
+        check=_reason_buttons,
+    )
+    staff_key: int | None = field(12, "button number of the staff key (staff mode)", check=_button)
+    state: Path = field(Path("panel-state.db"), "file of the press counters already journaled, relative to this file")
+
+    def __post_init__(self) -> None:
+        _distinct_buttons("modbus", self.keys, self.reason_keys, self.staff_key)
+
+
+@dataclasses.dataclass(frozen=True)
+class SerialSettings:
+    """An evaluator panel on a serial or USB line speaking the framed line protocol of docs/panels.md."""
+
+    port: str = field("/dev/ttyUSB0", "serial port, or socket://HOST:PORT")
+    baudrate: int = field(9600, "bits per second", check=positive)
+    read_s: float = field(0.02, "longest wait for bytes in one read; also the delay of a light change", check=positive)
+    link_timeout_s: float = field(3.0, "no valid frame for this long: the panel counts as unplugged", check=positive)
+    reconnect_s: float = field(
+        1.0,
+        "seconds between attempts to reopen a port that failed, or to accept a press the journal refused",
+        check=positive,
+    )
+    refresh_s: float = field(
+        2.0, "seconds between resends of the light state (a rebooted panel forgets it)", check=positive
+    )
+    keys: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_PANEL_KEYS),
+        doc="level id → button number (1..16) of its key, 3 or 5 keys",
+        check=_level_buttons,
+    )
+    reason_keys: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_PANEL_REASONS),
+        doc="reason id → button number; none: no reason step",
+        check=_reason_buttons,
+    )
+    staff_key: int | None = field(12, "button number of the staff key (staff mode)", check=_button)
+    state: Path = field(Path("panel-state.db"), "file of the press ids already journaled, relative to this file")
+
+    def __post_init__(self) -> None:
+        _distinct_buttons("serial", self.keys, self.reason_keys, self.staff_key)
+
+
 @dataclasses.dataclass(frozen=True)
 class TerminalConfig:
     device: str = field(doc="device id, also its broker user", check=_device_id)
@@ -110,6 +222,8 @@ class TerminalConfig:
     timing: TimingSettings = field(default_factory=TimingSettings, doc="[timing] table")
     uplink: UplinkSettings = field(default_factory=UplinkSettings, doc="[uplink] table")
     gpio: GpioSettings = field(default_factory=GpioSettings, doc="[gpio] table (kind = gpio)")
+    modbus: ModbusSettings = field(default_factory=ModbusSettings, doc="[modbus] table (kind = modbus)")
+    serial: SerialSettings = field(default_factory=SerialSettings, doc="[serial] table (kind = serial)")
     #: Folder of the file, for relative paths; not a TOML key.
     base: Path = dataclasses.field(default=Path("."), metadata={"doc": "", "internal": True})
 
@@ -117,9 +231,24 @@ class TerminalConfig:
     def journal_path(self) -> Path:
         return self.journal if self.journal.is_absolute() else self.base / self.journal
 
+    def resolve(self, path: Path) -> Path:
+        """``path`` made absolute against the folder of ``terminal.toml``."""
+        return path if path.is_absolute() else self.base / path
+
     @property
     def key_bytes(self) -> bytes:
         return bytes.fromhex(self.key)
+
+
+def panel_table(kind: str) -> dict[str, Any]:
+    """The ``[kind]`` table with every default spelled out, for ``device add`` to write into
+    ``terminal.toml`` (a technician sees the port, unit and timings instead of silent defaults).
+    Keys whose default is None are left out (TOML has no null); empty for kinds without a table."""
+    cls = {"gpio": GpioSettings, "modbus": ModbusSettings, "serial": SerialSettings}.get(kind)
+    if cls is None:
+        return {}
+    table = dataclasses.asdict(cls())
+    return {k: str(v) if isinstance(v, Path) else v for k, v in table.items() if v is not None}
 
 
 def load(path: Path | str) -> TerminalConfig:

@@ -10,9 +10,18 @@ from ..panel import Panel
 
 
 def open_panel(config: TerminalConfig, **options: Any) -> Panel:
-    """The panel for ``config.kind``; ``options`` reach the driver (``pin_factory`` for GPIO)."""
+    """The panel for ``config.kind``; ``options`` reach the driver (``pin_factory`` for GPIO, ``bus`` for a
+    Modbus bus shared by several windows)."""
     if config.kind == "gpio":
         from .gpio import GpioPanel
 
         return GpioPanel(config.gpio, config.reasons, **options)
+    if config.kind == "modbus":
+        from .modbus import ModbusPanel
+
+        return ModbusPanel(config, **options)
+    if config.kind == "serial":
+        from .serialline import SerialPanel
+
+        return SerialPanel(config, **options)
     raise PanelError(f"kind {config.kind!r} has no driver in the terminal program")

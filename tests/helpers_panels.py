@@ -1,0 +1,50 @@
+"""Shared by the panel tests: waiting for conditions, terminal configs that reach simulated panels."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from terminal.config import BrokerSettings, TerminalConfig, TimingSettings
+
+#: Nobody listens on TCP port 1: the uplink keeps retrying, which panel tests do not mind.
+NO_BROKER = 1
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something true; fail the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def terminal_config(
+    folder: Path, kind: str, device: str = "T01", window: str = "W01", mode: str = "free", **table: Any
+) -> TerminalConfig:
+    """A config in ``folder`` (journal and panel state there); ``table`` overrides [kind] keys."""
+    base = TerminalConfig(
+        device=device,
+        hall="H1",
+        window=window,
+        key="ab" * 32,
+        kind=kind,
+        mode=mode,
+        clock="unsynced",
+        broker=BrokerSettings(port=NO_BROKER),
+        timing=TimingSettings(lockout_s=0.0),
+        base=folder,
+    )
+    settings = dataclasses.replace(getattr(base, kind), **table)
+    return dataclasses.replace(base, **{kind: settings})
+
+
+def level_rows(journal_bodies: list[dict[str, Any]]) -> list[str]:
+    return [b["level"] for b in journal_bodies if b.get("kind") == "rating"]
