@@ -6,8 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Debian packages the tests use: the broker, a browser for the hall display test, a CJK font.
-TEST_DEBS := mosquitto chromium fonts-wqy-zenhei
+# Debian packages the tests use: the broker, a browser for the hall display test, a CJK font,
+# socat for the pty pairs between panel drivers and simulated panels.
+TEST_DEBS := mosquitto chromium fonts-wqy-zenhei socat
 
 .PHONY: demo test lint typecheck bench mosquitto test-debs debs clean
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import tomli_w
 
-from terminal.config import KINDS, MODES
+from terminal.config import KINDS, MODES, panel_table
 
 from .config import HubConfig
 from .secrets import mosquitto_hash, new_mac_key, new_password, write_private
@@ -39,6 +39,8 @@ def terminal_settings(
         "journal": JOURNAL_NAMES[kind],
         "broker": {"host": config.broker.host, "port": config.broker.port, "user": device, "password": password},
         "timing": {"invite_s": config.invite_s},
+        # The panel's table with its defaults spelled out: port, unit, timings, key map.
+        **({kind: panel_table(kind)} if kind in ("modbus", "serial") else {}),
     }
 
 
