@@ -27,6 +27,7 @@ from protocol.topics import Leaf, hub_state_topic, topic, wildcard
 from .config import DB_NAME, HubConfig
 from .ingest import BatchResult, Incoming, Ingestor
 from .store import Store, now_ms
+from .upstream.sender import start_sender
 
 _LOG = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -90,10 +91,13 @@ class HubDaemon:
             self.config.broker.host, self.config.broker.port, keepalive=15, clean_start=False, properties=props
         )
         self.client.loop_start()
+        sender = start_sender(self.config, self.home)
         try:
             with Store(self.home / DB_NAME) as store:
                 self._write_loop(Ingestor(store, self.config.hall, self.config.tz))
         finally:
+            if sender is not None:
+                sender.stop()
             self._shutdown()
 
     def _write_loop(self, ingestor: Ingestor) -> None:

@@ -23,6 +23,7 @@ from protocol.topics import Leaf, parse_topic
 from .store import Store
 from .store.registry import Device, all_devices, set_device_state
 from .store.tallies import TallyDelta
+from .upstream import hook as upstream_hook
 
 _LOG = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class Ingestor:
         status, why = self._rule(conn, ev)
         t_ms, t_source = event_time(ev, received_ms)
         day = dt.datetime.fromtimestamp(t_ms / 1000, self.tz).date().isoformat()
-        conn.execute(
+        cur = conn.execute(
             _INSERT,
             (
                 dev.id,
@@ -168,6 +169,7 @@ class Ingestor:
                 mac,
             ),
         )
+        upstream_hook.on_event(conn, self.hall, int(cur.lastrowid or 0), dev, ev, status, t_ms, day)
         _tally(delta, (day, dev.id, dev.window, ev.item or "", ev.staff or ""), ev, status)
         return True
 

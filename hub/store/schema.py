@@ -14,6 +14,8 @@ import sqlite_utils
 
 from protocol.levels import LEVEL_IDS
 
+from .schema_upstream import migrate_upstream
+
 #: Counter columns of a tally row. ``lv_*`` count every rating by level (flagged ones included),
 #: ``fl_*`` the flagged ones, so rates can leave misuse out while ``evaluations`` keeps it.
 TALLY_COLUMNS: tuple[str, ...] = (
@@ -92,7 +94,7 @@ def _m1_core(db: sqlite_utils.Database) -> None:
     db.execute(f"CREATE TABLE tallies ({keys}, {cols}, PRIMARY KEY ({', '.join(TALLY_KEYS)})) WITHOUT ROWID")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_core]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_core, migrate_upstream]
 
 
 def migrate(db: sqlite_utils.Database) -> int:
