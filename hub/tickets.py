@@ -75,7 +75,9 @@ def open_ticket(
 
 
 def set_reasons(conn: sqlite3.Connection, ticket_no: str, reasons: list[str]) -> None:
-    conn.execute("UPDATE tickets SET reasons = ? WHERE ticket_no = ?", (json.dumps(reasons), ticket_no))
+    """Ingest thread: a reason arrived after its rating; the ticket's unsent records carry it too."""
+    if conn.execute("UPDATE tickets SET reasons = ? WHERE ticket_no = ?", (json.dumps(reasons), ticket_no)).rowcount:
+        outbox.set_ticket_reasons(conn, ticket_no, reasons)
 
 
 def _audit(conn: sqlite3.Connection, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:

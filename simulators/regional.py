@@ -81,8 +81,12 @@ def check_ticket(r: dict[str, Any]) -> str | None:
         _str(r, "ticketNo"), _str(r, "recordId"), _str(r, "windowNo", most=32), _str(r, "projectNo"),
         _int(r, "satisfaction", range(1, 3)), _str(r, "registerDate", most=10), _time(r, "changeTime"),
         None if r.get("state") in _TICKET_STATES else f"unknown ticket state {r.get('state')!r}",
+        _str(r, "evalDetail", False),
     ]  # fmt: skip
-    return next((c for c in checks if c), None)
+    problem = next((c for c in checks if c), None)
+    if problem is None and not _CODES.match(r["evalDetail"]):
+        return f"evalDetail must be comma-separated 3-digit codes, got {r['evalDetail']!r}"
+    return problem
 
 
 def check_totals(r: dict[str, Any]) -> str | None:

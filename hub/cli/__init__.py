@@ -42,9 +42,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import hall_cmds, sim_cmds, terminal_cmds
+    from . import hall_cmds, report_cmds, sim_cmds, terminal_cmds, ticket_cmds, upstream_cmds
 
-    for module in (hall_cmds, terminal_cmds, sim_cmds):
+    for module in (hall_cmds, terminal_cmds, sim_cmds, upstream_cmds, ticket_cmds, report_cmds):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -29,6 +29,7 @@ def migrate_upstream(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX outbox_pending ON outbox(id) WHERE status = 'pending'")
     db.execute("CREATE INDEX outbox_parked ON outbox(id) WHERE status = 'parked'")
     db.execute("CREATE UNIQUE INDEX outbox_evaluation ON outbox(record_id) WHERE kind = 'evaluation'")
+    db.execute("CREATE INDEX outbox_ticket ON outbox(record_id) WHERE kind = 'ticket'")
     db.execute("CREATE INDEX outbox_totals ON outbox(record_id) WHERE kind = 'totals'")
     db.execute("CREATE INDEX events_reason_ref ON events(device, epoch, ref) WHERE kind = 'reason'")
     db.execute(

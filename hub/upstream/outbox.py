@@ -65,6 +65,17 @@ def on_reason(conn: sqlite3.Connection, rid: str, reasons: list[str]) -> None:
         )
 
 
+def set_ticket_reasons(conn: sqlite3.Connection, ticket_no: str, reasons: list[str]) -> None:
+    """Put late reasons into the ticket's records not sent yet (ids ``ticket_no#change``)."""
+    cur = conn.execute(
+        "SELECT id, body FROM outbox WHERE kind = 'ticket' AND record_id >= ? AND record_id < ? AND status != 'sent'",
+        (f"{ticket_no}#", f"{ticket_no}$"),
+    )
+    for oid, text in cur.fetchall():
+        body = json.dumps({**json.loads(text), "reasons": reasons}, ensure_ascii=False, sort_keys=True)
+        conn.execute("UPDATE outbox SET body = ? WHERE id = ?", (body, oid))
+
+
 def put_totals(conn: sqlite3.Connection, rid: str, body: dict[str, Any]) -> None:
     """Queue period totals; a pending record of the same period and key is replaced, not piled up."""
     text = json.dumps(body, ensure_ascii=False, sort_keys=True)
