@@ -196,6 +196,7 @@ class RegionalState:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
 
     def log_message(self, format: str, *args: Any) -> None:
         _LOG.debug("%s " + format, self.address_string(), *args)

@@ -163,3 +163,48 @@ def test_totals_sent_upstream_match_the_hub_stats(tmp_path: Path) -> None:
             t = sent[(row["window"], row["item"])]
             assert (t["cases"], t["evaluations"], t["badRate"]) == (row["cases"], row["evaluations"], row["bad_rate"])
             assert t["levels"]["5"] == row["levels"]["very_satisfied"] and t["period"] == "2026-11"
+
+
+def test_sim_regional_command_serves_and_fails_on_demand(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from simulators.hall import free_port, port_open
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "hub", "sim", "regional", "--listen", f"127.0.0.1:{port}", "--fail-rate", "1"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: port_open(port), 15, "the simulator to listen")
+        base = f"http://127.0.0.1:{port}"
+        request = urllib.request.Request(f"{base}/api/v1/evaluations", data=b'{"records": [{}]}', method="POST")
+        for _ in range(4):  # every request fails: a 503 at once, or a dropped answer
+            try:
+                urllib.request.urlopen(request, timeout=5)
+                raise AssertionError("a request passed with --fail-rate 1")
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 503
+            except OSError:
+                pass  # the answer was dropped
+        with urllib.request.urlopen(f"{base}/sim/summary", timeout=5) as answer:
+            summary = json.loads(answer.read())
+        assert (summary["records"], summary["duplicates"]) == (0, 0) and summary["requests"] == 4
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+def test_batches_keep_evaluations_in_order_and_tickets_after_their_rating() -> None:
+    from hub.upstream.sender import choose_batch
+
+    def row(i: int, kind: str) -> outbox.OutboxRow:
+        return outbox.OutboxRow(i, f"r{i}", kind, "W01", {}, 0)
+
+    window = [row(1, "evaluation"), row(2, "ticket"), row(3, "evaluation"), row(4, "update"), row(5, "ticket")]
+    adapter = NationalAdapter()
+    assert [r.id for r in choose_batch(window, adapter, 10)] == [1, 3, 4]
+    assert [r.id for r in choose_batch(window, adapter, 2)] == [1, 3]
+    tickets_first = [row(2, "ticket"), row(5, "totals"), row(6, "ticket"), row(7, "evaluation"), row(8, "ticket")]
+    assert [r.id for r in choose_batch(tickets_first, adapter, 10)] == [2, 6]  # not past evaluation 7

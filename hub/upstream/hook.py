@@ -56,8 +56,11 @@ def _rating(
 
 def _stored_reasons(conn: sqlite3.Connection, device: str, epoch: str, seq: int) -> list[str] | None:
     """Reasons stored before their rating (a gap filled late)."""
-    row = conn.execute(
-        "SELECT reasons FROM events WHERE device = ? AND epoch = ? AND ref = ? AND kind = 'reason' ORDER BY seq DESC",
+    rows = conn.execute(
+        "SELECT seq, reasons FROM events WHERE device = ? AND epoch = ? AND ref = ? AND kind = 'reason'",
         (device, epoch, seq),
-    ).fetchone()
-    return None if row is None or row[0] is None else list(json.loads(row[0]))
+    ).fetchall()  # no ORDER BY: it would make SQLite walk the (device, epoch, seq) index instead
+    if not rows:
+        return None
+    latest = max(rows)[1]
+    return None if latest is None else list(json.loads(latest))

@@ -1,9 +1,9 @@
 """The upstream sender: a thread of the hub daemon that drains the outbox to the regional system.
 
-It posts the oldest pending records in batches (one kind per request, in queue order, so order
-per window holds), and marks them sent only after the regional system answered for each. A crash
-between the answer and the commit makes it post the same records again under the same ids: the
-regional system sees a resend, never a new record. Network errors, timeouts, 5xx, 408 and 429
+It posts the oldest pending records in batches (one kind per request; evaluations in queue order,
+so order per window holds; see :func:`choose_batch`), and marks them sent only after the regional
+system answered for each. A crash between the answer and the commit makes it post the same
+records again under the same ids: the regional system sees a resend, never a new record. Network errors, timeouts, 5xx, 408 and 429
 are retried with exponential backoff and jitter (capped by ``backoff_max_s`` ≤ 30 s); 401/403
 are retried too (a configuration fault is not the record's fault). Any other 4xx is a verdict on
 the records: a batch is split and posted one by one, and a single record refused is parked with
@@ -119,7 +119,8 @@ class Sender:
     # -- one batch ------------------------------------------------------------------------------
     def step(self, store: Store) -> int:
         """Post the oldest pending batch; returns how many rows left ``pending``. Raises Retry."""
-        rows = _same_path_prefix(outbox.pending(store.conn, self.settings.batch_size), self.adapter)
+        size = self.settings.batch_size
+        rows = choose_batch(outbox.pending(store.conn, 2 * size), self.adapter, size)
         if not rows:
             return 0
         ctx = self._context(store)
@@ -175,15 +176,25 @@ class Sender:
             raise Retry(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _same_path_prefix(rows: list[outbox.OutboxRow], adapter: Adapter) -> list[outbox.OutboxRow]:
-    """The leading rows that go to the same URL, so one request never reorders the queue."""
+def choose_batch(rows: list[outbox.OutboxRow], adapter: Adapter, size: int) -> list[outbox.OutboxRow]:
+    """The rows of one request, from the oldest pending ``rows``, never reordering what matters.
+
+    Evaluations (and their updates) keep their queue order among themselves, whatever the
+    tickets and totals queued between them. A ticket or totals row goes only after every older
+    evaluation, so a ticket never overtakes the rating it is about.
+    """
     if not rows:
         return rows
-    path = adapter.path(rows[0].kind)
-    for i, row in enumerate(rows):
-        if adapter.path(row.kind) != path:
-            return rows[:i]
-    return rows
+    evaluation = ("evaluation", "update")
+    if rows[0].kind in evaluation:
+        return [r for r in rows if r.kind in evaluation][:size]
+    path, batch = adapter.path(rows[0].kind), list[outbox.OutboxRow]()
+    for row in rows:
+        if row.kind in evaluation or len(batch) == size:
+            break
+        if adapter.path(row.kind) == path:
+            batch.append(row)
+    return batch
 
 
 def _verdicts(raw: bytes, n: int) -> list[str | None]:
