@@ -1,13 +1,14 @@
 """The upstream sender: a thread of the hub daemon that drains the outbox to the regional system.
 
-It posts the oldest pending records in batches (one kind per request; evaluations in queue order,
-so order per window holds; see :func:`choose_batch`), and marks them sent only after the regional
-system answered for each. A crash between the answer and the commit makes it post the same
-records again under the same ids: the regional system sees a resend, never a new record. Network errors, timeouts, 5xx, 408 and 429
-are retried with exponential backoff and jitter (capped by ``backoff_max_s`` ≤ 30 s); 401/403
-are retried too (a configuration fault is not the record's fault). Any other 4xx is a verdict on
-the records: a batch is split and posted one by one, and a single record refused is parked with
-the reason. Everything it needs survives restarts in the database; nothing is kept in memory.
+It posts the oldest pending records in batches (one kind per request; evaluations in queue
+order, so order per window holds; see :func:`choose_batch`), and marks them sent only after the
+regional system answered for each. A crash between the answer and the commit makes it post the
+same records again under the same ids: the regional system sees a resend, never a new record.
+Network errors, timeouts, 5xx, 408 and 429 are retried with exponential backoff and jitter
+(capped by ``backoff_max_s`` ≤ 30 s); 401/403 are retried too (a configuration fault is not the
+record's fault). Any other 4xx is a verdict on the records: a batch is split and posted one by
+one, and a single record refused is parked with the reason. Everything it needs survives
+restarts in the database; nothing is kept in memory.
 """
 
 from __future__ import annotations
