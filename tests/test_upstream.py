@@ -208,3 +208,16 @@ def test_batches_keep_evaluations_in_order_and_tickets_after_their_rating() -> N
     assert [r.id for r in choose_batch(window, adapter, 2)] == [1, 3]
     tickets_first = [row(2, "ticket"), row(5, "totals"), row(6, "ticket"), row(7, "evaluation"), row(8, "ticket")]
     assert [r.id for r in choose_batch(tickets_first, adapter, 10)] == [2, 6]  # not past evaluation 7
+
+
+def test_a_record_the_adapter_cannot_encode_is_parked_not_blocking(tmp_path: Path) -> None:
+    with RegionalSim() as sim:
+        config, store = make_home(tmp_path, url=sim.url)
+        ingest(store, [rating(1), rating(2)])
+        with store.transaction() as conn:
+            conn.execute("UPDATE outbox SET body = json_set(body, '$.level', 'superb') WHERE id = 1")
+        with Sender(config, tmp_path) as sender:
+            sender.start()
+            wait_for(lambda: outbox.counts(store.conn)["pending"] == 0, 20, "the outbox to drain")
+        assert outbox.counts(store.conn) == {"pending": 0, "sent": 1, "parked": 1}
+        assert "cannot encode for national: KeyError" in outbox.parked(store.conn)[0]["reason"]

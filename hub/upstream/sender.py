@@ -113,9 +113,11 @@ class Sender:
         if interval <= 0 or time.monotonic() < self._next_totals:
             return
         self._next_totals = time.monotonic() + interval
-        today = dt.datetime.now(self.config.tz).date()
+        now = dt.datetime.now(self.config.tz)
+        days = {now.date(), (now - dt.timedelta(seconds=2 * interval)).date()}  # close the period just ended
         for period in self.settings.totals_periods:
-            queue_totals(store, self.config, period, today)
+            for day in sorted(days):
+                queue_totals(store, self.config, period, day)
 
     # -- one batch ------------------------------------------------------------------------------
     def step(self, store: Store) -> int:
@@ -125,6 +127,9 @@ class Sender:
         if not rows:
             return 0
         ctx = self._context(store)
+        unencodable = self._unencodable(rows, ctx)
+        if unencodable:
+            return self._settle(store, [r for r, _ in unencodable], [why for _, why in unencodable])
         try:
             verdicts = self._post(rows, ctx)
         except Retry as exc:
@@ -134,6 +139,16 @@ class Sender:
         if isinstance(verdicts, Refused):
             return self._one_by_one(store, rows, ctx) if len(rows) > 1 else self._settle(store, rows, [verdicts.reason])
         return self._settle(store, rows, verdicts)
+
+    def _unencodable(self, rows: list[outbox.OutboxRow], ctx: Context) -> list[tuple[outbox.OutboxRow, str | None]]:
+        """Rows the adapter cannot encode (parked at once, so one bad row never blocks the queue)."""
+        bad: list[tuple[outbox.OutboxRow, str | None]] = []
+        for row in rows:
+            try:
+                self.adapter.encode(row.kind, row.body, ctx)
+            except (KeyError, ValueError, TypeError) as exc:
+                bad.append((row, f"cannot encode for {self.adapter.name}: {type(exc).__name__} {exc}"))
+        return bad
 
     def _one_by_one(self, store: Store, rows: list[outbox.OutboxRow], ctx: Context) -> int:
         done = 0
