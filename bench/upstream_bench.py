@@ -60,7 +60,22 @@ def main(n: int) -> None:
             secs = _drain(home, sim, 100)
             print(f"sent {pending:,} records (batch 100, healthy link) in {secs:.2f}s: {pending / secs:,.0f} records/s")
             assert sim.state.summary()["records"] == n
+        with tempfile.TemporaryDirectory() as tmp2:
+            flaky_home = Path(tmp2)
+            make_home(flaky_home)[1].close()
+            _ingest(flaky_home, n)
+            with RegionalSim(fail_rate=0.5, seed=1) as sim:
+                secs = _drain(flaky_home, sim, 100)
+                summary = sim.state.summary()
+                print(
+                    f"sent {pending:,} records with half the requests failing in {secs:.2f}s: "
+                    f"{pending / secs:,.0f} records/s; upstream summary {summary}"
+                )
+                assert summary["records"] == n and summary["conflicts"] == 0
 
 
 if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 20000)

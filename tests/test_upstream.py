@@ -221,3 +221,17 @@ def test_a_record_the_adapter_cannot_encode_is_parked_not_blocking(tmp_path: Pat
             wait_for(lambda: outbox.counts(store.conn)["pending"] == 0, 20, "the outbox to drain")
         assert outbox.counts(store.conn) == {"pending": 0, "sent": 1, "parked": 1}
         assert "cannot encode for national: KeyError" in outbox.parked(store.conn)[0]["reason"]
+
+
+def test_answers_slower_than_the_timeout_are_resent_as_the_same_records(tmp_path: Path) -> None:
+    with RegionalSim() as sim:
+        sim.state.control["slow_s"] = 0.4  # committed, but answered after the client gave up
+        config, store = make_home(tmp_path, url=sim.url, timeout_s=0.2)
+        ingest(store, [rating(s) for s in range(1, 11)])
+        with Sender(config, tmp_path) as sender:
+            sender.start()
+            wait_for(lambda: sim.state.summary()["records"] == 10 and sender.failures >= 1, 10, "a timed-out commit")
+            sim.state.control["slow_s"] = 0.0
+            wait_for(lambda: outbox.counts(store.conn)["pending"] == 0, 20, "the outbox to drain")
+        summary = sim.state.summary()
+        assert (summary["records"], summary["conflicts"]) == (10, 0) and summary["duplicates"] >= 10
