@@ -56,8 +56,17 @@ def _time(r: dict[str, Any], key: str) -> str | None:
     return None
 
 
+_EVALUATION_FIELDS = {
+    "op", "recordId", "hallCode", "windowNo", "deviceNo", "projectNo", "taskCode", "proDepart", "proManager", "pf",
+    "satisfaction", "evalDetail", "assessTime", "assessNumber", "suspect",
+}  # fmt: skip
+
+
 def check_evaluation(r: dict[str, Any]) -> str | None:
     """The reason a national-format evaluation record is invalid, or None."""
+    unknown = sorted(set(r) - _EVALUATION_FIELDS)
+    if unknown:
+        return f"unknown fields {unknown}"
     checks = [
         _str(r, "recordId"), _str(r, "hallCode", most=32), _str(r, "windowNo", most=32),
         _str(r, "deviceNo", most=32), _str(r, "projectNo"), _str(r, "taskCode", False, 64),

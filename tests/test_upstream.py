@@ -235,3 +235,29 @@ def test_answers_slower_than_the_timeout_are_resent_as_the_same_records(tmp_path
             wait_for(lambda: outbox.counts(store.conn)["pending"] == 0, 20, "the outbox to drain")
         summary = sim.state.summary()
         assert (summary["records"], summary["conflicts"]) == (10, 0) and summary["duplicates"] >= 10
+
+
+def test_metrics_report_the_outbox(tmp_path: Path) -> None:
+    from collections.abc import Iterator
+
+    from prometheus_client.core import CollectorRegistry, Metric
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.registry import Collector as Collector_
+
+    from hub.upstream.metrics import upstream_metrics
+
+    _cfg, store = make_home(tmp_path)
+    ingest(store, [rating(1), rating(2)])
+    with store.transaction() as conn:
+        outbox.park(conn, 1, "bad")
+        outbox.mark_sent(conn, [2])
+
+    class Collector(Collector_):
+        def collect(self) -> Iterator[Metric]:
+            return upstream_metrics(store.conn)
+
+    registry = CollectorRegistry()
+    registry.register(Collector())
+    text = generate_latest(registry).decode()
+    assert "haocha_upstream_pending 0.0" in text and "haocha_upstream_sent_total 1.0" in text
+    assert 'haocha_upstream_parked{kind="evaluation"} 1.0' in text

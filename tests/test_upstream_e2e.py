@@ -5,6 +5,7 @@ it sends. Every rating arrives exactly once (resends carry the same id), in orde
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -67,6 +68,16 @@ def test_flaky_down_and_back_with_kill_9_of_the_hub_mid_send(tmp_path: Path) -> 
         arrived = sim.state.in_order()
         for window, ids in queued.items():
             assert [r["recordId"] for r in arrived if r["windowNo"] == window] == ids, window
+        codes = hall.config.upstream.reason_codes
+        with hall.store() as store:
+            reasons = {
+                f"H1-{d}-{e}-{ref}": ",".join(codes[x] for x in json.loads(r))
+                for d, e, ref, r in store.conn.execute(
+                    "SELECT device, epoch, ref, reasons FROM events WHERE kind = 'reason'"
+                )
+            }
+        bad = [r for r in arrived if r["satisfaction"] <= 2]
+        assert bad and all(r["evalDetail"] == reasons.get(r["recordId"], "") for r in bad)  # late reasons arrived too
         today = dt.datetime.now(hall.config.tz).date()
         with hall.store() as store:
             rows = stats(store, ["window", "item"], today.replace(day=1), today, hall.config.satisfaction_threshold)
