@@ -136,3 +136,10 @@ def test_ticket_methods_refuse_without_touching_the_row(home: Path) -> None:
         with pytest.raises(TicketStateError):
             tickets.feedback(store, "1", "x")
         assert tickets.get_ticket(store, "1", TicketSettings(), dt.date(2026, 11, 22))["state"] == "registered"
+
+
+def test_openapi_paths_cover_every_route() -> None:
+    from hub.http.tickets import openapi_paths
+
+    paths = json.loads(json.dumps(openapi_paths()))
+    assert set(paths) == {r.path for r in routes}

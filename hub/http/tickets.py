@@ -132,3 +132,47 @@ routes: list[Route] = [
     Route("/api/v1/tickets/{ticket}", get_ticket, methods=["GET"]),
     Route("/api/v1/tickets/{ticket}/{action}", change_ticket, methods=["POST"]),
 ]
+
+
+def _body(required: list[str], props: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "required": required, "properties": {**props, "actor": {"type": "string"}}}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_paths() -> dict[str, Any]:
+    """OpenAPI 3.1 ``paths`` entries of these routes, to merge into the API's description."""
+    text = {"type": "string", "minLength": 1}
+    err = {"content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
+    ticket = {"description": "the ticket with its deadline and overdue flag", "content": {"application/json": {}}}
+    bodies = {
+        "assign": _body(["to"], {"to": text, "dept": {"type": "string"}}),
+        "appeal": _body(["reason"], {"reason": text}),
+        "verify": _body(["valid"], {"valid": {"type": "boolean"}}),
+        "feedback": _body(["text"], {"text": text}),
+    }
+    change = {
+        "summary": "Move a ticket: assign (转办), appeal (申诉), verify (核实), feedback (反馈)",
+        "security": [{"bearer": []}],
+        "parameters": [
+            {"name": "ticket", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "action", "in": "path", "required": True, "schema": {"enum": list(bodies)}},
+        ],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "oneOf": [b["content"]["application/json"]["schema"] for b in bodies.values()]}}}},
+        "responses": {"200": ticket, "401": {"description": "token missing or wrong", **err},
+                      "422": {"description": "bad body", **err}, "404": {"description": "unknown ticket", **err},
+                      "409": {"description": "out of sequence", **err}},
+    }  # fmt: skip
+    return {
+        "/api/v1/tickets": {"get": {
+            "summary": "The bad-review work queue",
+            "parameters": [{"name": "state", "in": "query", "schema": {"enum": list(tickets.STATES)}},
+                           {"name": "overdue", "in": "query", "schema": {"type": "string", "enum": ["1", "0"]}}],
+            "responses": {"200": {"description": "{\"tickets\": [...]}", "content": {"application/json": {}}},
+                          "422": {"description": "unknown state", **err}}}},
+        "/api/v1/tickets/{ticket}": {"get": {
+            "summary": "One ticket by id or number",
+            "parameters": [{"name": "ticket", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": ticket, "404": {"description": "unknown ticket", **err}}}},
+        "/api/v1/tickets/{ticket}/{action}": {"post": change},
+    }  # fmt: skip
