@@ -261,3 +261,19 @@ def test_metrics_report_the_outbox(tmp_path: Path) -> None:
     text = generate_latest(registry).decode()
     assert "haocha_upstream_pending 0.0" in text and "haocha_upstream_sent_total 1.0" in text
     assert 'haocha_upstream_parked{kind="evaluation"} 1.0' in text
+
+
+def test_a_reason_arriving_while_its_record_is_in_flight_is_not_lost(tmp_path: Path) -> None:
+    _cfg, store = make_home(tmp_path)
+    ingest(store, [rating(1, "dissatisfied")])
+    in_flight = outbox.pending(store.conn, 10)  # the sender posted these (without the reason) ...
+    ingest(store, [reason(2, 1, ("lazy",))])  # ... when the reason was stored
+    with store.transaction() as conn:
+        outbox.settle_sent(conn, in_flight)
+    rows = [(k, s, json.loads(b)["reasons"]) for k, s, b in store.conn.execute("SELECT kind, status, body FROM outbox")]
+    assert rows == [
+        ("evaluation", "sent", ["lazy"]),
+        ("ticket", "sent", ["lazy"]),
+        ("update", "pending", ["lazy"]),
+        ("ticket", "pending", ["lazy"]),
+    ]

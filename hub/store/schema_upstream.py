@@ -22,6 +22,7 @@ def migrate_upstream(db: sqlite_utils.Database) -> None:
             body TEXT NOT NULL,
             status TEXT NOT NULL DEFAULT 'pending',
             attempts INTEGER NOT NULL DEFAULT 0,
+            rev INTEGER NOT NULL DEFAULT 0,
             created_ms INTEGER NOT NULL,
             sent_ms INTEGER,
             error TEXT)"""

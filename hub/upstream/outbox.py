@@ -35,6 +35,7 @@ class OutboxRow:
     lane: str
     body: dict[str, Any]
     attempts: int
+    rev: int = 0  #: bumped whenever the body changes, so a change made while in flight is not lost
 
 
 def enqueue(
@@ -61,7 +62,8 @@ def on_reason(conn: sqlite3.Connection, rid: str, reasons: list[str]) -> None:
         enqueue(conn, rid, "update", lane, body)
     else:
         conn.execute(
-            "UPDATE outbox SET body = ? WHERE id = ?", (json.dumps(body, ensure_ascii=False, sort_keys=True), oid)
+            "UPDATE outbox SET body = ?, rev = rev + 1 WHERE id = ?",
+            (json.dumps(body, ensure_ascii=False, sort_keys=True), oid),
         )
 
 
@@ -73,14 +75,15 @@ def set_ticket_reasons(conn: sqlite3.Connection, ticket_no: str, reasons: list[s
     )
     for oid, text in cur.fetchall():
         body = json.dumps({**json.loads(text), "reasons": reasons}, ensure_ascii=False, sort_keys=True)
-        conn.execute("UPDATE outbox SET body = ? WHERE id = ?", (body, oid))
+        conn.execute("UPDATE outbox SET body = ?, rev = rev + 1 WHERE id = ?", (body, oid))
 
 
 def put_totals(conn: sqlite3.Connection, rid: str, body: dict[str, Any]) -> None:
     """Queue period totals; a pending record of the same period and key is replaced, not piled up."""
     text = json.dumps(body, ensure_ascii=False, sort_keys=True)
     cur = conn.execute(
-        "UPDATE outbox SET body = ? WHERE record_id = ? AND kind = 'totals' AND status = 'pending'", (text, rid)
+        "UPDATE outbox SET body = ?, rev = rev + 1 WHERE record_id = ? AND kind = 'totals' AND status = 'pending'",
+        (text, rid),
     )
     if cur.rowcount == 0:
         enqueue(conn, rid, "totals", "totals", body)
@@ -89,22 +92,40 @@ def put_totals(conn: sqlite3.Connection, rid: str, body: dict[str, Any]) -> None
 def pending(conn: sqlite3.Connection, limit: int) -> list[OutboxRow]:
     """The oldest pending rows, in queue order."""
     cur = conn.execute(
-        "SELECT id, record_id, kind, lane, body, attempts FROM outbox WHERE status = 'pending' ORDER BY id LIMIT ?",
+        "SELECT id, record_id, kind, lane, body, attempts, rev FROM outbox WHERE status = 'pending' ORDER BY id LIMIT ?",
         (limit,),
     )
-    return [OutboxRow(i, r, k, la, json.loads(b), a) for i, r, k, la, b, a in cur]
+    return [OutboxRow(i, r, k, la, json.loads(b), a, v) for i, r, k, la, b, a, v in cur]
 
 
 def mark_sent(conn: sqlite3.Connection, ids: list[int]) -> None:
+    """Mark rows sent whatever changed meanwhile (used where nothing can be in flight)."""
     if not ids:
         return
-    at = now_ms()
     cur = conn.executemany(
         "UPDATE outbox SET status = 'sent', sent_ms = ?, attempts = attempts + 1, error = NULL "
         "WHERE id = ? AND status = 'pending'",
-        [(at, i) for i in ids],
+        [(now_ms(), i) for i in ids],
     )
     _bump_sent(conn, cur.rowcount)
+
+
+def settle_sent(conn: sqlite3.Connection, rows: list[OutboxRow]) -> None:
+    """Mark rows sent as they were posted. A body changed while in flight (a late reason, newer
+    totals) is not lost: evaluations and tickets get a follow-up record with the same id, totals
+    stay pending and go again."""
+    done: list[int] = []
+    for row in rows:
+        current = conn.execute("SELECT rev, body, status FROM outbox WHERE id = ?", (row.id,)).fetchone()
+        if current is None or current[2] != "pending":
+            continue
+        if current[0] == row.rev:
+            done.append(row.id)
+        elif row.kind != "totals":
+            done.append(row.id)
+            follow = "update" if row.kind in ("evaluation", "update") else row.kind
+            enqueue(conn, row.record_id, follow, row.lane, json.loads(current[1]))
+    mark_sent(conn, done)
 
 
 def park(conn: sqlite3.Connection, oid: int, reason: str) -> None:

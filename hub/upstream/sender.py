@@ -159,7 +159,7 @@ class Sender:
 
     def _settle(self, store: Store, rows: list[outbox.OutboxRow], verdicts: list[str | None]) -> int:
         with store.transaction() as conn:
-            outbox.mark_sent(conn, [r.id for r, v in zip(rows, verdicts, strict=True) if v is None])
+            outbox.settle_sent(conn, [r for r, v in zip(rows, verdicts, strict=True) if v is None])
             for row, reason in zip(rows, verdicts, strict=True):
                 if reason is not None:
                     _LOG.error("upstream refused %s %s: %s (parked)", row.kind, row.record_id, reason)
