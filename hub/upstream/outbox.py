@@ -92,7 +92,8 @@ def put_totals(conn: sqlite3.Connection, rid: str, body: dict[str, Any]) -> None
 def pending(conn: sqlite3.Connection, limit: int) -> list[OutboxRow]:
     """The oldest pending rows, in queue order."""
     cur = conn.execute(
-        "SELECT id, record_id, kind, lane, body, attempts, rev FROM outbox WHERE status = 'pending' ORDER BY id LIMIT ?",
+        "SELECT id, record_id, kind, lane, body, attempts, rev FROM outbox "
+        "WHERE status = 'pending' ORDER BY id LIMIT ?",
         (limit,),
     )
     return [OutboxRow(i, r, k, la, json.loads(b), a, v) for i, r, k, la, b, a, v in cur]
