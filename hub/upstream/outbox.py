@@ -4,9 +4,10 @@ A rating's record is queued in the ingest transaction, so it exists if and only 
 stored. Its ``record_id`` (hall, device, epoch, seq) is stable: the sender may post a record
 again after a crash or a lost response, and the regional system recognises it. A reason that
 arrives after its rating is merged into the pending record, or, once the record has been sent,
-queued as an ``update`` carrying the same id. The sender only changes ``status``
-(``pending`` → ``sent`` or ``parked``); rows are never deleted, so the counts stay cheap to read
-through partial indexes and a ``meta`` counter.
+queued as an ``update`` carrying the same id; each body change bumps ``rev``, so a change made
+while the sender has the row in flight becomes a follow-up record (:func:`settle_sent`). The
+sender moves rows ``pending`` → ``sent`` or ``parked``; rows are never deleted, and the counts
+stay cheap to read through partial indexes and a ``meta`` counter.
 """
 
 from __future__ import annotations
