@@ -47,9 +47,65 @@ class HttpSettings:
     token: str = field("", "bearer token for writes (made by `hub init`)")
 
 
+#: Reason id → ``evalDetail`` code. Placeholders: replace them with the province's code table.
+DEFAULT_REASON_CODES = {
+    "cold": "501",
+    "lazy": "502",
+    "shirk": "503",
+    "arbitrary": "504",
+    "greedy": "505",
+    "other": "506",
+    "unspecified": "507",
+}
+TOTALS_PERIODS = ("day", "week", "month", "quarter", "year")
+
+
+def _backoff_cap(value: float) -> str | None:
+    return None if 0 < value <= 30 else "must be more than 0 and at most 30 seconds"
+
+
+def _periods(value: tuple[str, ...]) -> str | None:
+    bad = [p for p in value if p not in TOTALS_PERIODS]
+    return f"has unknown periods {bad}; choose from {', '.join(TOTALS_PERIODS)}" if bad else None
+
+
+def _dates(value: tuple[str, ...]) -> str | None:
+    import datetime as dt
+
+    for text in value:
+        try:
+            dt.date.fromisoformat(text)
+        except ValueError:
+            return f"must hold YYYY-MM-DD dates ({text!r} is not one)"
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class UpstreamSettings:
     url: str = field("", "base URL of the regional 好差评 system; empty: no upstream")
+    adapter: str = field("national", "record format: `national` (SPEC section 6 field names)")
+    signing: str = field(
+        "none", "request signature: `hmac-sha256` (needs `secret`) or `none`", check=one_of("hmac-sha256", "none")
+    )
+    secret: str = field("", "signing secret shared with the regional system")
+    app_id: str = field("", "application id sent with every request (X-App-Id)")
+    batch_size: int = field(100, "most records in one request", check=positive)
+    timeout_s: float = field(10.0, "HTTP timeout of one request", check=positive)
+    poll_s: float = field(1.0, "how often an idle sender looks for new records", check=positive)
+    backoff_initial_s: float = field(1.0, "first retry delay after a failed request", check=positive)
+    backoff_max_s: float = field(30.0, "retry delay cap (exponential backoff with jitter)", check=_backoff_cap)
+    totals_interval_s: float = field(3600.0, "how often totals are queued; 0: only `upstream push-totals`")
+    totals_periods: tuple[str, ...] = field(("day", "month"), "periods whose totals the schedule sends", check=_periods)
+    reason_codes: dict[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_REASON_CODES), doc="reason id → evalDetail code"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TicketSettings:
+    deadline_days: int = field(15, "working days to answer a bad review", check=positive)
+    holidays: tuple[str, ...] = field((), "public holidays (YYYY-MM-DD), not working days", check=_dates)
+    workdays: tuple[str, ...] = field((), "weekend days that are working days (调休, YYYY-MM-DD)", check=_dates)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +133,7 @@ class HubConfig:
     broker: BrokerSettings = field(default_factory=BrokerSettings, doc="[broker] table")
     http: HttpSettings = field(default_factory=HttpSettings, doc="[http] table")
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings, doc="[upstream] table")
+    tickets: TicketSettings = field(default_factory=TicketSettings, doc="[tickets] table")
     ingest: IngestSettings = field(default_factory=IngestSettings, doc="[ingest] table")
     misuse: MisuseSettings = field(default_factory=MisuseSettings, doc="[misuse] table")
 

@@ -32,6 +32,7 @@ from .config import DB_NAME, HubConfig
 from .http.app import create_app
 from .ingest import BatchResult, Incoming, Ingestor
 from .store import Store, now_ms
+from .upstream.sender import start_sender
 
 _LOG = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -102,11 +103,14 @@ class HubDaemon:
         self.client.loop_start()
         self._start_thread("commands", lambda: self.commands.run(self.stopping))
         self._start_http()
+        sender = start_sender(self.config, self.home)
         try:
             with Store(self.home / DB_NAME) as store:
                 ingestor = Ingestor(store, self.config.hall, self.config.tz, self.config.misuse.burst_gap_s)
                 self._write_loop(ingestor)
         finally:
+            if sender is not None:
+                sender.stop()
             self._shutdown()
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:

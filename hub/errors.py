@@ -24,4 +24,21 @@ class BrokerError(HubError, RuntimeError):
     """Mosquitto cannot be configured or started."""
 
 
-__all__ = ["AlreadyExists", "BrokerError", "ConfigError", "HubError", "NotFound", "StoreError"]
+class TicketStateError(HubError, ValueError):
+    """A ticket change that breaks 登记 → 转办 → 核实 → 反馈 (registered → assigned → verified → feedback)."""
+
+
+class UpstreamError(HubError, RuntimeError):
+    """The regional system cannot be reached or configured (unknown adapter or signing scheme)."""
+
+
+__all__ = [
+    "AlreadyExists",
+    "BrokerError",
+    "ConfigError",
+    "HubError",
+    "NotFound",
+    "StoreError",
+    "TicketStateError",
+    "UpstreamError",
+]

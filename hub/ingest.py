@@ -23,6 +23,7 @@ from .cases import get_case
 from .store import Store, now_ms
 from .store.registry import Device, all_devices, set_device_state
 from .store.tallies import DayCache, TallyDelta
+from .upstream import hook as upstream_hook
 
 _LOG = logging.getLogger(__name__)
 
@@ -154,6 +155,7 @@ class Ingestor:
             return False
         event_id = int(cur.lastrowid or 0)
         _track_case(conn, dev, ev, status, event_id, t_ms)
+        upstream_hook.on_event(conn, self.hall, event_id, dev, ev, status, t_ms, day)
         _tally(delta, (day, dev.id, dev.window, ev.item or "", ev.staff or ""), ev, status)
         return True
 

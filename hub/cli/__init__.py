@@ -33,6 +33,9 @@ LAZY_COMMANDS = {
     "terminal": "terminal_cmds:terminal_group",
     "sim": "sim_cmds:sim_group",
     "demo": "sim_cmds:demo_cmd",
+    "upstream": "upstream_cmds:upstream_group",
+    "ticket": "ticket_cmds:ticket_group",
+    "report": "report_cmds:report_cmd",
 }
 
 

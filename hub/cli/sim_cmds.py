@@ -1,4 +1,4 @@
-"""Simulators and the demo: ``sim terminal`` and ``demo``."""
+"""Simulators and the demo: ``sim terminal``, ``sim regional`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -69,3 +69,32 @@ def demo_cmd(home: Path | None, presses: int) -> None:
 
     own_process_group()
     run_demo(home, presses, echo=lambda line: click.echo(line, err=True), out=click.echo)
+
+
+@sim_group.command("regional")
+@click.option("--listen", default="127.0.0.1:0", show_default=True, help="HOST:PORT to serve on (port 0: any free).")
+@click.option(
+    "--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Share of requests failed."
+)
+@click.option("--secret", default="", help="Check HMAC-SHA256 signatures with this secret.")
+@click.option("--slow", "slow_s", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait before answering.")
+@click.option("--seed", type=int, default=None, help="Seed of the injected failures.")
+def sim_regional(listen: str, fail_rate: float, secret: str, slow_s: float, seed: int | None) -> None:
+    """The regional 好差评 system simulator; GET /sim/summary reports what it received."""
+    from simulators.regional import RegionalSim
+
+    host, port = _listen(listen)
+    setup_logging(False)
+    own_process_group()
+    sim = RegionalSim(host, port, fail_rate, secret, seed)
+    sim.state.control["slow_s"] = slow_s
+    with sim, stop_on_signals(lambda: None) as stop:
+        click.echo(json.dumps({"listening": sim.url}), err=True)
+        stop.wait()
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter(f"{text!r} must be HOST:PORT", param_hint="--listen")
+    return host, int(port)

@@ -29,6 +29,7 @@ from ..stats import parse_by, stats
 from ..store import Store
 from .metrics import render_metrics
 from .openapi import spec
+from .tickets import routes as ticket_routes
 
 T = TypeVar("T")
 PAGE = Path(__file__).with_name("display.html")
@@ -141,6 +142,7 @@ def create_app(
         Route("/api/v1/cases/{case}/cancel", api.cancel_case, methods=["POST"]),
         Route("/api/v1/stats", api.stats),
         Route("/api/v1/display", api.display),
+        *ticket_routes,
         *(extra_routes or []),
     ]
     app = Starlette(routes=routes)

@@ -6,6 +6,8 @@ from typing import Any
 
 from protocol.frames import TEXT_PATTERN
 
+from .tickets import openapi_paths
+
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
 _RATE = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
 _ROW = {
@@ -125,6 +127,7 @@ def spec() -> dict[str, Any]:
                     },
                 }
             },
+            **openapi_paths(),
             "/": {
                 "get": {
                     "summary": "The hall display page",

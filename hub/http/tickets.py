@@ -1,0 +1,185 @@
+"""HTTP endpoints of the bad-review work queue, mounted by the hub's API app.
+
+Reads are open like the rest of the API's reads; changes need the hub's bearer token. Checks run
+401 → 422 → 404 → 409 (a change out of sequence), as for cases. Each request opens its own Store
+on a worker thread (sqlite3 connections belong to one thread).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import config as hub_config
+from .. import tickets
+from ..errors import NotFound, TicketStateError
+from ..store import Store
+
+T = TypeVar("T")
+
+
+def _error(status: int, message: str) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    body = json.dumps({"error": message}, ensure_ascii=True)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def _home(request: Request) -> Path:
+    return Path(request.app.state.home)
+
+
+def _config(request: Request) -> hub_config.HubConfig:
+    config = getattr(request.app.state, "config", None)
+    return config if isinstance(config, hub_config.HubConfig) else hub_config.load(_home(request))
+
+
+async def _with_store(request: Request, fn: Callable[[Store], T]) -> T:
+    def work() -> T:
+        with Store(_home(request) / hub_config.DB_NAME) as store:
+            return fn(store)
+
+    return await run_in_threadpool(work)
+
+
+def _authorized(request: Request, config: hub_config.HubConfig) -> bool:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and bool(config.http.token) and hmac.compare_digest(token, config.http.token)
+
+
+def _today(config: hub_config.HubConfig) -> dt.date:
+    return dt.datetime.now(config.tz).date()
+
+
+async def list_tickets(request: Request) -> Response:
+    config = _config(request)
+    state = request.query_params.get("state") or None
+    overdue = request.query_params.get("overdue", "") in ("1", "true", "yes")
+    if state is not None and state not in tickets.STATES:
+        return _error(422, f"unknown state {state!r}; choose from {', '.join(tickets.STATES)}")
+    rows = await _with_store(request, lambda s: tickets.list_tickets(s, config.tickets, _today(config), state, overdue))
+    return JSONResponse({"tickets": rows})
+
+
+async def get_ticket(request: Request) -> Response:
+    config = _config(request)
+    ref = request.path_params["ticket"]
+    try:
+        row = await _with_store(request, lambda s: tickets.get_ticket(s, ref, config.tickets, _today(config)))
+    except NotFound as exc:
+        return _error(404, str(exc))
+    return JSONResponse(row)
+
+
+#: action → (required string fields, call).
+_ACTIONS: dict[str, tuple[tuple[str, ...], Callable[[Store, str, dict[str, Any], str], dict[str, Any]]]] = {
+    "assign": (("to",), lambda s, t, b, a: tickets.assign(s, t, b["to"], b.get("dept"), a)),
+    "appeal": (("reason",), lambda s, t, b, a: tickets.appeal(s, t, b["reason"], a)),
+    "verify": ((), lambda s, t, b, a: tickets.verify(s, t, b["valid"], a)),
+    "feedback": (("text",), lambda s, t, b, a: tickets.feedback(s, t, b["text"], a)),
+}
+
+
+def _check_body(action: str, body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    for key in _ACTIONS[action][0]:
+        if not isinstance(body.get(key), str) or not body[key].strip():
+            return f"{key!r} must be a non-empty string"
+    if action == "verify" and not isinstance(body.get("valid"), bool):
+        return "'valid' must be true or false"
+    if body.get("dept") is not None and not isinstance(body["dept"], str):
+        return "'dept' must be a string"
+    return None
+
+
+async def change_ticket(request: Request) -> Response:
+    config = _config(request)
+    if not _authorized(request, config):
+        return _error(401, "missing or wrong bearer token")
+    action, ref = request.path_params["action"], request.path_params["ticket"]
+    if action not in _ACTIONS:
+        return _error(404, f"no ticket action {action!r}; choose from {', '.join(_ACTIONS)}")
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        body = None
+    problem = _check_body(action, body)
+    if problem:
+        return _error(422, problem)
+    actor = str(body.get("actor") or "http")
+    call = _ACTIONS[action][1]
+    try:
+        row = await _with_store(request, lambda s: call(s, ref, body, actor))
+    except NotFound as exc:
+        return _error(404, str(exc))
+    except TicketStateError as exc:
+        return _error(409, str(exc))
+    return JSONResponse(await _with_store(request, lambda s: tickets.get_ticket(s, str(row["id"]), config.tickets,
+                                                                                  _today(config))))  # fmt: skip
+
+
+routes: list[Route] = [
+    Route("/api/v1/tickets", list_tickets, methods=["GET"]),
+    Route("/api/v1/tickets/{ticket}", get_ticket, methods=["GET"]),
+    Route("/api/v1/tickets/{ticket}/{action}", change_ticket, methods=["POST"]),
+]
+
+
+def _body(required: list[str], props: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "required": required, "properties": {**props, "actor": {"type": "string"}}}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_paths() -> dict[str, Any]:
+    """OpenAPI 3.1 ``paths`` entries of these routes, to merge into the API's description. Each
+    action is its own path, so a client (and the fuzzer) knows exactly which body it takes."""
+    text = {"type": "string", "minLength": 1, "pattern": r"\S"}
+    err = {"content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
+    ticket = {"description": "the ticket with its deadline and overdue flag", "content": {"application/json": {}}}
+    bodies = {
+        "assign": _body(["to"], {"to": text, "dept": {"type": "string"}}),
+        "appeal": _body(["reason"], {"reason": text}),
+        "verify": _body(["valid"], {"valid": {"type": "boolean"}}),
+        "feedback": _body(["text"], {"text": text}),
+    }
+    titles = {"assign": "转办 assign", "appeal": "申诉 appeal", "verify": "核实 verify", "feedback": "反馈 feedback"}
+    path_ticket = {"name": "ticket", "in": "path", "required": True, "schema": {"type": "string"}}
+
+    def change(action: str) -> dict[str, Any]:
+        return {
+            "post": {
+                "summary": f"Move a ticket: {titles[action]}",
+                "security": [{"bearer": []}],
+                "parameters": [path_ticket],
+                "requestBody": bodies[action],
+                "responses": {
+                    "200": ticket,
+                    "401": {"description": "token missing or wrong", **err},
+                    "422": {"description": "bad body", **err},
+                    "404": {"description": "unknown ticket", **err},
+                    "409": {"description": "out of sequence", **err},
+                },
+            }
+        }
+
+    return {
+        "/api/v1/tickets": {"get": {
+            "summary": "The bad-review work queue",
+            "parameters": [{"name": "state", "in": "query", "schema": {"enum": list(tickets.STATES)}},
+                           {"name": "overdue", "in": "query", "schema": {"type": "string", "enum": ["1", "0"]}}],
+            "responses": {"200": {"description": "{\"tickets\": [...]}", "content": {"application/json": {}}},
+                          "422": {"description": "unknown state", **err}}}},
+        "/api/v1/tickets/{ticket}": {"get": {
+            "summary": "One ticket by id or number", "parameters": [path_ticket],
+            "responses": {"200": ticket, "404": {"description": "unknown ticket", **err}}}},
+        **{f"/api/v1/tickets/{{ticket}}/{action}": change(action) for action in bodies},
+    }  # fmt: skip

@@ -1,0 +1,61 @@
+"""Tables of the upstream outbox and the bad-review work queue (one migration).
+
+The outbox is written in the ingest transaction, so a rating is stored if and only if its
+upstream record is queued; the sender only ever flips ``status``. Tickets keep the opening day in
+hall local time; deadlines are computed from it with the configured calendar when read, so a
+holiday added later moves the deadlines of open tickets.
+"""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+
+def migrate_upstream(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            record_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            lane TEXT NOT NULL,
+            event_id INTEGER,
+            body TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            rev INTEGER NOT NULL DEFAULT 0,
+            created_ms INTEGER NOT NULL,
+            sent_ms INTEGER,
+            error TEXT)"""
+    )
+    db.execute("CREATE INDEX outbox_pending ON outbox(id) WHERE status = 'pending'")
+    db.execute("CREATE INDEX outbox_parked ON outbox(id) WHERE status = 'parked'")
+    db.execute("CREATE UNIQUE INDEX outbox_evaluation ON outbox(record_id) WHERE kind = 'evaluation'")
+    db.execute("CREATE INDEX outbox_ticket ON outbox(record_id) WHERE kind = 'ticket'")
+    db.execute("CREATE INDEX outbox_totals ON outbox(record_id) WHERE kind = 'totals'")
+    db.execute("CREATE INDEX events_reason_ref ON events(device, epoch, ref) WHERE kind = 'reason'")
+    db.execute(
+        """CREATE TABLE tickets (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ticket_no TEXT NOT NULL UNIQUE,
+            event_id INTEGER NOT NULL,
+            device TEXT NOT NULL,
+            window TEXT NOT NULL,
+            item TEXT,
+            case_no TEXT,
+            staff TEXT,
+            level TEXT NOT NULL,
+            reasons TEXT,
+            state TEXT NOT NULL DEFAULT 'registered',
+            verdict TEXT,
+            assignee TEXT,
+            dept TEXT,
+            appeal TEXT,
+            feedback TEXT,
+            changes INTEGER NOT NULL DEFAULT 0,
+            opened_ms INTEGER NOT NULL,
+            opened_day TEXT NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            closed_ms INTEGER)"""
+    )
+    db.execute("CREATE INDEX tickets_open ON tickets(opened_day) WHERE closed_ms IS NULL")
+    db.execute("CREATE INDEX tickets_day ON tickets(opened_day)")

@@ -1,0 +1,49 @@
+"""``haocha report``: rates per window and item, ranking, reasons, work queue, in three formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from hub.cli import main
+
+from .upstream_helpers import ingest, make_home, rating, reason
+
+
+def _home(tmp: Path) -> Path:
+    _cfg, store = make_home(tmp, ("W01", "W02"))
+    with store:
+        ingest(store, [rating(1), rating(2, "dissatisfied"), reason(3, 2, ("cold", "lazy")), rating(4, "basic")], "T01")
+        ingest(store, [rating(1, "very_dissatisfied"), reason(2, 1, ("cold",)), rating(3, "satisfied")], "T02")
+    return tmp
+
+
+def report(home: Path, fmt: str) -> str:
+    args = ["report", "--period", "quarter", "--date", "2026-11-20", "--format", fmt, "--home", str(home)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_report_ranks_windows_by_bad_rate_and_breaks_down_reasons(tmp_path: Path) -> None:
+    rep = json.loads(report(_home(tmp_path), "json"))
+    assert (rep["period"], rep["from"], rep["to"]) == ("2026-Q4", "2026-10-01", "2026-12-31")
+    assert [(r["window"], round(r["bad_rate"], 3)) for r in rep["ranking"]] == [("W02", 0.5), ("W01", 0.333)]
+    assert rep["reasons"] == {"cold": 2, "lazy": 1}
+    assert rep["work_queue"]["tickets"] == 2 and rep["work_queue"]["rectification_rate"] is None
+    assert rep["total"]["evaluations"] == 5
+
+
+def test_table_csv_and_html_carry_the_same_sections(tmp_path: Path) -> None:
+    home = _home(tmp_path)
+    table = report(home, "table")
+    assert "## Ranking by bad-review rate" in table and "cold 冷" in table
+    rows = list(csv.reader(io.StringIO(report(home, "csv"))))
+    assert ["Ranking by bad-review rate", "1", "W02", "50.0%", "2"] in rows
+    page = report(home, "html")
+    assert page.startswith("<!doctype html>") and page.count("<svg") == 3
+    assert "http" not in page.replace("http-equiv", "")  # no CDN, nothing fetched
