@@ -25,10 +25,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP) mosquitto
+bench: $(STAMP) test-debs
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/backlog.py
 	$(BIN)/python bench/stats.py
+	$(BIN)/python bench/rss.py
+	$(BIN)/python bench/micro_soak.py
+	$(BIN)/python bench/panels.py
+	$(BIN)/python -m bench.upstream_bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from protocol.config import ConfigError, build, field, non_negative, one_of, port_number, positive, read_toml
 from protocol.levels import DEFAULT_REASONS, LEVEL_IDS
@@ -132,7 +132,30 @@ def _distinct_buttons(table: str, keys: dict[str, int], reason_keys: dict[str, i
 
 
 @dataclasses.dataclass(frozen=True)
-class ModbusSettings:
+class PanelKeySettings:
+    """What the Modbus and serial panels share: the key map (button numbers 1..16) and the press
+    ledger that keeps a press from being journaled twice across a crash."""
+
+    keys: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_PANEL_KEYS),
+        doc="level id → button number (1..16) of its key, 3 or 5 keys",
+        check=_level_buttons,
+    )
+    reason_keys: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_PANEL_REASONS),
+        doc="reason id → button number; none: no reason step",
+        check=_reason_buttons,
+    )
+    staff_key: int | None = field(12, "button number of the staff key (staff mode)", check=_button)
+    state: Path = field(Path("panel-state.db"), "file of the presses already journaled, relative to this file")
+    table: ClassVar[str] = "panel"
+
+    def __post_init__(self) -> None:
+        _distinct_buttons(self.table, self.keys, self.reason_keys, self.staff_key)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModbusSettings(PanelKeySettings):
     """An evaluator panel on an RS-485 bus speaking Modbus RTU (register map: docs/panels.md)."""
 
     port: str = field("/dev/ttyUSB0", "serial port of the RS-485 adapter, or socket://HOST:PORT (RTU over TCP)")
@@ -153,25 +176,11 @@ class ModbusSettings:
     refresh_s: float = field(
         5.0, "seconds between rewrites of the lights (a rebooted panel forgets them)", check=positive
     )
-    keys: dict[str, int] = field(
-        default_factory=lambda: dict(DEFAULT_PANEL_KEYS),
-        doc="level id → button number (1..16) of its key, 3 or 5 keys",
-        check=_level_buttons,
-    )
-    reason_keys: dict[str, int] = field(
-        default_factory=lambda: dict(DEFAULT_PANEL_REASONS),
-        doc="reason id → button number; none: no reason step",
-        check=_reason_buttons,
-    )
-    staff_key: int | None = field(12, "button number of the staff key (staff mode)", check=_button)
-    state: Path = field(Path("panel-state.db"), "file of the press counters already journaled, relative to this file")
-
-    def __post_init__(self) -> None:
-        _distinct_buttons("modbus", self.keys, self.reason_keys, self.staff_key)
+    table: ClassVar[str] = "modbus"
 
 
 @dataclasses.dataclass(frozen=True)
-class SerialSettings:
+class SerialSettings(PanelKeySettings):
     """An evaluator panel on a serial or USB line speaking the framed line protocol of docs/panels.md."""
 
     port: str = field("/dev/ttyUSB0", "serial port, or socket://HOST:PORT")
@@ -186,21 +195,7 @@ class SerialSettings:
     refresh_s: float = field(
         2.0, "seconds between resends of the light state (a rebooted panel forgets it)", check=positive
     )
-    keys: dict[str, int] = field(
-        default_factory=lambda: dict(DEFAULT_PANEL_KEYS),
-        doc="level id → button number (1..16) of its key, 3 or 5 keys",
-        check=_level_buttons,
-    )
-    reason_keys: dict[str, int] = field(
-        default_factory=lambda: dict(DEFAULT_PANEL_REASONS),
-        doc="reason id → button number; none: no reason step",
-        check=_reason_buttons,
-    )
-    staff_key: int | None = field(12, "button number of the staff key (staff mode)", check=_button)
-    state: Path = field(Path("panel-state.db"), "file of the press ids already journaled, relative to this file")
-
-    def __post_init__(self) -> None:
-        _distinct_buttons("serial", self.keys, self.reason_keys, self.staff_key)
+    table: ClassVar[str] = "serial"
 
 
 @dataclasses.dataclass(frozen=True)

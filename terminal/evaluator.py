@@ -107,6 +107,13 @@ class Evaluator:
             feedback = self._resting_feedback()
         self.panel.show(feedback)
 
+    def show_resting(self) -> None:
+        """Light the panel for the current state (at start: free mode shows its keys ready)."""
+        with self._lock:
+            self._expire(self.clock.mono_ms())
+            feedback = self._resting_feedback()
+        self.panel.show(feedback)
+
     def tick(self) -> None:
         """Expire invitations and reason waits, restore the resting lights (main loop)."""
         with self._lock:

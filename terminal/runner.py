@@ -43,7 +43,7 @@ class Terminal:
     def start(self) -> None:
         self.uplink.start()
         self.panel.start(self.press, self.uplink.set_panel_status)
-        self.evaluator.tick()
+        self.evaluator.show_resting()
         self.started.set()
         _LOG.info(
             "terminal %s at window %s (%s, %s mode), journal epoch %s, last seq %d",

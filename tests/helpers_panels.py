@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from simulators.hall import wait_for
 from terminal.config import BrokerSettings, TerminalConfig, TimingSettings
 
 #: Nobody listens on TCP port 1: the uplink keeps retrying, which panel tests do not mind.
@@ -15,15 +15,8 @@ NO_BROKER = 1
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something true; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+    """Poll ``predicate`` until it returns something true; TimeoutError after ``timeout`` s."""
+    return wait_for(predicate, timeout, what, interval=0.01)
 
 
 def terminal_config(

@@ -20,6 +20,7 @@ KEY_HEX = "ab" * 32
 
 
 def write_config(folder: Path, extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "terminal.toml"
     path.write_text(
         f'device = "T01"\nhall = "H1"\nwindow = "W01"\nkey = "{KEY_HEX}"\n{extra}\n[broker]\nport = 9\n'
@@ -118,6 +119,14 @@ def test_free_mode_lockout_turns_fast_presses_into_ignored_events(tmp_path: Path
         press(factory, 13)
         kinds = [(r.body["kind"], r.body.get("level"), r.body.get("trigger")) for r in term.journal.rows_after(0, 10)]
     assert kinds == [("rating", "very_satisfied", "free"), ("ignored", "satisfied", None), ("rating", "basic", "free")]
+
+
+def test_keys_light_up_at_start_in_free_mode_only(tmp_path: Path, factory: MockFactory) -> None:
+    with make_terminal(tmp_path / "free", factory):
+        assert factory.pin(12).state  # ready light
+    factory.reset()
+    with make_terminal(tmp_path / "invited", factory, 'mode = "invited"'):
+        assert not factory.pin(12).state  # dark until an invitation comes
 
 
 def test_thanks_light_comes_only_after_the_commit(tmp_path: Path, factory: MockFactory) -> None:

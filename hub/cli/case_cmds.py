@@ -8,15 +8,7 @@ from pathlib import Path
 import click
 
 from .. import cases
-from .. import config as hub_config
-from ..store import Store
-from .common import home_option, home_path
-
-
-def _open(home: Path | None) -> tuple[hub_config.HubConfig, Store]:
-    folder = home_path(home)
-    cfg = hub_config.load(folder)
-    return cfg, Store(folder / hub_config.DB_NAME)
+from .common import home_option, open_hub
 
 
 @click.group("case")
@@ -32,7 +24,7 @@ def case_group() -> None:
 @home_option
 def case_open(window: str, case_no: str, item: str | None, staff: str | None, home: Path | None) -> None:
     """Open a case and invite a rating on the window's terminal (the running hub sends it)."""
-    cfg, store = _open(home)
+    cfg, store = open_hub(home)
     with store:
         case = cases.open_case(store, cases.CaseRequest(case_no, window, item, staff), cfg.invite_s, cfg.tz, "cli")
     click.echo(json.dumps(case, ensure_ascii=False))
@@ -43,7 +35,7 @@ def case_open(window: str, case_no: str, item: str | None, staff: str | None, ho
 @home_option
 def case_cancel(case_no: str, home: Path | None) -> None:
     """Cancel open case CASE; its invitation is withdrawn."""
-    _cfg, store = _open(home)
+    _cfg, store = open_hub(home)
     with store:
         click.echo(json.dumps(cases.cancel_case(store, case_no, "cli")))
 
@@ -59,7 +51,7 @@ def staff_group() -> None:
 @home_option
 def staff_signin(window: str, staff: str | None, home: Path | None) -> None:
     """Sign a staff member in at a window: its terminal's events carry the staff id."""
-    _cfg, store = _open(home)
+    _cfg, store = open_hub(home)
     with store:
         device = cases.sign_in_staff(store, window, staff)
     click.echo(f"{device}: staff {staff or '(none)'}", err=True)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..config import resolve_home
+from ..config import HubConfig, resolve_home
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 home_option = click.option(
     "--home",
@@ -65,3 +69,28 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def open_hub(home: Path | None) -> tuple[HubConfig, Store]:
+    """The hub's config and a store connection; a clear error when the folder is not a hub home.
+    (The store is imported here, not above, so terminal commands never load it.)"""
+    from .. import config as hub_config
+    from ..store import Store
+
+    folder = home_path(home)
+    config = hub_config.load(folder)
+    return config, Store(folder / hub_config.DB_NAME)
+
+
+def print_records(rows: list[dict[str, Any]], fmt: str) -> None:
+    """Rows of records as JSON, CSV or tab-separated text."""
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    if not rows:
+        return
+    keys = list(rows[0])
+    sep = "," if fmt == "csv" else "\t"
+    click.echo(sep.join(keys))
+    for row in rows:
+        click.echo(sep.join("" if row[k] is None else str(row[k]) for k in keys))

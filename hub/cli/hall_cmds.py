@@ -15,12 +15,16 @@ from ..daemon import HubDaemon
 from ..errors import AlreadyExists
 from ..store import Store
 from ..store import registry as reg
-from .common import format_option, home_option, home_path, own_process_group, setup_logging, stop_on_signals
-
-
-def _store(home: Path) -> Store:
-    hub_config.load(home)  # a clear error when the folder is not a hub home
-    return Store(home / hub_config.DB_NAME)
+from .common import (
+    format_option,
+    home_option,
+    home_path,
+    open_hub,
+    own_process_group,
+    print_records,
+    setup_logging,
+    stop_on_signals,
+)
 
 
 @click.group("hub")
@@ -60,7 +64,7 @@ def hub_run(home: Path | None, verbose: bool) -> None:
     """Run the hub daemon in the foreground (SIGTERM stops it)."""
     folder = home_path(home)
     cfg = hub_config.load(folder)
-    _store(folder).close()
+    open_hub(folder)[1].close()
     setup_logging(verbose)
     own_process_group()
     daemon = HubDaemon(cfg, folder)
@@ -80,7 +84,7 @@ def window_group() -> None:
 @home_option
 def window_add(window: str, name: str, dept: str | None, home: Path | None) -> None:
     """Register window WINDOW."""
-    with _store(home_path(home)) as store:
+    with open_hub(home)[1] as store:
         reg.add_window(store, window, name, dept)
 
 
@@ -89,8 +93,8 @@ def window_add(window: str, name: str, dept: str | None, home: Path | None) -> N
 @format_option
 def window_list(home: Path | None, fmt: str) -> None:
     """List the windows."""
-    with _store(home_path(home)) as store:
-        _print_records(reg.list_windows(store), fmt)
+    with open_hub(home)[1] as store:
+        print_records(reg.list_windows(store), fmt)
 
 
 @click.group("item")
@@ -104,7 +108,7 @@ def item_group() -> None:
 @home_option
 def item_add(code: str, name: str, home: Path | None) -> None:
     """Register service item CODE (事项编码)."""
-    with _store(home_path(home)) as store:
+    with open_hub(home)[1] as store:
         reg.add_item(store, code, name)
 
 
@@ -113,8 +117,8 @@ def item_add(code: str, name: str, home: Path | None) -> None:
 @format_option
 def item_list(home: Path | None, fmt: str) -> None:
     """List the service items."""
-    with _store(home_path(home)) as store:
-        _print_records(reg.list_items(store), fmt)
+    with open_hub(home)[1] as store:
+        print_records(reg.list_items(store), fmt)
 
 
 @click.group("device")
@@ -144,7 +148,7 @@ def device_add(device: str, window: str, kind: str, mode: str, home: Path | None
     """Provision terminal DEVICE and write devices/DEVICE/terminal.toml."""
     folder = home_path(home)
     cfg = hub_config.load(folder)
-    with _store(folder) as store:
+    with open_hub(folder)[1] as store:
         path = provision.add_device(store, cfg, folder, device, window, kind, mode)
     click.echo(f"wrote {path} (secret: copy it to the terminal, mode 0600)", err=True)
 
@@ -154,14 +158,14 @@ def device_add(device: str, window: str, kind: str, mode: str, home: Path | None
 @format_option
 def device_list(home: Path | None, fmt: str) -> None:
     """List terminals with their state and stored event counts."""
-    with _store(home_path(home)) as store:
+    with open_hub(home)[1] as store:
         rows = reg.list_devices(store)
     for row in rows:
         state = json.loads(row.pop("state") or "{}")
         row["online"] = state.get("online")
         row["backlog"] = state.get("backlog")
         row.pop("state_ms")
-    _print_records(rows, fmt)
+    print_records(rows, fmt)
 
 
 @device_group.command("revoke")
@@ -169,7 +173,7 @@ def device_list(home: Path | None, fmt: str) -> None:
 @home_option
 def device_revoke(device: str, home: Path | None) -> None:
     """Revoke DEVICE: its broker user goes, its frames are rejected."""
-    with _store(home_path(home)) as store:
+    with open_hub(home)[1] as store:
         reg.revoke_device(store, device)
 
 
@@ -180,7 +184,7 @@ def device_rotate(device: str, home: Path | None) -> None:
     """New password and MAC key for DEVICE; rewrites its terminal.toml."""
     folder = home_path(home)
     cfg = hub_config.load(folder)
-    with _store(folder) as store:
+    with open_hub(folder)[1] as store:
         path = provision.rotate_device(store, cfg, folder, device)
     click.echo(f"wrote {path}", err=True)
 
@@ -221,19 +225,6 @@ def stats_cmd(home: Path | None, by: str, start: dt.datetime | None, end: dt.dat
     names = stats.parse_by(by)
     if start and end and start > end:
         raise click.BadParameter(f"--from {start.date()} is after --to {end.date()}")
-    with _store(folder) as store:
+    with open_hub(folder)[1] as store:
         result = stats.stats(store, names, start and start.date(), end and end.date(), cfg.satisfaction_threshold)
     click.echo(stats.render(result, names, fmt))
-
-
-def _print_records(rows: list[dict[str, object]], fmt: str) -> None:
-    if fmt == "json":
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
-        return
-    if not rows:
-        return
-    keys = list(rows[0])
-    sep = "," if fmt == "csv" else "\t"
-    click.echo(sep.join(keys))
-    for row in rows:
-        click.echo(sep.join("" if row[k] is None else str(row[k]) for k in keys))

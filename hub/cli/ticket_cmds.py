@@ -12,18 +12,11 @@ import click
 from .. import config as hub_config
 from .. import tickets
 from ..store import Store
-from .common import format_option, home_option, home_path
-from .upstream_cmds import print_rows
+from .common import format_option, home_option, open_hub, print_records
 
 actor_option = click.option("--actor", default="cli", show_default=True, help="Who makes the change (audit log).")
 LIST_KEYS = ("id", "ticket_no", "window", "item", "level", "reasons", "state", "verdict", "assignee", "dept",
              "opened_day", "deadline", "overdue")  # fmt: skip
-
-
-def _open(home: Path | None) -> tuple[hub_config.HubConfig, Store]:
-    folder = home_path(home)
-    cfg = hub_config.load(folder)
-    return cfg, Store(folder / hub_config.DB_NAME)
 
 
 def _today(cfg: hub_config.HubConfig) -> dt.date:
@@ -34,7 +27,7 @@ def _show(ticket: dict[str, Any], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(ticket, ensure_ascii=False))
     else:
-        print_rows([{k: ticket[k] for k in LIST_KEYS}], fmt)
+        print_records([{k: ticket[k] for k in LIST_KEYS}], fmt)
 
 
 @click.group("ticket")
@@ -49,13 +42,13 @@ def ticket_group() -> None:
 @format_option
 def ticket_list(state: str | None, overdue: bool, home: Path | None, fmt: str) -> None:
     """List tickets with their deadline and overdue flag."""
-    cfg, store = _open(home)
+    cfg, store = open_hub(home)
     with store:
         rows = tickets.list_tickets(store, cfg.tickets, _today(cfg), state, overdue)
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
     else:
-        print_rows([{k: (",".join(r[k]) if k == "reasons" else r[k]) for k in LIST_KEYS} for r in rows], fmt)
+        print_records([{k: (",".join(r[k]) if k == "reasons" else r[k]) for k in LIST_KEYS} for r in rows], fmt)
 
 
 @ticket_group.command("show")
@@ -64,7 +57,7 @@ def ticket_list(state: str | None, overdue: bool, home: Path | None, fmt: str) -
 @format_option
 def ticket_show(ticket: str, home: Path | None, fmt: str) -> None:
     """Show TICKET (its id or number)."""
-    cfg, store = _open(home)
+    cfg, store = open_hub(home)
     with store:
         _show(tickets.get_ticket(store, ticket, cfg.tickets, _today(cfg)), fmt)
 
@@ -82,7 +75,7 @@ def _after(cfg: hub_config.HubConfig, store: Store, row: dict[str, Any], fmt: st
 @format_option
 def ticket_assign(ticket: str, to: str, dept: str | None, actor: str, home: Path | None, fmt: str) -> None:
     """转办: assign TICKET to a department or person."""
-    cfg, store = _open(home)
+    cfg, store = open_hub(home)
     with store:
         _after(cfg, store, tickets.assign(store, ticket, to, dept, actor), fmt)
 
@@ -95,7 +88,7 @@ def ticket_assign(ticket: str, to: str, dept: str | None, actor: str, home: Path
 @format_option
 def ticket_appeal(ticket: str, reason: str, actor: str, home: Path | None, fmt: str) -> None:
     """申诉: the assignee appeals TICKET as an invalid review."""
-    cfg, store = _open(home)
+    cfg, store = open_hub(home)
     with store:
         _after(cfg, store, tickets.appeal(store, ticket, reason, actor), fmt)
 
@@ -108,7 +101,7 @@ def ticket_appeal(ticket: str, reason: str, actor: str, home: Path | None, fmt: 
 @format_option
 def ticket_verify(ticket: str, valid: bool, actor: str, home: Path | None, fmt: str) -> None:
     """核实: record the verdict on TICKET."""
-    cfg, store = _open(home)
+    cfg, store = open_hub(home)
     with store:
         _after(cfg, store, tickets.verify(store, ticket, valid, actor), fmt)
 
@@ -121,6 +114,6 @@ def ticket_verify(ticket: str, valid: bool, actor: str, home: Path | None, fmt: 
 @format_option
 def ticket_feedback(ticket: str, text: str, actor: str, home: Path | None, fmt: str) -> None:
     """反馈: record the rectification of TICKET; closes it."""
-    cfg, store = _open(home)
+    cfg, store = open_hub(home)
     with store:
         _after(cfg, store, tickets.feedback(store, ticket, text, actor), fmt)

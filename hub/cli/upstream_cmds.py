@@ -5,34 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
-from .. import config as hub_config
-from ..store import Store
 from ..upstream import outbox
 from ..upstream.totals import queue_totals
-from .common import format_option, home_option, home_path
-
-
-def _store(home: Path | None) -> tuple[hub_config.HubConfig, Store]:
-    folder = home_path(home)
-    cfg = hub_config.load(folder)
-    return cfg, Store(folder / hub_config.DB_NAME)
-
-
-def print_rows(rows: list[dict[str, Any]], fmt: str) -> None:
-    if fmt == "json":
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
-        return
-    if not rows:
-        return
-    keys = list(rows[0])
-    sep = "," if fmt == "csv" else "\t"
-    click.echo(sep.join(keys))
-    for row in rows:
-        click.echo(sep.join("" if row[k] is None else str(row[k]) for k in keys))
+from .common import format_option, home_option, open_hub, print_records
 
 
 @click.group("upstream")
@@ -45,13 +23,13 @@ def upstream_group() -> None:
 @format_option
 def upstream_status(home: Path | None, fmt: str) -> None:
     """Record counts of the outbox: pending, sent and parked."""
-    _cfg, store = _store(home)
+    _cfg, store = open_hub(home)
     with store:
         counts = outbox.counts(store.conn)
     if fmt == "json":
         click.echo(json.dumps(counts))
     else:
-        print_rows([dict(counts)], fmt)
+        print_records([dict(counts)], fmt)
 
 
 @upstream_group.command("parked")
@@ -59,9 +37,9 @@ def upstream_status(home: Path | None, fmt: str) -> None:
 @format_option
 def upstream_parked(home: Path | None, fmt: str) -> None:
     """Records the regional system refused as invalid, with its reason."""
-    _cfg, store = _store(home)
+    _cfg, store = open_hub(home)
     with store:
-        print_rows(outbox.parked(store.conn), fmt)
+        print_records(outbox.parked(store.conn), fmt)
 
 
 @upstream_group.command("unpark")
@@ -72,7 +50,7 @@ def upstream_unpark(ids: tuple[int, ...], every: bool, home: Path | None) -> Non
     """Queue parked records (outbox IDS, or --all) again, e.g. after fixing the reason code table."""
     if not ids and not every:
         raise click.UsageError("name outbox ids or pass --all")
-    _cfg, store = _store(home)
+    _cfg, store = open_hub(home)
     with store, store.transaction() as conn:
         n = outbox.unpark(conn, None if every else list(ids))
         store.audit("cli", "upstream.unpark", "outbox", ids=list(ids), all=every, count=n)
@@ -93,7 +71,7 @@ def upstream_unpark(ids: tuple[int, ...], every: bool, home: Path | None) -> Non
 @home_option
 def upstream_push_totals(period: str, day: dt.datetime | None, home: Path | None) -> None:
     """Queue totals per window and item for a period; the hub's sender posts them."""
-    cfg, store = _store(home)
+    cfg, store = open_hub(home)
     when = day.date() if day else dt.datetime.now(cfg.tz).date()
     with store:
         n = queue_totals(store, cfg, period, when)
