@@ -157,6 +157,8 @@ class Ingestor:
         _track_case(conn, dev, ev, status, event_id, t_ms)
         upstream_hook.on_event(conn, self.hall, event_id, dev, ev, status, t_ms, day)
         _tally(delta, (day, dev.id, dev.window, ev.item or "", ev.staff or ""), ev, status)
+        if ev.trigger == Trigger.FREE.value and self.burst_gap_ms:
+            self._flag_next_if_burst(conn, dev, ev, delta)
         return True
 
     def _rule(self, conn: sqlite3.Connection, dev: Device, ev: Event) -> tuple[str, str | None]:
@@ -171,6 +173,25 @@ class Ingestor:
         if ev.trigger == Trigger.FREE.value and self.burst_gap_ms and self._burst(conn, dev, ev):
             return "flagged", "burst"
         return "accepted", None
+
+    def _flag_next_if_burst(self, conn: sqlite3.Connection, dev: Device, ev: Event, delta: TallyDelta) -> None:
+        """A rating that arrives late (resent after a gap) may be the one the next rating came too
+        soon after: bursts follow seq order, not arrival order."""
+        row = conn.execute(
+            "SELECT id, boot, mono_ms, status, trigger, level, day, item, staff FROM events "
+            "WHERE device = ? AND epoch = ? AND seq > ? AND kind = 'rating' ORDER BY seq LIMIT 1",
+            (dev.id, ev.epoch, ev.seq),
+        ).fetchone()
+        if row is None:
+            return
+        event_id, boot, mono_ms, status, trigger, level, day, item, staff = row
+        if status != "accepted" or trigger != Trigger.FREE.value or boot != ev.boot:
+            return
+        if int(mono_ms) - ev.mono_ms < self.burst_gap_ms:
+            conn.execute("UPDATE events SET status = 'flagged', status_reason = 'burst' WHERE id = ?", (event_id,))
+            key = (day, dev.id, dev.window, item or "", staff or "")
+            delta.add(key, "flagged")
+            delta.add(key, f"fl_{level}")
 
     def _burst(self, conn: sqlite3.Connection, dev: Device, ev: Event) -> bool:
         """Did the previous rating of this terminal come less than the gap before this one?"""

@@ -166,6 +166,25 @@ def test_segments_split_ranges_into_years_months_and_days() -> None:
     assert segments(dt.date(2025, 1, 1), dt.date(2025, 1, 2), True) == [("d", "2025-01-01", "2025-01-02")]
 
 
+def test_bursts_are_flagged_in_seq_order_whatever_the_arrival_order(tmp_path: Path) -> None:
+    def free(seq: int, mono_ms: int) -> Event:
+        return Event(epoch=EPOCH, seq=seq, kind="rating", level="basic", trigger="free", boot="b", mono_ms=mono_ms,
+                     wall_ms=1_790_000_000_000, synced=True, age_ms=0)  # fmt: skip
+
+    presses = [free(1, 0), free(2, 500), free(3, 5_000), free(4, 5_100)]  # 2 and 4 come too soon
+    for order in ([0, 1, 2, 3], [1, 0, 3, 2], [3, 2, 1, 0]):
+        s = Store(tmp_path / f"hub-{order}.db", create=True)
+        reg.add_window(s, "W01", "一号窗", None)
+        reg.insert_device(s, "T01", "W01", "gpio", "free", KEY.hex(), "x")
+        ingestor = Ingestor(s, "H1", TZ, burst_gap_s=1.0)
+        for i in order:
+            ingestor.ingest([message([presses[i]])])
+        flagged = [seq for (seq,) in s.conn.execute("SELECT seq FROM events WHERE status = 'flagged' ORDER BY seq")]
+        total = stats(s, ["window"], None, None)["total"]
+        assert (flagged, total["flagged"], total["evaluations"]) == ([2, 4], 2, 4), order
+        s.close()
+
+
 def test_rates_leave_flagged_ratings_out(store: Store) -> None:
     ingest(store, message([rating(1, "very_satisfied"), rating(2, "dissatisfied")]))
     store.conn.execute("UPDATE tallies SET fl_dissatisfied = 1, flagged = 1")
