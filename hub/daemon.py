@@ -36,6 +36,9 @@ from .upstream.sender import start_sender
 
 _LOG = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600
+#: A failed commit (disk full, I/O error) is retried at most this far apart: cheap, and a disk an
+#: operator clears is picked up within seconds.
+COMMIT_RETRY_MAX_S = 5.0
 
 
 class HubDaemon:
@@ -163,7 +166,7 @@ class HubDaemon:
                 # Disk full or I/O error: nothing was stored, nothing is acked. Keep the batch and retry.
                 _LOG.error("cannot commit %d messages (%s); retrying in %.1fs", len(batch), exc, delay)
                 self.stopping.wait(delay)
-                delay = min(delay * 2, 30)
+                delay = min(delay * 2, COMMIT_RETRY_MAX_S)
         return None
 
     def _acknowledge(self, batch: list[Incoming], result: BatchResult) -> None:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from protocol.errors import BadTopic, ProtocolError
 from protocol.frames import Event, Kind, Trigger, decode_state, parse_batch, verify_event
-from protocol.topics import Leaf, parse_topic
+from protocol.topics import Leaf, hub_state_topic, parse_topic
 
 from .cases import get_case
 from .store import Store, now_ms
@@ -71,6 +71,7 @@ class Ingestor:
         #: Free-mode ratings closer than this on one terminal are flagged as misuse (0: off).
         self.burst_gap_ms = int(burst_gap_s * 1000)
         self.day_of = DayCache(tz)
+        self._hub_state = hub_state_topic(hall)
         self.devices: dict[str, Device] = {}
         self._registry_version: str | None = None
         self._uptos: dict[tuple[str, str], int] = {}
@@ -108,6 +109,8 @@ class Ingestor:
         touched: defaultdict[tuple[str, str], set[int]],
         frames: Counter[tuple[str, str]],
     ) -> None:
+        if msg.topic == self._hub_state:
+            return  # the hub's own retained state, which the ``+/state`` subscription also brings
         try:
             device, leaf = parse_topic(self.hall, msg.topic)
         except BadTopic as exc:

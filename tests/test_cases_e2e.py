@@ -118,3 +118,21 @@ def test_bursts_faster_than_a_person_can_be_served_are_flagged() -> None:
         with hall.store() as store:
             reasons = store.conn.execute("SELECT status_reason, count(*) FROM events GROUP BY 1").fetchall()
         assert dict(reasons) == {None: 1, "burst": 19}
+
+
+def test_staff_sign_in_reaches_the_terminal_and_its_events(running_hall: Hall) -> None:
+    from hub.cases import sign_in_staff
+
+    running_hall.add_device("T01", "W01")
+    rig = TerminalRig(running_hall, "T01")
+    try:
+        with running_hall.store() as store:
+            sign_in_staff(store, "W01", "S-07")
+        wait_for(lambda: rig.term.evaluator.staff == "S-07", 20, "the sign-in to reach the terminal")
+        rig.press("very_satisfied")
+        rig.press("satisfied")
+        rig.wait_acked()
+    finally:
+        rig.close()
+    rows = {r["staff"]: r for r in running_hall.stats(("staff",))["rows"]}
+    assert rows["S-07"]["evaluations"] == 2

@@ -87,3 +87,4 @@ def test_terminal_state_reaches_the_hub(running_hall: Hall) -> None:
             return any(d["state"] for d in list_devices(store))
 
     wait_for(state_seen, 20, "a retained state from T01")
+    assert _frame_counts(running_hall).get(("bad_topic", ""), 0) == 0  # the hub's own state is no reject

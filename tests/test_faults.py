@@ -3,7 +3,12 @@ had PUBACKed. After each: nothing lost, nothing counted twice."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+from pathlib import Path
+
+import pytest
 
 from simulators.hall import Hall, wait_for
 
@@ -83,7 +88,6 @@ def test_broker_queue_overflow_while_the_hub_is_down(tmp_path_factory: object) -
     """Mosquitto's default queue of 1,000 messages for the offline hub PUBACKs and drops the
     rest; the terminals must send them again when the hub is back."""
     import tempfile
-    from pathlib import Path
 
     home = Path(tempfile.mkdtemp()) / "hall"
     with Hall(home, broker={"max_queued_messages": 1000}) as hall:
@@ -108,3 +112,74 @@ def _pending(hall: Hall, device: str) -> int:
         return int(hall.journal(device)["last_seq"])
     except Exception:
         return 0
+
+
+def test_terminal_clock_jumping_backwards_and_forwards(running_hall: Hall) -> None:
+    """Order is by seq: a wall clock that jumps a month back and a year ahead changes the days
+    the events count on (the terminal said its clock was synchronised), never what is stored."""
+    from .rig import TerminalRig
+
+    running_hall.add_device("T01", "W01")
+    rig = TerminalRig(running_hall, "T01")
+    clock = rig.term.clock
+    clock.policy = "synced"
+    try:
+        for offset_days in (0, -30, 365, 0):
+            clock.wall_offset_s = offset_days * 86400
+            for _ in range(5):
+                rig.press("satisfied")
+        rig.wait_acked()
+    finally:
+        rig.close()
+    assert_invariant(running_hall, ["T01"])
+    days = {row["day"]: row["events"] for row in running_hall.stats(("day",))["rows"]}
+    assert len(days) == 3 and sorted(days.values()) == [5, 5, 10]
+
+
+def test_hub_disk_full_stops_acks_loses_nothing_and_resumes(tmp_path: Path) -> None:
+    """The hub's folder on a small tmpfs is filled up: the hub cannot commit, so it acks nothing
+    and the terminal keeps its journal; when space is freed the hub stores everything once."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "hubfs"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], check=True)
+    try:
+        with Hall(mount / "hall") as hall:
+            hall.logs = tmp_path / "logs"  # the logs and the terminal's journal stay on the big disk
+            config = hall.add_device("T01", "W01")
+            config.write_text(config.read_text().replace('journal = "journal.db"', f'journal = "{tmp_path}/j.db"'))
+            hall.start_broker()
+            hall.start_hub()
+            hall.sim_terminal("T01", 20, 50)
+            wait_terminals(hall, ["T01"])
+            filler = _fill(mount)
+            hall.sim_terminal("T01", 300, 100)
+            wait_for(lambda: "cannot commit" in hall.log("hub"), 60, "the hub to hit the full disk")
+            first = hall.journal("T01")["last_seq"]
+            wait_for(lambda: hall.journal("T01")["last_seq"] >= first + 100, 60, "presses while the disk is full")
+            stored, journal = events_by_device(hall)["T01"], hall.journal("T01")
+            wait_for(lambda: hall.journal("T01")["last_seq"] >= journal["last_seq"] + 50, 60, "more presses")
+            assert events_by_device(hall)["T01"] == stored, "the hub stored nothing while its disk was full"
+            assert hall.journal("T01")["acked"] == journal["acked"] < journal["last_seq"], "and acked nothing"
+            filler.unlink()
+            wait_terminals(hall, ["T01"])
+            assert_invariant(hall, ["T01"])
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(mount: Path) -> Path:
+    """Fill the file system up to the last block (unbuffered: nothing left to fail at close)."""
+    filler = mount / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 512, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return filler
