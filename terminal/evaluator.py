@@ -164,7 +164,7 @@ class Evaluator:
             return None, None
         trigger = self._can_rate(now)
         if trigger is None:
-            seq = self._commit(Kind.IGNORED, level=level.value)
+            seq = self._commit(Kind.IGNORED, level=level.value, staff=self.staff)  # who was at the window
             self.counts["ignored"] += 1
             return seq, Feedback.REFUSED
         inv = self._invitation if trigger != Trigger.FREE.value else None

@@ -31,6 +31,7 @@ class Evaluator:
         self.reason_ms = int(timing.get("reason_s", 20.0) * 1000)
         self.thanks_ms = int(timing.get("thanks_s", 2.0) * 1000)
         self.mode = cfg.get("mode", "free")
+        self.staff = cfg.get("staff")  # signed-in staff: config, or a ``staff`` command from the hub
         self.reasons = tuple(cfg.get("reasons", ()))
         self.invitation = None  # (case, item, staff, expires mono ms, trigger)
         self.lockout_until = 0
@@ -103,12 +104,12 @@ class Evaluator:
             return None, None, None
         trigger = self._can_rate(now)
         if trigger is None:
-            seq = self._commit("ignored", level=level)
+            seq = self._commit("ignored", level=level, staff=self.staff)
             return seq, "ignored", REFUSED
         inv = self.invitation if trigger != "free" else None
         seq = self._commit("rating", level=level, trigger=trigger, case=inv[0] if inv else None,
                            item=inv[1] if inv else self.cfg.get("item"),
-                           staff=inv[2] if inv else self.cfg.get("staff"))
+                           staff=inv[2] if inv else self.staff)
         self.invitation = None
         self.lockout_until = now + self.lockout_ms
         if level in BAD_LEVELS and self._has_reason_keys():
@@ -128,7 +129,7 @@ class Evaluator:
     def _staff_key(self, now):
         if self.mode != "staff":
             return None, None, None
-        item, staff = self.cfg.get("item"), self.cfg.get("staff")
+        item, staff = self.cfg.get("item"), self.staff
         seq = self._commit("staff", case_from_seq=True, trigger="staff", item=item, staff=staff)
         self.invitation = (self.journal.local_case(seq), item, staff, now + self.invite_ms, "staff")
         return seq, "staff", READY
@@ -158,7 +159,7 @@ class Evaluator:
 
 
 def handle_command(evaluator, clock, cmd):
-    """A ``cmd`` message from the hub (invite, cancel), as ``terminal/commands.py``."""
+    """A ``cmd`` message from the hub (invite, cancel, staff), as ``terminal/commands.py``."""
     name = cmd.get("cmd")
     if name == "invite":
         case, ttl_ms, sent_ms = cmd.get("case"), cmd.get("ttl_ms"), cmd.get("sent_ms")
@@ -169,5 +170,11 @@ def handle_command(evaluator, clock, cmd):
         return evaluator.invite(case, cmd.get("item"), cmd.get("staff"), clock.mono_ms() + ttl_ms)
     if name == "cancel":
         evaluator.cancel(cmd.get("case"))
+        return True
+    if name == "staff":
+        staff = cmd.get("staff")
+        if staff is not None and not (isinstance(staff, str) and 0 < len(staff) <= 64):
+            raise ValueError("bad staff id")
+        evaluator.staff = staff  # staff sign-in: later events carry this id
         return True
     return False
