@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,7 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 #: A failed commit (disk full, I/O error) is retried at most this far apart: cheap, and a disk an
 #: operator clears is picked up within seconds.
 COMMIT_RETRY_MAX_S = 5.0
+GIL_SWITCH_S = 0.0005
 
 
 class HubDaemon:
@@ -97,6 +99,9 @@ class HubDaemon:
 
     def run(self) -> None:
         """Connect and ingest until :meth:`stop`."""
+        # The writer thread's batches would otherwise hold the GIL for 5 ms slices while paho's
+        # network thread waits to read and PUBACK: switch more often.
+        sys.setswitchinterval(GIL_SWITCH_S)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = self.config.broker.receive_maximum
