@@ -477,7 +477,7 @@ def _press_all(
     for i, (level, reason) in enumerate(plan):
         due = start + i * interval
         while time.monotonic() < due:
-            time.sleep(min(due - time.monotonic(), _left(deadline)))
+            time.sleep(max(0.0, min(due - time.monotonic(), _left(deadline))))
         if config.mode == "staff":
             board.press("staff", _left(deadline))  # the staff key opens a local case
         if config.mode != "free":
