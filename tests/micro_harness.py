@@ -15,7 +15,6 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +23,10 @@ import paho.mqtt.client as mqtt
 from protocol.errors import ProtocolError
 from protocol.frames import Ack, encode_state, parse_batch, verify_event
 from protocol.topics import Leaf, hub_state_topic, parse_topic, topic, wildcard
+from simulators.hall import free_port, wait_for
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MICRO_DIR = Path(__file__).resolve().parent.parent / "terminal" / "micro"
-
-
-def wait_for(cond: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.02) -> Any:
-    """Poll ``cond`` until it returns something truthy; AssertionError naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Broker:
