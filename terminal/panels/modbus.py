@@ -32,6 +32,7 @@ from ..panel import Feedback, Key, KeyHandler, KeyKind, StatusHandler
 from . import modbusmap as m
 from .buttons import button_map, delivery_order
 from .ledger import Mark, PressLedger
+from .link import LinkState
 
 _LOG = logging.getLogger(__name__)
 #: Polls in a row that must read a counter below its mark before the driver believes it.
@@ -173,9 +174,8 @@ class ModbusPanel:
         self.bus = bus if bus is not None else ModbusBus(config.modbus)
         self.ledger = PressLedger(config.resolve(config.modbus.state), config.journal_path)
         self._on_key: KeyHandler | None = None
-        self._on_status: StatusHandler | None = None
+        self._link = LinkState()
         self._identity: Identity | None = None
-        self._online: bool | None = None
         self._next_try = 0.0
         self._state_lock = threading.Lock()
         self._want: tuple[bool, bool, bool] = (False, False, False)
@@ -191,13 +191,13 @@ class ModbusPanel:
 
     # -- Panel protocol -------------------------------------------------------------------
     def start(self, on_key: KeyHandler, on_status: StatusHandler) -> None:
-        self._on_key, self._on_status = on_key, on_status
+        self._on_key, self._link.handler = on_key, on_status
         self.bus.attach(self)
 
     @property
     def online(self) -> bool | None:
         """Whether the panel answers; None before the first attempt."""
-        return self._online
+        return self._link.online
 
     def show(self, feedback: Feedback) -> None:
         """Record the wanted lights and wake the poll thread, which writes them (never blocks)."""
@@ -388,28 +388,11 @@ class ModbusPanel:
         return response
 
     def _up(self) -> None:
-        if self._online:
-            return
-        self._online = True
-        detail = f"modbus unit {self.unit} on {self.settings.port}: {self._identity}"
-        _LOG.info("%s answers", detail)
-        self._status(True, detail)
+        if not self._link.online:
+            self._link.up(f"modbus unit {self.unit} on {self.settings.port}: {self._identity}")
 
     def _down(self, reason: str) -> None:
         self.counts["failures"] += 1
         self._next_try = time.monotonic() + self.settings.reconnect_s
         self._identity = None
-        if self._online is False:
-            return
-        self._online = False
-        detail = f"modbus unit {self.unit} on {self.settings.port} not answering: {reason}"
-        _LOG.warning("%s", detail)
-        self._status(False, detail)
-
-    def _status(self, ok: bool, detail: str) -> None:
-        if self._on_status is None:
-            return
-        try:
-            self._on_status(ok, detail)
-        except Exception:
-            _LOG.exception("status callback failed")
+        self._link.down(f"modbus unit {self.unit} on {self.settings.port} not answering: {reason}")

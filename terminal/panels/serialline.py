@@ -27,6 +27,7 @@ from ..panel import Feedback, Key, KeyHandler, KeyKind, StatusHandler
 from .buttons import button_map
 from .ledger import Mark, PressLedger
 from .lineproto import Frame, FrameParser, Msg, encode
+from .link import LinkState
 from .modbusmap import Beep
 
 _LOG = logging.getLogger(__name__)
@@ -58,10 +59,9 @@ class SerialPanel:
         self.parser = FrameParser()
         self._port: Any = None
         self._on_key: KeyHandler | None = None
-        self._on_status: StatusHandler | None = None
+        self._link = LinkState()
         self._identity: tuple[int, ...] | None = None
         self._panel_boot: int | None = None
-        self._online: bool | None = None
         self._last_rx = time.monotonic()
         self._state_lock = threading.Lock()
         self._want: tuple[bool, bool, bool] = (False, False, False)
@@ -80,14 +80,14 @@ class SerialPanel:
 
     # -- Panel protocol -------------------------------------------------------------------
     def start(self, on_key: KeyHandler, on_status: StatusHandler) -> None:
-        self._on_key, self._on_status = on_key, on_status
+        self._on_key, self._link.handler = on_key, on_status
         self._thread = threading.Thread(target=self._run, name=f"serial {self.settings.port}", daemon=True)
         self._thread.start()
 
     @property
     def online(self) -> bool | None:
         """Whether the panel answers; None before the first attempt."""
-        return self._online
+        return self._link.online
 
     def show(self, feedback: Feedback) -> None:
         """Record the wanted lights; the port thread sends them within ``read_s``. Never blocks."""
@@ -266,32 +266,19 @@ class SerialPanel:
         return f"serial:{self._identity[3]}"
 
     def _up(self) -> None:
-        if self._online:
+        if self._link.online:
             return
-        self._online = True
         ident = self._identity
         detail = f"serial panel on {self.settings.port}"
         if ident is not None:
             detail += f": model {ident[1]} firmware {ident[2] >> 8}.{ident[2] & 0xFF} serial {ident[3]}"
-        _LOG.info("%s answers", detail)
-        self._status(True, detail)
+        self._link.up(detail)
 
     def _down(self, reason: str) -> None:
-        if self._online is False:
+        if self._link.online is False:
             return
-        self._online = False
         self._identity = None
-        detail = f"serial panel on {self.settings.port} not answering: {reason}"
-        _LOG.warning("%s", detail)
-        self._status(False, detail)
-
-    def _status(self, ok: bool, detail: str) -> None:
-        if self._on_status is None:
-            return
-        try:
-            self._on_status(ok, detail)
-        except Exception:
-            _LOG.exception("status callback failed")
+        self._link.down(f"serial panel on {self.settings.port} not answering: {reason}")
 
 
 class _NotAccepted(PanelError):
