@@ -51,6 +51,7 @@ class HubDaemon:
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self.totals: dict[str, int] = {}
+        self.commit_failures = 0
         self.client = self._make_client()
         self.commands = CommandPublisher(self.client, config.hall, home / DB_NAME, self.connected)
         self.http: uvicorn.Server | None = None
@@ -135,7 +136,7 @@ class HubDaemon:
 
     def _start_http(self) -> None:
         """The HTTP API on its own thread (uvicorn installs no signal handlers off the main thread)."""
-        app = create_app(self.home, self.config, on_command=self.commands.wake)
+        app = create_app(self.home, self.config, on_command=self.commands.wake, health=self.health)
         cfg = uvicorn.Config(
             app,
             host=self.config.http.host,
@@ -169,6 +170,7 @@ class HubDaemon:
                 return ingestor.ingest(batch)
             except sqlite3.Error as exc:
                 # Disk full or I/O error: nothing was stored, nothing is acked. Keep the batch and retry.
+                self.commit_failures += 1
                 _LOG.error("cannot commit %d messages (%s); retrying in %.1fs", len(batch), exc, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, COMMIT_RETRY_MAX_S)
@@ -183,6 +185,10 @@ class HubDaemon:
             )
         for outcome, n in result.counts.items():
             self.totals[outcome] = self.totals.get(outcome, 0) + n
+
+    def health(self) -> dict[str, int]:
+        """The writer's state for /metrics (read from the HTTP thread: plain ints)."""
+        return {"commit_failures": self.commit_failures, "queued": self.inbox.qsize()}
 
     def stop(self) -> None:
         self.stopping.set()

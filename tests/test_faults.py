@@ -162,6 +162,7 @@ def test_hub_disk_full_stops_acks_loses_nothing_and_resumes(tmp_path: Path) -> N
             wait_for(lambda: hall.journal("T01")["last_seq"] >= journal["last_seq"] + 50, 60, "more presses")
             assert events_by_device(hall)["T01"] == stored, "the hub stored nothing while its disk was full"
             assert hall.journal("T01")["acked"] == journal["acked"] < journal["last_seq"], "and acked nothing"
+            assert _metric(hall, "haocha_ingest_commit_failures_total") >= 1  # operators see it
             filler.unlink()
             wait_terminals(hall, ["T01"])
             assert_invariant(hall, ["T01"])
@@ -183,3 +184,11 @@ def _fill(mount: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+def _metric(hall: Hall, name: str) -> float:
+    """One sample of the running hub's /metrics."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{hall.http_port}/metrics", timeout=10).read().decode()
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))

@@ -43,10 +43,13 @@ def _error(status: int, message: str) -> Response:
 
 
 class Api:
-    def __init__(self, home: Path, config: HubConfig, on_command: Callable[[], None]) -> None:
+    def __init__(
+        self, home: Path, config: HubConfig, on_command: Callable[[], None], health: Callable[[], dict[str, int]] | None
+    ) -> None:
         self.home = home
         self.config = config
         self.on_command = on_command
+        self.health = health
 
     async def with_store(self, fn: Callable[[Store], T]) -> T:
         def call() -> T:
@@ -111,7 +114,9 @@ class Api:
         return JSONResponse(data)
 
     async def metrics(self, request: Request) -> Response:
-        return Response(await self.with_store(render_metrics), media_type=CONTENT_TYPE_LATEST)
+        health = self.health() if self.health is not None else None
+        body = await self.with_store(lambda store: render_metrics(store, health))
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def page(self, request: Request) -> Response:
         return HTMLResponse(PAGE.read_text(encoding="utf-8"))
@@ -130,9 +135,14 @@ def _date(text: str | None, name: str) -> dt.date | None:
 
 
 def create_app(
-    home: Path, config: HubConfig, on_command: Callable[[], None] = lambda: None, extra_routes: list[Any] | None = None
+    home: Path,
+    config: HubConfig,
+    on_command: Callable[[], None] = lambda: None,
+    extra_routes: list[Any] | None = None,
+    health: Callable[[], dict[str, int]] | None = None,
 ) -> Starlette:
-    api = Api(home, config, on_command)
+    """The API; ``health`` is the running daemon's own state for /metrics (None in tests)."""
+    api = Api(home, config, on_command, health)
     routes = [
         Route("/", api.page),
         Route("/openapi.json", api.openapi),

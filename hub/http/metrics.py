@@ -45,9 +45,29 @@ class StoreCollector(Collector):
         )
 
 
-def render_metrics(store: Store) -> bytes:
+class IngestCollector(Collector):
+    """The running daemon's writer, which the database cannot tell: a full disk shows here."""
+
+    def __init__(self, health: dict[str, int]) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "haocha_ingest_commit_failures",
+            "Ingest commits that failed and were retried (disk full, I/O error): nothing was acked meanwhile",
+            value=self.health.get("commit_failures", 0),
+        )
+        yield GaugeMetricFamily(
+            "haocha_ingest_queue", "MQTT messages received, not yet committed", value=self.health.get("queued", 0)
+        )
+
+
+def render_metrics(store: Store, health: dict[str, int] | None = None) -> bytes:
+    """Metrics from the database, plus the daemon's own ``health`` when it serves them."""
     from prometheus_client import generate_latest
 
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
+    if health is not None:
+        registry.register(IngestCollector(health))
     return generate_latest(registry)
