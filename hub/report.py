@@ -26,7 +26,6 @@ from .upstream.totals import period_range
 
 REASON_ZH = {"cold": "冷", "lazy": "懒", "shirk": "推", "arbitrary": "乱", "greedy": "贪", "other": "其他",
              "unspecified": "未选择"}  # fmt: skip
-RATE_KEYS = ("cases", "evaluations", "evaluation_rate", "satisfaction_rate", "bad_rate", "mean_score")
 
 
 def build(store: Store, config: HubConfig, period: str, day: dt.date, today: dt.date) -> dict[str, Any]:

@@ -117,16 +117,3 @@ def one_of(*choices: str) -> Callable[[str], str | None]:
 
 def port_number(value: int) -> str | None:
     return None if 0 < value < 65536 else "must be a TCP port 1..65535"
-
-
-def docs(cls: type) -> list[tuple[str, str]]:
-    """(key, doc) pairs of a config dataclass, nested tables flattened, for the README."""
-    out: list[tuple[str, str]] = []
-    hints = typing.get_type_hints(cls)
-    for fld in dataclasses.fields(cls):
-        tp = hints[fld.name]
-        if dataclasses.is_dataclass(tp):
-            out.extend((f"{fld.name}.{k}", d) for k, d in docs(tp))  # type: ignore[arg-type]
-        else:
-            out.append((fld.name, fld.metadata.get("doc", "")))
-    return out

@@ -33,12 +33,6 @@ def check_device_id(device: str) -> str:
     return device
 
 
-def check_hall_id(hall: str) -> str:
-    if not valid_id(hall):
-        raise ValueError(f"invalid hall id {hall!r}: use 1-32 of A-Z a-z 0-9 _ -")
-    return hall
-
-
 def topic(hall: str, device: str, leaf: Leaf) -> str:
     return f"{PREFIX}/{hall}/{device}/{leaf.value}"
 

@@ -46,8 +46,5 @@ class SimGpioPanel:
             pin.drive_low()
         self._last_press[number] = time.monotonic()
 
-    def light(self, pin_number: int | None) -> bool:
-        return pin_number is not None and bool(self.factory.pin(pin_number).state)
-
     def close(self) -> None:
         self.factory.reset()

@@ -109,11 +109,6 @@ class Journal:
             )
             return [Row(int(seq), json.loads(body)) for seq, body in cur]
 
-    def body(self, seq: int) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("SELECT body FROM journal WHERE seq = ?", (seq,)).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
-
     def ack(self, upto: int) -> bool:
         """Record the hub's ack and delete the rows it covers; False if it moved nothing.
 
