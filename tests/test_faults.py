@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from simulators.hall import Hall, wait_for
+from terminal.errors import JournalError
 
 from .invariant import assert_invariant, events_by_device
 
@@ -24,6 +25,14 @@ def wait_terminals(hall: Hall, devices: list[str], timeout: float = 180) -> None
     for device in devices:
         proc = hall.procs[f"sim-{device}"]
         assert proc.wait(timeout=timeout) == 0, hall.log(f"sim-{device}")[-3000:]
+
+
+def last_seq(hall: Hall, device: str) -> int:
+    """The journal's last_seq, 0 until the terminal has created its journal."""
+    try:
+        return int(hall.journal(device)["last_seq"])
+    except JournalError:
+        return 0
 
 
 def stored_total(hall: Hall) -> int:
@@ -52,20 +61,13 @@ def test_kill_9_of_a_terminal_during_a_burst(hall: Hall) -> None:
     hall.start_broker()
     hall.start_hub()
     hall.sim_terminal("T01", 2000, 400)
-    wait_for(lambda: _journal_last_seq(hall) >= 300, 60, "a burst of commits")
+    wait_for(lambda: last_seq(hall, "T01") >= 300, 60, "a burst of commits")
     hall.kill("sim-T01")
     killed_at = hall.journal("T01")["last_seq"]
     hall.sim_terminal("T01", 5, 50)  # restart: drains the backlog, then presses five more
     wait_terminals(hall, ["T01"])
     assert hall.journal("T01")["last_seq"] == killed_at + 5
     assert_invariant(hall, ["T01"])
-
-
-def _journal_last_seq(hall: Hall) -> int:
-    try:
-        return int(hall.journal("T01")["last_seq"])
-    except Exception:
-        return 0  # the journal does not exist yet
 
 
 def test_kill_9_of_the_broker_and_restart_without_its_persistence(hall: Hall) -> None:
@@ -84,12 +86,10 @@ def test_kill_9_of_the_broker_and_restart_without_its_persistence(hall: Hall) ->
     assert_invariant(hall, devices)
 
 
-def test_broker_queue_overflow_while_the_hub_is_down(tmp_path_factory: object) -> None:
+def test_broker_queue_overflow_while_the_hub_is_down(tmp_path: Path) -> None:
     """Mosquitto's default queue of 1,000 messages for the offline hub PUBACKs and drops the
     rest; the terminals must send them again when the hub is back."""
-    import tempfile
-
-    home = Path(tempfile.mkdtemp()) / "hall"
+    home = tmp_path / "hall"
     with Hall(home, broker={"max_queued_messages": 1000}) as hall:
         devices = ["T01", "T02"]
         for device in devices:
@@ -100,18 +100,11 @@ def test_broker_queue_overflow_while_the_hub_is_down(tmp_path_factory: object) -
         wait_for(lambda: "haocha-hub-H1" in hall.log("broker"), 20, "the hub's persistent session")
         hall.kill("hub")
         start_terminals(hall, devices, 800, 400)
-        wait_for(lambda: all(_pending(hall, d) >= 800 for d in devices), 60, "1,600 events journaled")
+        wait_for(lambda: all(last_seq(hall, d) >= 800 for d in devices), 60, "1,600 events journaled")
         hall.start_hub()
         wait_terminals(hall, devices)
         assert "dropped" in hall.log("broker").lower(), "the broker never dropped: the test did not overflow"
         assert_invariant(hall, devices)
-
-
-def _pending(hall: Hall, device: str) -> int:
-    try:
-        return int(hall.journal(device)["last_seq"])
-    except Exception:
-        return 0
 
 
 def test_terminal_clock_jumping_backwards_and_forwards(running_hall: Hall) -> None:
