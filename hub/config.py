@@ -99,6 +99,16 @@ class UpstreamSettings:
     reason_codes: dict[str, str] = field(
         default_factory=lambda: dict(DEFAULT_REASON_CODES), doc="reason id → evalDetail code"
     )
+    gap_hold_s: float = field(
+        600.0,
+        "how long ratings stored beyond a gap in a terminal's sequence wait for it before going upstream "
+        "(and opening tickets) out of order",
+        check=positive,
+    )
+    keep_sent_days: float = field(
+        30.0, "days sent records stay in the outbox (for `upstream status` and inspection); 0: forever",
+        check=lambda v: None if v >= 0 else "must be 0 or more",
+    )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

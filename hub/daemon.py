@@ -15,6 +15,7 @@ import queue
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 #: operator clears is picked up within seconds.
 COMMIT_RETRY_MAX_S = 5.0
 GIL_SWITCH_S = 0.0005
+#: How often the writer looks for ratings held behind a gap for longer than ``gap_hold_s``.
+RELEASE_CHECK_S = 10.0
 
 
 class HubDaemon:
@@ -149,7 +152,11 @@ class HubDaemon:
         self._start_thread("http", self.http.run)
 
     def _write_loop(self, ingestor: Ingestor) -> None:
+        next_release = 0.0
         while not self.stopping.is_set():
+            if time.monotonic() >= next_release:
+                next_release = time.monotonic() + RELEASE_CHECK_S
+                self._release_held(ingestor)
             try:
                 batch = [self.inbox.get(timeout=0.5)]
             except queue.Empty:
@@ -162,6 +169,13 @@ class HubDaemon:
             result = self._commit_with_retry(ingestor, batch)
             if result is not None:
                 self._acknowledge(batch, result)
+
+    def _release_held(self, ingestor: Ingestor) -> None:
+        """Ratings stuck behind a gap longer than ``gap_hold_s`` go upstream and open tickets."""
+        try:
+            ingestor.release_held(now_ms() - int(self.config.upstream.gap_hold_s * 1000))
+        except sqlite3.Error as exc:  # disk full: the next check tries again
+            _LOG.error("cannot release held ratings: %s", exc)
 
     def _commit_with_retry(self, ingestor: Ingestor, batch: list[Incoming]) -> BatchResult | None:
         delay = 0.5

@@ -3,11 +3,14 @@
 One call to :meth:`Ingestor.ingest` handles a batch of messages in one transaction: every event is
 checked (topic → device, registry, MAC), deduplicated on (device, epoch, seq) *before* any business
 rule, inserted, and counted; the cumulative ack per (device, epoch) is the end of the contiguous
-prefix of stored seqs. Nothing is acked to the broker or the terminal until the commit returned.
+prefix of stored seqs. Moving that ack point releases the ratings it passes to the upstream outbox
+and the work queue, in seq order (:mod:`hub.upstream.hook`). Nothing is acked to the broker or the
+terminal until the commit returned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -75,6 +78,9 @@ class Ingestor:
         self.devices: dict[str, Device] = {}
         self._registry_version: str | None = None
         self._uptos: dict[tuple[str, str], int] = {}
+        #: What the current batch stored, per (device, epoch): seq → the rating to release, or
+        #: None for other kinds. Lets the common case release without reading back.
+        self._fresh: defaultdict[tuple[str, str], dict[int, upstream_hook.Rated | None]] = defaultdict(dict)
 
     def refresh_registry(self) -> None:
         version = self.store.meta("registry_version", "0")
@@ -89,6 +95,7 @@ class Ingestor:
         delta = TallyDelta()
         touched: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
         frames: Counter[tuple[str, str]] = Counter()
+        self._fresh.clear()
         with self.store.transaction() as conn:
             for msg in batch:
                 self._message(conn, msg, delta, touched, frames)
@@ -100,6 +107,12 @@ class Ingestor:
         for (outcome, _device), n in frames.items():
             result.counts[outcome] += n
         return result
+
+    def release_held(self, received_before_ms: int) -> int:
+        """Release ratings stored beyond a gap before ``received_before_ms`` (see
+        :func:`hub.upstream.hook.release_held`); returns how many."""
+        with self.store.transaction() as conn:
+            return upstream_hook.release_held(conn, self.hall, received_before_ms)
 
     def _message(
         self,
@@ -158,7 +171,9 @@ class Ingestor:
             return False
         event_id = int(cur.lastrowid or 0)
         _track_case(conn, dev, ev, status, event_id, t_ms)
-        upstream_hook.on_event(conn, self.hall, event_id, dev, ev, status, t_ms, day)
+        self._fresh[(dev.id, ev.epoch)][ev.seq] = _releasable(event_id, dev, ev, status, t_ms, day)
+        if ev.kind == Kind.REASON.value and ev.ref is not None and ev.reasons is not None:
+            upstream_hook.on_reason(conn, self.hall, dev.id, ev.epoch, ev.ref, list(ev.reasons))
         _tally(delta, (day, dev.id, dev.window, ev.item or "", ev.staff or ""), ev, status)
         if ev.trigger == Trigger.FREE.value and self.burst_gap_ms:
             self._flag_next_if_burst(conn, dev, ev, delta)
@@ -181,13 +196,13 @@ class Ingestor:
         """A rating that arrives late (resent after a gap) may be the one the next rating came too
         soon after: bursts follow seq order, not arrival order."""
         row = conn.execute(
-            "SELECT id, boot, mono_ms, status, trigger, level, day, item, staff FROM events "
+            "SELECT id, seq, boot, mono_ms, status, trigger, level, day, item, staff FROM events "
             "WHERE device = ? AND epoch = ? AND seq > ? AND kind = 'rating' ORDER BY seq LIMIT 1",
             (dev.id, ev.epoch, ev.seq),
         ).fetchone()
         if row is None:
             return
-        event_id, boot, mono_ms, status, trigger, level, day, item, staff = row
+        event_id, seq, boot, mono_ms, status, trigger, level, day, item, staff = row
         if status != "accepted" or trigger != Trigger.FREE.value or boot != ev.boot:
             return
         if int(mono_ms) - ev.mono_ms < self.burst_gap_ms:
@@ -195,6 +210,11 @@ class Ingestor:
             key = (day, dev.id, dev.window, item or "", staff or "")
             delta.add(key, "flagged")
             delta.add(key, f"fl_{level}")
+            fresh = self._fresh[(dev.id, ev.epoch)]
+            rated = fresh.get(seq)
+            if rated is not None:  # stored by this batch, not released yet
+                fresh[seq] = dataclasses.replace(rated, status="flagged")
+            upstream_hook.rating_changed(conn, self.hall, event_id)
 
     def _burst(self, conn: sqlite3.Connection, dev: Device, ev: Event) -> bool:
         """Did the previous rating of this terminal come less than the gap before this one?"""
@@ -210,9 +230,10 @@ class Ingestor:
     ) -> dict[tuple[str, str], int]:
         acks = {}
         for (device, epoch), seqs in touched.items():
-            upto = self._upto(conn, device, epoch)
+            after = upto = self._upto(conn, device, epoch)
             while (upto + 1) in seqs or _exists(conn, device, epoch, upto + 1):
                 upto += 1
+            upstream_hook.release(conn, self.hall, device, epoch, after, upto, self._fresh.get((device, epoch), {}))
             conn.execute(
                 "INSERT INTO epochs (device, epoch, upto, first_ms, last_ms) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(device, epoch) DO UPDATE SET upto = excluded.upto, last_ms = excluded.last_ms",
@@ -227,6 +248,15 @@ class Ingestor:
             return cached
         row = conn.execute("SELECT upto FROM epochs WHERE device = ? AND epoch = ?", (device, epoch)).fetchone()
         return 0 if row is None else int(row[0])
+
+
+def _releasable(event_id: int, dev: Device, ev: Event, status: str, t_ms: int, day: str) -> upstream_hook.Rated | None:
+    """The rating to release upstream once the ack point passes it; None for anything else."""
+    if ev.kind != Kind.RATING.value or status == "refused" or ev.level is None:
+        return None
+    return upstream_hook.Rated(
+        event_id, dev.id, ev.epoch, ev.seq, dev.window, ev.item, ev.case, ev.staff, ev.level, status, t_ms, day
+    )
 
 
 def _exists(conn: sqlite3.Connection, device: str, epoch: str, seq: int) -> bool:

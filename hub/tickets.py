@@ -1,6 +1,7 @@
 """The bad-review work queue (登记 → 转办 → 核实 → 反馈), SPEC section 1.
 
-Every accepted bad review opens a ticket in the ingest transaction. A ticket then moves
+Every accepted bad review opens a ticket in the transaction that releases its rating upstream
+(:mod:`hub.upstream.hook`: normally the one that stores it). A ticket then moves
 registered → assigned (to a department or person) → verified (valid; or invalid, only after an
 appeal) → feedback (the rectification text). Any other move is refused with a message naming the
 ticket's state and the allowed order. Each change is audited and queued upstream in the same
@@ -14,12 +15,15 @@ import datetime as dt
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import TicketSettings
 from .errors import NotFound, TicketStateError
 from .store import Store, now_ms
 from .upstream import outbox
+
+if TYPE_CHECKING:
+    from .upstream.hook import Rated
 
 STATES = ("registered", "assigned", "appealed", "verified", "feedback")
 ORDER = "registered → assigned → verified → feedback (an invalid verdict needs an appeal first)"
@@ -57,20 +61,17 @@ class Calendar:
         return day
 
 
-def open_ticket(
-    conn: sqlite3.Connection, ticket_no: str, event_id: int, device: str, window: str, ev: Any, day: str, t_ms: int,
-    reasons: list[str] | None,
-) -> None:  # fmt: skip
-    """Ingest thread, inside the ingest transaction: register a bad review."""
-    at = now_ms()
+def open_ticket(conn: sqlite3.Connection, ticket_no: str, rating: Rated, reasons: list[str] | None) -> None:
+    """Writer thread, in the transaction that releases the rating (see :mod:`hub.upstream.hook`):
+    register a bad review."""
     cur = conn.execute(
         "INSERT INTO tickets (ticket_no, event_id, device, window, item, case_no, staff, level, reasons, "
         "opened_ms, opened_day, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (ticket_no, event_id, device, window, ev.item, ev.case, ev.staff, ev.level,
-         None if reasons is None else json.dumps(reasons), t_ms, day, at),
+        (ticket_no, rating.event_id, rating.device, rating.window, rating.item, rating.case, rating.staff,
+         rating.level, None if reasons is None else json.dumps(reasons), rating.t_ms, rating.day, now_ms()),
     )  # fmt: skip
     if cur.rowcount:
-        _audit(conn, "hub", "ticket.register", ticket_no, {"level": ev.level, "window": window})
+        _audit(conn, "hub", "ticket.register", ticket_no, {"level": rating.level, "window": rating.window})
         _queue(conn, ticket_no)
 
 

@@ -12,6 +12,7 @@ from hub.config import HubConfig, write_new
 from hub.ingest import Incoming, Ingestor
 from hub.store import Store
 from hub.store import registry as reg
+from hub.upstream import outbox
 from protocol.config import build
 from protocol.frames import Event, encode_batch
 
@@ -51,3 +52,12 @@ def ingest(store: Store, events: list[Event], device: str = "T01") -> None:
 
 def outbox_rows(store: Store) -> list[tuple[str, str, str]]:
     return list(store.conn.execute("SELECT record_id, kind, status FROM outbox ORDER BY id"))
+
+
+def bodies(store: Store) -> list[dict[str, Any]]:
+    """Every outbox record's body as the sender would post it, in queue order."""
+    return [row.body for row in outbox.read(store.conn, "H1", "1")]
+
+
+def status(store: Store, oid: int) -> str:
+    return str(store.conn.execute("SELECT status FROM outbox WHERE id = ?", (oid,)).fetchone()[0])

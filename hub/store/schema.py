@@ -14,7 +14,7 @@ import sqlite_utils
 
 from protocol.levels import LEVEL_IDS
 
-from .schema_upstream import migrate_upstream
+from .schema_upstream import migrate_lazy_ratings, migrate_upstream
 
 #: Counter columns of a tally row. ``lv_*`` count every rating by level (flagged ones included),
 #: ``fl_*`` the flagged ones, so rates can leave misuse out while ``evaluations`` keeps it.
@@ -122,7 +122,12 @@ def _m2_cases(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX commands_unpublished ON commands(id) WHERE published_ms IS NULL")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_core, _m2_cases, migrate_upstream]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _m1_core,
+    _m2_cases,
+    migrate_upstream,
+    migrate_lazy_ratings,
+]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

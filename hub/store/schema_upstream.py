@@ -59,3 +59,32 @@ def migrate_upstream(db: sqlite_utils.Database) -> None:
     )
     db.execute("CREATE INDEX tickets_open ON tickets(opened_day) WHERE closed_ms IS NULL")
     db.execute("CREATE INDEX tickets_day ON tickets(opened_day)")
+
+
+def migrate_lazy_ratings(db: sqlite_utils.Database) -> None:
+    """Rating records lose their stored body (built from the event when sent) and are found by
+    their event: one short row per rating keeps ingest fast. SQLite cannot drop a NOT NULL, so
+    the table is rebuilt; ids, and with them the queue order, are kept."""
+    db.execute("ALTER TABLE outbox RENAME TO outbox_old")
+    db.execute(
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            record_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            lane TEXT NOT NULL,
+            event_id INTEGER,
+            body TEXT,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            rev INTEGER NOT NULL DEFAULT 0,
+            created_ms INTEGER NOT NULL,
+            sent_ms INTEGER,
+            error TEXT)"""
+    )
+    db.execute("INSERT INTO outbox SELECT * FROM outbox_old")
+    db.execute("DROP TABLE outbox_old")
+    db.execute("CREATE INDEX outbox_pending ON outbox(id) WHERE status = 'pending'")
+    db.execute("CREATE INDEX outbox_parked ON outbox(id) WHERE status = 'parked'")
+    db.execute("CREATE UNIQUE INDEX outbox_rating ON outbox(event_id) WHERE kind = 'evaluation'")
+    db.execute("CREATE INDEX outbox_ticket ON outbox(record_id) WHERE kind = 'ticket'")
+    db.execute("CREATE INDEX outbox_totals ON outbox(record_id) WHERE kind = 'totals'")

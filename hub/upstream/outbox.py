@@ -1,13 +1,17 @@
 """The upstream outbox: one row per record to send, written in the transaction that caused it.
 
-A rating's record is queued in the ingest transaction, so it exists if and only if the rating is
-stored. Its ``record_id`` (hall, device, epoch, seq) is stable: the sender may post a record
-again after a crash or a lost response, and the regional system recognises it. A reason that
-arrives after its rating is merged into the pending record, or, once the record has been sent,
-queued as an ``update`` carrying the same id; each body change bumps ``rev``, so a change made
-while the sender has the row in flight becomes a follow-up record (:func:`settle_sent`). The
-sender moves rows ``pending`` → ``sent`` or ``parked``; rows are never deleted, and the counts
-stay cheap to read through partial indexes and a ``meta`` counter.
+A rating's record is queued in the ingest transaction that completes its terminal's sequence up
+to it (:mod:`.hook`). Its ``record_id`` (hall, device, epoch, seq) is stable: the sender may post
+a record again after a crash or a lost response, and the regional system recognises it.
+
+Rating records carry no body: the sender builds it from the stored event when it reads the row
+(:func:`pending`), so ingest writes one short row per rating and a late reason or misuse flag
+needs no rewrite. Any change to what a record says bumps ``rev``, so a change made while the
+sender has the row in flight becomes a follow-up record (:func:`settle_sent`); once sent, a
+change is queued as an ``update`` with the same id. Ticket and totals rows keep the body they
+were queued with. The sender moves rows ``pending`` → ``sent`` or ``parked``; sent rows are
+pruned after ``keep_sent_days``, and the counts stay cheap through partial indexes and a
+``meta`` counter.
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from protocol.levels import Level
+
 from ..store import now_ms
 
 KINDS = ("evaluation", "update", "ticket", "totals")
+RATING_KINDS = ("evaluation", "update")
+BAD_LEVELS = frozenset(level.value for level in Level if level.is_bad)
 _SENT_KEY = "outbox_sent"
 
 
@@ -36,36 +44,58 @@ class OutboxRow:
     lane: str
     body: dict[str, Any]
     attempts: int
-    rev: int = 0  #: bumped whenever the body changes, so a change made while in flight is not lost
+    rev: int = 0  #: bumped whenever the record changes, so a change made while in flight is not lost
+    event_id: int | None = None  #: the rating event a rating record is built from
 
 
 def enqueue(
-    conn: sqlite3.Connection, rid: str, kind: str, lane: str, body: dict[str, Any], event_id: int | None = None
+    conn: sqlite3.Connection, rid: str, kind: str, lane: str, body: dict[str, Any] | None, event_id: int | None = None
 ) -> None:
+    """Queue one record; ``body`` None means "build it from rating ``event_id`` when sending"."""
     if kind not in KINDS:
         raise ValueError(f"unknown outbox kind {kind!r}")
+    text = None if body is None else json.dumps(body, ensure_ascii=False, sort_keys=True)
     conn.execute(
         "INSERT INTO outbox (record_id, kind, lane, event_id, body, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-        (rid, kind, lane, event_id, json.dumps(body, ensure_ascii=False, sort_keys=True), now_ms()),
+        (rid, kind, lane, event_id, text, now_ms()),
     )
 
 
-def on_reason(conn: sqlite3.Connection, rid: str, reasons: list[str]) -> None:
-    """Attach reasons to the rating's record: in place while pending or parked, else an update."""
-    row = conn.execute(
-        "SELECT id, status, lane, body FROM outbox WHERE record_id = ? AND kind = 'evaluation'", (rid,)
-    ).fetchone()
+def enqueue_ratings(conn: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:
+    """Queue the records of ratings ``(record_id, window, event_id)``, in that order; a rating
+    queued before (released early, see :func:`hub.upstream.hook.release_held`) is skipped."""
+    at = now_ms()
+    conn.executemany(
+        "INSERT OR IGNORE INTO outbox (record_id, kind, lane, event_id, created_ms) VALUES (?, 'evaluation', ?, ?, ?)",
+        [(rid, lane, event_id, at) for rid, lane, event_id in rows],
+    )
+
+
+def rating_changed(conn: sqlite3.Connection, rid: str, lane: str, event_id: int, released: bool) -> None:
+    """A released rating's record says something new (a late reason, a misuse flag): while pending
+    or parked its body is rebuilt when sent (``rev`` marks the change), once sent an update goes."""
+    sql = "SELECT id, status FROM outbox WHERE event_id = ? AND kind = 'evaluation'"
+    row = conn.execute(sql, (event_id,)).fetchone()
     if row is None:
-        return  # the rating is not stored yet (gap): it picks its reasons up when it arrives
-    oid, status, lane, text = row
-    body = {**json.loads(text), "reasons": reasons}
-    if status == "sent":
-        enqueue(conn, rid, "update", lane, body)
+        if released:  # sent long ago and pruned
+            enqueue(conn, rid, "update", lane, None, event_id)
+        return  # not released yet: its body is built with the change when it is
+    if row[1] == "sent":
+        enqueue(conn, rid, "update", lane, None, event_id)
     else:
-        conn.execute(
-            "UPDATE outbox SET body = ?, rev = rev + 1 WHERE id = ?",
-            (json.dumps(body, ensure_ascii=False, sort_keys=True), oid),
-        )
+        conn.execute("UPDATE outbox SET rev = rev + 1 WHERE id = ?", (row[0],))
+
+
+def latest_reasons(conn: sqlite3.Connection, device: str, epoch: str, seq: int) -> list[str] | None:
+    """The reasons given for rating (device, epoch, seq): the last reason event about it wins."""
+    rows = conn.execute(
+        "SELECT seq, reasons FROM events WHERE device = ? AND epoch = ? AND ref = ? AND kind = 'reason'",
+        (device, epoch, seq),
+    ).fetchall()  # no ORDER BY: it would make SQLite walk the (device, epoch, seq) index instead
+    if not rows:
+        return None
+    latest = max(rows)[1]
+    return None if latest is None else list(json.loads(latest))
 
 
 def set_ticket_reasons(conn: sqlite3.Connection, ticket_no: str, reasons: list[str]) -> None:
@@ -90,14 +120,51 @@ def put_totals(conn: sqlite3.Connection, rid: str, body: dict[str, Any]) -> None
         enqueue(conn, rid, "totals", "totals", body)
 
 
-def pending(conn: sqlite3.Connection, limit: int) -> list[OutboxRow]:
-    """The oldest pending rows, in queue order."""
+_RATING_FIELDS = "e.device, e.epoch, e.seq, e.window, e.item, e.case_no, e.staff, e.level, e.trigger, e.t_ms, e.status"
+
+
+def pending(conn: sqlite3.Connection, limit: int, hall: str) -> list[OutboxRow]:
+    """The oldest pending rows, in queue order, rating bodies built from their events."""
+    return read(conn, hall, "o.status = 'pending'", limit=limit)
+
+
+def read(
+    conn: sqlite3.Connection, hall: str, where: str, args: tuple[Any, ...] = (), limit: int = -1
+) -> list[OutboxRow]:
+    """Rows matching ``where`` (on ``o``, the outbox) in queue order, with their bodies."""
     cur = conn.execute(
-        "SELECT id, record_id, kind, lane, body, attempts, rev FROM outbox "
-        "WHERE status = 'pending' ORDER BY id LIMIT ?",
-        (limit,),
+        f"SELECT o.id, o.record_id, o.kind, o.lane, o.body, o.attempts, o.rev, o.event_id, {_RATING_FIELDS} "
+        "FROM outbox o LEFT JOIN events e ON o.body IS NULL AND e.id = o.event_id "
+        f"WHERE {where} ORDER BY o.id LIMIT ?",
+        (*args, limit),
     )
-    return [OutboxRow(i, r, k, la, json.loads(b), a, v) for i, r, k, la, b, a, v in cur]
+    rows = []
+    for oid, rid, kind, lane, text, attempts, rev, event_id, *rating in cur.fetchall():
+        body = json.loads(text) if text is not None else _rating_body(conn, hall, rid, rating)
+        rows.append(OutboxRow(oid, rid, kind, lane, body, attempts, rev, event_id))
+    return rows
+
+
+def _rating_body(conn: sqlite3.Connection, hall: str, rid: str, rating: list[Any]) -> dict[str, Any]:
+    device, epoch, seq, window, item, case, staff, level, trigger, t_ms, status = rating
+    if device is None:
+        return {"record_id": rid}  # names no stored rating (edited by hand): the adapter refuses, the sender parks it
+    return {
+        "record_id": rid,
+        "hall": hall,
+        "device": device,
+        "epoch": epoch,
+        "seq": seq,
+        "window": window,
+        "item": item,
+        "case": case,
+        "staff": staff,
+        "level": level,
+        "reasons": (latest_reasons(conn, device, epoch, seq) or []) if level in BAD_LEVELS else [],
+        "trigger": trigger,
+        "t_ms": t_ms,
+        "flagged": status == "flagged",
+    }
 
 
 def mark_sent(conn: sqlite3.Connection, ids: list[int]) -> None:
@@ -113,9 +180,9 @@ def mark_sent(conn: sqlite3.Connection, ids: list[int]) -> None:
 
 
 def settle_sent(conn: sqlite3.Connection, rows: list[OutboxRow]) -> None:
-    """Mark rows sent as they were posted. A body changed while in flight (a late reason, newer
-    totals) is not lost: evaluations and tickets get a follow-up record with the same id, totals
-    stay pending and go again."""
+    """Mark rows sent as they were posted. A record changed while in flight (a late reason, newer
+    totals) is not lost: ratings and tickets get a follow-up record with the same id, totals stay
+    pending and go again."""
     done: list[int] = []
     for row in rows:
         current = conn.execute("SELECT rev, body, status FROM outbox WHERE id = ?", (row.id,)).fetchone()
@@ -125,8 +192,9 @@ def settle_sent(conn: sqlite3.Connection, rows: list[OutboxRow]) -> None:
             done.append(row.id)
         elif row.kind != "totals":
             done.append(row.id)
-            follow = "update" if row.kind in ("evaluation", "update") else row.kind
-            enqueue(conn, row.record_id, follow, row.lane, json.loads(current[1]))
+            follow = "update" if row.kind in RATING_KINDS else row.kind
+            body = None if current[1] is None else json.loads(current[1])
+            enqueue(conn, row.record_id, follow, row.lane, body, row.event_id)
     mark_sent(conn, done)
 
 
@@ -154,11 +222,34 @@ def unpark(conn: sqlite3.Connection, ids: list[int] | None) -> int:
 
 
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
-    """``{"pending", "sent", "parked"}`` record counts (SPEC section 7), cheap enough for /metrics."""
+    """``{"pending", "sent", "parked"}`` record counts (SPEC section 7), cheap enough for /metrics.
+    ``pending`` includes the ratings held behind a gap (:func:`held`): they are not sent yet."""
     pending_n = conn.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetchone()[0]
     parked_n = conn.execute("SELECT COUNT(*) FROM outbox WHERE status = 'parked'").fetchone()[0]
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (_SENT_KEY,)).fetchone()
-    return {"pending": int(pending_n), "sent": int(row[0]) if row else 0, "parked": int(parked_n)}
+    sent_n = int(row[0]) if row else 0
+    return {"pending": int(pending_n) + held(conn), "sent": sent_n, "parked": int(parked_n)}
+
+
+#: Ratings stored beyond the acked prefix of their (device, epoch), whose records wait for the gap.
+HELD_SQL = """FROM epochs p JOIN events e ON e.device = p.device AND e.epoch = p.epoch AND e.seq > p.upto
+    WHERE e.kind = 'rating' AND e.status != 'refused'
+    AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id AND o.kind = 'evaluation')"""
+
+
+def held(conn: sqlite3.Connection) -> int:
+    """How many ratings wait behind a gap in their terminal's sequence (see :mod:`.hook`)."""
+    return int(conn.execute(f"SELECT COUNT(*) {HELD_SQL}").fetchone()[0])
+
+
+def prune_sent(conn: sqlite3.Connection, sent_before_ms: int, limit: int = 5000) -> int:
+    """Delete up to ``limit`` rows sent before ``sent_before_ms``, oldest first; returns how many.
+    The sent counter is kept apart, so ``counts`` does not change."""
+    return conn.execute(
+        "DELETE FROM outbox WHERE id IN "
+        "(SELECT id FROM outbox WHERE status = 'sent' AND sent_ms < ? ORDER BY id LIMIT ?)",
+        (sent_before_ms, limit),
+    ).rowcount
 
 
 def parked(conn: sqlite3.Connection) -> list[dict[str, Any]]:

@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DB_NAME, HubConfig
-from ..store import Store
+from ..store import Store, now_ms
 from . import outbox
 from .adapters import Adapter, Context, make_adapter
 from .signing import Signer, make_signer
 from .totals import queue_totals
 
 _LOG = logging.getLogger(__name__)
+PRUNE_CHUNK = 5000
+PRUNE_EVERY_S = 600.0
 
 
 class Retry(Exception):
@@ -61,6 +63,7 @@ class Sender:
         self.failures = 0
         self.sent = 0
         self._next_totals = 0.0
+        self._next_prune = 0.0
         self._thread: threading.Thread | None = None
 
     # -- thread ---------------------------------------------------------------------------------
@@ -89,6 +92,7 @@ class Sender:
             while not self.stopping.is_set():
                 try:
                     self._maybe_totals(store)
+                    self._maybe_prune(store)
                     handled = self.step(store)
                 except Retry as exc:
                     self._back_off(str(exc))
@@ -108,6 +112,18 @@ class Sender:
         _LOG.warning("upstream: %s; retry %d in %.2fs", why, self.failures, delay)
         self.stopping.wait(delay)
 
+    def _maybe_prune(self, store: Store) -> None:
+        """Delete sent records older than ``keep_sent_days``, a chunk at a time."""
+        keep_days = self.settings.keep_sent_days
+        if keep_days <= 0 or time.monotonic() < self._next_prune:
+            return
+        cutoff = now_ms() - int(keep_days * 86_400_000)
+        with store.transaction() as conn:
+            pruned = outbox.prune_sent(conn, cutoff, PRUNE_CHUNK)
+        self._next_prune = time.monotonic() + (0 if pruned == PRUNE_CHUNK else PRUNE_EVERY_S)
+        if pruned:
+            _LOG.info("pruned %d sent records older than %g days", pruned, keep_days)
+
     def _maybe_totals(self, store: Store) -> None:
         interval = self.settings.totals_interval_s
         if interval <= 0 or time.monotonic() < self._next_totals:
@@ -123,7 +139,7 @@ class Sender:
     def step(self, store: Store) -> int:
         """Post the oldest pending batch; returns how many rows left ``pending``. Raises Retry."""
         size = self.settings.batch_size
-        rows = choose_batch(outbox.pending(store.conn, 2 * size), self.adapter, size)
+        rows = choose_batch(outbox.pending(store.conn, 2 * size, self.config.hall), self.adapter, size)
         if not rows:
             return 0
         ctx = self._context(store)
