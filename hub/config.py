@@ -166,7 +166,7 @@ def load(home: Path) -> HubConfig:
 
 def split_address(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or port_number(int(port)):
+    if not sep or not host or not (port.isascii() and port.isdigit()) or port_number(int(port)):
         raise ConfigError(f"{what} {text!r} must be HOST:PORT")
     return host, int(port)
 

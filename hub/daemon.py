@@ -1,21 +1,23 @@
 """The hub daemon (``haocha hub run``): MQTT in, durable commit, then PUBACK and the app-level ack.
 
-Threads: paho's network thread only stamps each message and puts it on a queue (the broker holds
-it un-PUBACKed meanwhile, so the queue is not a place a rating can be lost: a crash makes the
-broker deliver it again). The writer thread drains the queue in batches, commits each batch in
-one transaction, then PUBACKs every message of the batch (``manual_ack``) and publishes the
-retained cumulative ack per terminal. If the commit fails (disk full, I/O error) nothing is
-acked; the batch is retried with backoff until it commits.
+Two processes. This one holds the MQTT session, the HTTP API, the command publisher and the
+upstream sender; the writer process (:mod:`hub.writer`) stores. paho's network thread only stamps
+each message and queues it (the broker holds it un-PUBACKed meanwhile, so the queue is not a
+place a rating can be lost: a crash makes the broker deliver it again). A forwarding thread hands
+the queue to the writer in batches; the writer commits each batch in one transaction and reports
+back; a reporting thread then PUBACKs every message of the batch (``manual_ack``) and publishes
+the retained cumulative ack per terminal. If a commit fails (disk full, I/O error) nothing is
+acked and the writer retries. If the writer dies, the daemon stops with an error (systemd starts
+both again); if the daemon dies, the writer sees its pipe close and exits.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import sqlite3
+import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,19 +33,19 @@ from protocol.transport import no_delay
 
 from .commands import CommandPublisher
 from .config import DB_NAME, HubConfig
+from .errors import HubError
 from .http.app import create_app
-from .ingest import BatchResult, Incoming, Ingestor
-from .store import Store, now_ms
+from .ingest import Incoming
+from .pipes import PipeEnd
+from .store import now_ms
 from .upstream.sender import start_sender
+from .writer import CommitFailing, Stored, spawn
 
 _LOG = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600
-#: A failed commit (disk full, I/O error) is retried at most this far apart: cheap, and a disk an
-#: operator clears is picked up within seconds.
-COMMIT_RETRY_MAX_S = 5.0
 GIL_SWITCH_S = 0.0005
-#: How often the writer looks for ratings held behind a gap for longer than ``gap_hold_s``.
-RELEASE_CHECK_S = 10.0
+#: How long a stopping daemon waits for the writer to finish its batch before killing it.
+WRITER_EXIT_S = 10.0
 
 
 class HubDaemon:
@@ -55,6 +57,11 @@ class HubDaemon:
         self.connected = threading.Event()
         self.totals: dict[str, int] = {}
         self.commit_failures = 0
+        #: Messages handed to the writer and not yet reported stored (for /metrics).
+        self.in_writer = 0
+        self._in_writer_lock = threading.Lock()
+        self.writer: subprocess.Popen[bytes] | None = None
+        self.writer_died = False
         self.client = self._make_client()
         self.commands = CommandPublisher(self.client, config.hall, home / DB_NAME, self.connected)
         self.http: uvicorn.Server | None = None
@@ -102,10 +109,12 @@ class HubDaemon:
         self.inbox.put(Incoming(msg.topic, bytes(msg.payload), now_ms(), msg.mid))
 
     def run(self) -> None:
-        """Connect and ingest until :meth:`stop`."""
-        # The writer thread's batches would otherwise hold the GIL for 5 ms slices while paho's
-        # network thread waits to read and PUBACK: switch more often.
+        """Connect and ingest until :meth:`stop`; HubError if the writer process died."""
+        # The forwarding and reporting threads would otherwise hold the GIL for 5 ms slices while
+        # paho's network thread waits to read and PUBACK: switch more often.
         sys.setswitchinterval(GIL_SWITCH_S)
+        verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+        self.writer, batches, reports = spawn(self.home, verbose)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = self.config.broker.receive_maximum
@@ -114,16 +123,19 @@ class HubDaemon:
         )
         self.client.loop_start()
         self._start_thread("commands", lambda: self.commands.run(self.stopping))
+        self._start_thread("forward", lambda: self._forward(batches))
+        reporting = threading.Thread(target=self._take_reports, args=(reports,), name="reports", daemon=True)
+        reporting.start()
         self._start_http()
         sender = start_sender(self.config, self.home)
         try:
-            with Store(self.home / DB_NAME) as store:
-                ingestor = Ingestor(store, self.config.hall, self.config.tz, self.config.misuse.burst_gap_s)
-                self._write_loop(ingestor)
+            self.stopping.wait()
         finally:
             if sender is not None:
                 sender.stop()
-            self._shutdown()
+            self._shutdown(batches, reporting)
+        if self.writer_died:
+            raise HubError(f"the hub's writer process died (exit code {self.writer.returncode}); see the log above")
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
         def guarded() -> None:
@@ -151,12 +163,9 @@ class HubDaemon:
         self.http = uvicorn.Server(cfg)
         self._start_thread("http", self.http.run)
 
-    def _write_loop(self, ingestor: Ingestor) -> None:
-        next_release = 0.0
+    def _forward(self, batches: PipeEnd) -> None:
+        """Hand queued messages to the writer, as many as are waiting at once (up to ``max_batch``)."""
         while not self.stopping.is_set():
-            if time.monotonic() >= next_release:
-                next_release = time.monotonic() + RELEASE_CHECK_S
-                self._release_held(ingestor)
             try:
                 batch = [self.inbox.get(timeout=0.5)]
             except queue.Empty:
@@ -166,52 +175,64 @@ class HubDaemon:
                     batch.append(self.inbox.get_nowait())
                 except queue.Empty:
                     break
-            result = self._commit_with_retry(ingestor, batch)
-            if result is not None:
-                self._acknowledge(batch, result)
-
-    def _release_held(self, ingestor: Ingestor) -> None:
-        """Ratings stuck behind a gap longer than ``gap_hold_s`` go upstream and open tickets."""
-        try:
-            ingestor.release_held(now_ms() - int(self.config.upstream.gap_hold_s * 1000))
-        except sqlite3.Error as exc:  # disk full: the next check tries again
-            _LOG.error("cannot release held ratings: %s", exc)
-
-    def _commit_with_retry(self, ingestor: Ingestor, batch: list[Incoming]) -> BatchResult | None:
-        delay = 0.5
-        while not self.stopping.is_set():
+            with self._in_writer_lock:
+                self.in_writer += len(batch)
             try:
-                return ingestor.ingest(batch)
-            except sqlite3.Error as exc:
-                # Disk full or I/O error: nothing was stored, nothing is acked. Keep the batch and retry.
-                self.commit_failures += 1
-                _LOG.error("cannot commit %d messages (%s); retrying in %.1fs", len(batch), exc, delay)
-                self.stopping.wait(delay)
-                delay = min(delay * 2, COMMIT_RETRY_MAX_S)
-        return None
+                batches.send([(m.topic, m.payload, m.received_ms, m.mid) for m in batch])
+            except OSError:
+                return  # the writer is gone: _take_reports stops the hub
 
-    def _acknowledge(self, batch: list[Incoming], result: BatchResult) -> None:
-        for msg in batch:
-            self.client.ack(msg.mid, 1)
-        for (device, epoch), upto in result.acks.items():
+    def _take_reports(self, reports: PipeEnd) -> None:
+        """Ack what the writer stored; stop the hub if the writer dies."""
+        try:
+            while True:
+                for report in reports.take():
+                    if isinstance(report, Stored):
+                        self._acknowledge(report)
+                    elif isinstance(report, CommitFailing):
+                        self.commit_failures = report.failures
+        except (EOFError, OSError):
+            pass
+        except Exception:
+            _LOG.exception("cannot take the writer's reports")
+        if not self.stopping.is_set():
+            _LOG.error("the writer process died; stopping the hub (nothing unacked is lost: the broker resends it)")
+            self.writer_died = True
+            self.stop()
+
+    def _acknowledge(self, report: Stored) -> None:
+        for mid in report.mids:
+            self.client.ack(mid, 1)
+        for (device, epoch), upto in report.acks.items():
             self.client.publish(
                 topic(self.config.hall, device, Leaf.ACK), Ack(epoch, upto).encode(), qos=1, retain=True
             )
-        for outcome, n in result.counts.items():
+        for outcome, n in report.counts.items():
             self.totals[outcome] = self.totals.get(outcome, 0) + n
+        with self._in_writer_lock:
+            self.in_writer -= len(report.mids)
 
     def health(self) -> dict[str, int]:
         """The writer's state for /metrics (read from the HTTP thread: plain ints)."""
-        return {"commit_failures": self.commit_failures, "queued": self.inbox.qsize()}
+        return {"commit_failures": self.commit_failures, "queued": self.inbox.qsize() + self.in_writer}
 
     def stop(self) -> None:
         self.stopping.set()
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, batches: PipeEnd, reporting: threading.Thread) -> None:
         if self.http is not None:
             self.http.should_exit = True
         for thread in self._threads:
             thread.join(timeout=5)
+        batches.close()  # the writer finishes its batch, reports it, and exits
+        assert self.writer is not None
+        try:
+            self.writer.wait(WRITER_EXIT_S)
+        except subprocess.TimeoutExpired:
+            _LOG.error("the writer did not finish within %.0fs; killing it", WRITER_EXIT_S)
+            self.writer.kill()
+            self.writer.wait()
+        reporting.join(timeout=5)  # its last acks go out before the session closes
         if self.connected.is_set():
             info = self.client.publish(hub_state_topic(self.config.hall), encode_state(False), qos=1, retain=True)
             info.wait_for_publish(timeout=2)

@@ -103,8 +103,9 @@ def _queue(conn: sqlite3.Connection, ticket_no: str) -> None:
 
 def _load(conn: sqlite3.Connection, ref: str) -> dict[str, Any]:
     """A ticket by number or by its short integer id."""
-    where = "id = ?" if ref.isdigit() else "ticket_no = ?"
-    cur = conn.execute(f"SELECT {_COLUMNS} FROM tickets WHERE {where}", (int(ref) if ref.isdigit() else ref,))
+    short = ref.isascii() and ref.isdigit()  # not str.isdigit alone: "²" is a digit int() refuses
+    where = "id = ?" if short else "ticket_no = ?"
+    cur = conn.execute(f"SELECT {_COLUMNS} FROM tickets WHERE {where}", (int(ref) if short else ref,))
     row = cur.fetchone()
     if row is None:
         raise NotFound(f"unknown ticket {ref}")

@@ -95,6 +95,6 @@ def sim_regional(listen: str, fail_rate: float, secret: str, slow_s: float, seed
 
 def _listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise click.BadParameter(f"{text!r} must be HOST:PORT", param_hint="--listen")
     return host, int(port)
