@@ -3,6 +3,8 @@
 evaluation rate = rated cases ÷ opened cases; satisfaction rate = ratings at or above the threshold
 ÷ ratings; bad-review rate = (dissatisfied + very_dissatisfied) ÷ ratings; mean score 1–5. Flagged
 (misuse) ratings count in ``evaluations`` and ``flagged`` but are left out of every rate.
+Rectification rate = bad-review tickets given feedback ÷ tickets verified valid, over the tickets
+opened in the period (by the day of their bad review), from the work-queue counters.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from .store import Store
 from .store.schema import TALLY_COLUMNS
 from .store.tallies import DIMENSIONS, query
 
+_SCORES = {lv: Level(lv).score for lv in LEVEL_IDS}  # enum lookups per row were half the cost of summarize
+_BAD = frozenset(lv for lv in LEVEL_IDS if Level(lv).is_bad)
+
 
 def parse_by(text: str | None) -> list[str]:
     names = [n.strip() for n in (text or "window").split(",") if n.strip()]
@@ -33,16 +38,21 @@ def _ratio(num: float, den: float) -> float | None:
     return None if den == 0 else num / den
 
 
+def rectification_rate(rectified: int, valid: int) -> float | None:
+    """整改率 (SPEC section 1): tickets with feedback ÷ valid tickets; None without valid tickets."""
+    return _ratio(rectified, valid)
+
+
 def summarize(counts: dict[str, Any], threshold: str) -> dict[str, Any]:
     """The contract row fields from summed counters."""
     c = {k: int(counts.get(k) or 0) for k in TALLY_COLUMNS}
     levels = {lv: c[f"lv_{lv}"] for lv in LEVEL_IDS}
     clean = {lv: levels[lv] - c[f"fl_{lv}"] for lv in LEVEL_IDS}
     n_clean = sum(clean.values())
-    floor = Level(threshold).score
-    satisfied = sum(n for lv, n in clean.items() if Level(lv).score >= floor)
-    bad = sum(n for lv, n in clean.items() if Level(lv).is_bad)
-    score = sum(n * Level(lv).score for lv, n in clean.items())
+    floor = _SCORES[Level(threshold).value]
+    satisfied = sum(n for lv, n in clean.items() if _SCORES[lv] >= floor)
+    bad = sum(n for lv, n in clean.items() if lv in _BAD)
+    score = sum(n * _SCORES[lv] for lv, n in clean.items())
     return {
         "cases": c["cases"],
         "evaluations": sum(levels.values()),
@@ -56,6 +66,10 @@ def summarize(counts: dict[str, Any], threshold: str) -> dict[str, Any]:
         "refused": c["refused"],
         "rated": c["rated"],
         "events": c["events"],
+        "tickets": c["tickets"],
+        "valid_tickets": c["valid_tickets"],
+        "rectified": c["rectified"],
+        "rectification_rate": rectification_rate(c["rectified"], c["valid_tickets"]),
     }
 
 
@@ -87,6 +101,8 @@ TABLE_HEAD = [
     "mean",
     "ignored",
     "flagged",
+    "tickets",
+    "rectified%",
 ]
 
 
@@ -103,6 +119,8 @@ def _flat(row: dict[str, Any], by: Sequence[str]) -> list[str]:
         mean,
         str(row["ignored"]),
         str(row["flagged"]),
+        str(row["tickets"]),
+        _pct(row["rectification_rate"]),
     ]
 
 
@@ -143,6 +161,10 @@ def format_csv(result: dict[str, Any], by: Sequence[str]) -> str:
             "flagged",
             "refused",
             "events",
+            "tickets",
+            "valid_tickets",
+            "rectified",
+            "rectification_rate",
         ]
     )
     for r in [*result["rows"], {**result["total"], **{k: "TOTAL" for k in by[:1]}}]:
@@ -160,6 +182,10 @@ def format_csv(result: dict[str, Any], by: Sequence[str]) -> str:
                 r["flagged"],
                 r["refused"],
                 r["events"],
+                r["tickets"],
+                r["valid_tickets"],
+                r["rectified"],
+                r["rectification_rate"],
             ]
         )
     return out.getvalue()

@@ -6,7 +6,9 @@ registered → assigned (to a department or person) → verified (valid; or inva
 appeal) → feedback (the rectification text). Any other move is refused with a message naming the
 ticket's state and the allowed order. Each change is audited and queued upstream in the same
 transaction. Deadlines count working days from the opening day (weekends and configured holidays
-excluded, configured make-up working days included) and are computed when read.
+excluded, configured make-up working days included) and are computed when read. Opening, a valid
+verdict and feedback also add the ticket to the counters (:func:`hub.store.tallies.count_tickets`)
+in the same transaction, which is where ``stats`` reads the rectification rate from.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .config import TicketSettings
 from .errors import NotFound, TicketStateError
+from .stats import rectification_rate
 from .store import Store, now_ms
+from .store.tallies import TICKET_COUNTS, count_tickets
 from .upstream import outbox
 
 if TYPE_CHECKING:
@@ -71,6 +76,7 @@ def open_ticket(conn: sqlite3.Connection, ticket_no: str, rating: Rated, reasons
          rating.level, None if reasons is None else json.dumps(reasons), rating.t_ms, rating.day, now_ms()),
     )  # fmt: skip
     if cur.rowcount:
+        count_tickets(conn, ["tickets"], "t.ticket_no = ?", (ticket_no,))
         _audit(conn, "hub", "ticket.register", ticket_no, {"level": rating.level, "window": rating.window})
         _queue(conn, ticket_no)
 
@@ -118,7 +124,10 @@ def _refuse(ticket: dict[str, Any], action: str, why: str = "") -> TicketStateEr
     return TicketStateError(f"ticket {ticket['id']} is {state}; cannot {action}{extra}. Order: {ORDER}")
 
 
-def _change(store: Store, ref: str, action: str, actor: str, check: Any, sets: dict[str, Any]) -> dict[str, Any]:
+def _change(
+    store: Store, ref: str, action: str, actor: str, check: Any, sets: dict[str, Any], counts: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Apply ``sets`` to a ticket that passes ``check``; ``counts``: the counters it now joins."""
     with store.transaction() as conn:
         ticket = _load(conn, ref)
         check(ticket)
@@ -127,6 +136,8 @@ def _change(store: Store, ref: str, action: str, actor: str, check: Any, sets: d
         conn.execute(
             f"UPDATE tickets SET {assignments}, changes = changes + 1 WHERE id = ?", (*sets.values(), ticket["id"])
         )
+        if counts:
+            count_tickets(conn, counts, "t.id = ?", (ticket["id"],))
         detail = {k: v for k, v in sets.items() if k != "updated_ms"}
         _audit(conn, actor, f"ticket.{action}", ticket["ticket_no"], {"from": ticket["state"], **detail})
         _queue(conn, ticket["ticket_no"])
@@ -174,7 +185,7 @@ def verify(store: Store, ref: str, valid: bool, actor: str = "cli") -> dict[str,
     sets: dict[str, Any] = {"state": "verified", "verdict": "valid" if valid else "invalid"}
     if not valid:
         sets["closed_ms"] = now_ms()
-    return _change(store, ref, "verify", actor, check, sets)
+    return _change(store, ref, "verify", actor, check, sets, ["valid_tickets"] if valid else [])
 
 
 def feedback(store: Store, ref: str, text: str, actor: str = "cli") -> dict[str, Any]:
@@ -185,7 +196,7 @@ def feedback(store: Store, ref: str, text: str, actor: str = "cli") -> dict[str,
             raise _refuse(t, "give feedback", "feedback follows a valid verdict")
 
     sets = {"state": "feedback", "feedback": _text(text, "the feedback"), "closed_ms": now_ms()}
-    return _change(store, ref, "feedback", actor, check, sets)
+    return _change(store, ref, "feedback", actor, check, sets, ["rectified"])
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -234,12 +245,14 @@ def get_ticket(store: Store, ref: str, settings: TicketSettings, today: dt.date)
 
 
 def rectification(store: Store, start: dt.date | None = None, end: dt.date | None = None) -> dict[str, Any]:
-    """整改率: tickets with feedback ÷ valid tickets, over tickets opened in [start, end]."""
+    """整改率: tickets with feedback ÷ valid tickets, over tickets opened in [start, end], read from
+    the tickets themselves (``stats`` reads the same counts from the counters)."""
     lo = (start or dt.date.min).isoformat()
     hi = (end or dt.date.max).isoformat()
+    counts = ", ".join(TICKET_COUNTS[c] for c in ("tickets", "valid_tickets", "rectified"))
     row = store.conn.execute(
-        "SELECT COUNT(*), SUM(verdict = 'valid'), SUM(state = 'feedback'), SUM(verdict = 'invalid'), "
-        "SUM(closed_ms IS NULL) FROM tickets WHERE opened_day BETWEEN ? AND ?",
+        f"SELECT {counts}, SUM(t.verdict = 'invalid'), SUM(t.closed_ms IS NULL) FROM tickets t "
+        "WHERE t.opened_day BETWEEN ? AND ?",
         (lo, hi),
     ).fetchone()
     total, valid, done, invalid, open_ = (int(x or 0) for x in row)
@@ -249,5 +262,5 @@ def rectification(store: Store, start: dt.date | None = None, end: dt.date | Non
         "valid": valid,
         "invalid": invalid,
         "feedback": done,
-        "rectification_rate": None if valid == 0 else done / valid,
+        "rectification_rate": rectification_rate(done, valid),
     }

@@ -17,7 +17,8 @@ _ROW = {
         "levels": {"type": "object", "additionalProperties": {"type": "integer"}},
         "evaluation_rate": _RATE, "satisfaction_rate": _RATE, "bad_rate": _RATE,
         "mean_score": {"type": ["number", "null"]}, "ignored": {"type": "integer"}, "flagged": {"type": "integer"},
-        "events": {"type": "integer"},
+        "events": {"type": "integer"}, "tickets": {"type": "integer"}, "valid_tickets": {"type": "integer"},
+        "rectified": {"type": "integer"}, "rectification_rate": _RATE,
     },
     "required": ["cases", "evaluations", "levels", "evaluation_rate", "satisfaction_rate", "bad_rate", "mean_score"],
 }  # fmt: skip

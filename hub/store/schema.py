@@ -16,12 +16,16 @@ from protocol.levels import LEVEL_IDS
 
 from .schema_upstream import migrate_lazy_ratings, migrate_upstream
 
-#: Counter columns of a tally row. ``lv_*`` count every rating by level (flagged ones included),
-#: ``fl_*`` the flagged ones, so rates can leave misuse out while ``evaluations`` keeps it.
-TALLY_COLUMNS: tuple[str, ...] = (
+#: Event counters of a tally row (created by migration 1). ``lv_*`` count every rating by level
+#: (flagged ones included), ``fl_*`` the flagged ones, so rates can leave misuse out while
+#: ``evaluations`` keeps it.
+EVENT_COLUMNS: tuple[str, ...] = (
     "events", "cases", "rated", "ignored", "refused", "flagged",
     *(f"lv_{lv}" for lv in LEVEL_IDS), *(f"fl_{lv}" for lv in LEVEL_IDS),
 )  # fmt: skip
+#: Work-queue counters (added by migration 5), see :data:`hub.store.tallies.TICKET_COUNTS`.
+TICKET_COLUMNS: tuple[str, ...] = ("tickets", "valid_tickets", "rectified")
+TALLY_COLUMNS: tuple[str, ...] = EVENT_COLUMNS + TICKET_COLUMNS
 TALLY_KEYS = ("grain", "period", "device", "window", "item", "staff")
 
 
@@ -89,7 +93,7 @@ def _m1_core(db: sqlite_utils.Database) -> None:
     db.table("audit").create(
         {"id": int, "ts_ms": int, "actor": str, "action": str, "subject": str, "detail": str}, pk="id"
     )
-    cols = ", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in TALLY_COLUMNS)
+    cols = ", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in EVENT_COLUMNS)
     keys = ", ".join(f"{k} TEXT NOT NULL" for k in TALLY_KEYS)
     db.execute(f"CREATE TABLE tallies ({keys}, {cols}, PRIMARY KEY ({', '.join(TALLY_KEYS)})) WITHOUT ROWID")
 
@@ -122,11 +126,22 @@ def _m2_cases(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX commands_unpublished ON commands(id) WHERE published_ms IS NULL")
 
 
+def _m5_ticket_counters(db: sqlite_utils.Database) -> None:
+    """Work-queue counters beside the event counters, so ``stats`` gives the rectification rate
+    without scanning tickets; filled from the tickets already there."""
+    from .tallies import count_tickets  # tallies imports this module's column lists
+
+    for column in TICKET_COLUMNS:
+        db.execute(f"ALTER TABLE tallies ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+    count_tickets(db.conn, TICKET_COLUMNS)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_core,
     _m2_cases,
     migrate_upstream,
     migrate_lazy_ratings,
+    _m5_ticket_counters,
 ]
 
 
