@@ -1,5 +1,6 @@
-"""Upstream figures: ingest cost of the outbox hook, sender throughput, and drain time after an
-outage, against the regional simulator on loopback. Run: ``python -m bench.upstream_bench [N]``."""
+"""Upstream figures: ingest cost of releasing ratings to the outbox (records and tickets), sender
+throughput, and drain time after an outage, against the regional simulator on loopback.
+Run: ``python -m bench.upstream_bench [N]``."""
 
 from __future__ import annotations
 
@@ -50,10 +51,10 @@ def main(n: int) -> None:
         home = Path(tmp)
         make_home(home)[1].close()
         with_hook = _ingest(home, n)
-        original = hook.on_event
-        hook.on_event = lambda *a, **k: None  # type: ignore[assignment]  # baseline: ingest without the hook
+        original = hook.release
+        hook.release = lambda *a, **k: None  # baseline: ingest that queues no record and opens no ticket
         without = _ingest(home, n, "fedcba9876543210")
-        hook.on_event = original  # type: ignore[assignment]
+        hook.release = original
         print(f"ingest with outbox+tickets: {with_hook:,.0f} ev/s; without: {without:,.0f} ev/s")
         pending = outbox.counts(__import__("sqlite3").connect(home / "hub.db"))["pending"]
         with RegionalSim() as sim:
