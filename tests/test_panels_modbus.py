@@ -4,6 +4,7 @@ server (RTU framing over loopback TCP), with a real Terminal: journal, evaluator
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,10 @@ def test_presses_become_journal_rows(rig: tuple[ModbusPanelSim, Terminal]) -> No
     assert sorted(str(b["level"]) for b in bodies(terminal)) == ["basic", "satisfied", "satisfied"]
 
 
-def test_presses_while_unplugged_are_counted_once(rig: tuple[ModbusPanelSim, Terminal]) -> None:
+def test_presses_while_unplugged_are_counted_once(
+    rig: tuple[ModbusPanelSim, Terminal], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="terminal")
     sim, terminal = rig
     panel: ModbusPanel = terminal.panel  # type: ignore[assignment]
     sim.press(SATISFIED)
@@ -80,6 +84,9 @@ def test_presses_while_unplugged_are_counted_once(rig: tuple[ModbusPanelSim, Ter
     wait_until(lambda: panel.counts["polls"] >= polls + 5, what="more polls")
     assert terminal.journal.last_seq == 4
     assert terminal.uplink._panel["ok"] is True
+    # one line for the link going down, not pymodbus' hex dump at every failed poll
+    assert not [r for r in caplog.records if r.name.startswith("pymodbus")]
+    assert len([r for r in caplog.records if r.name == "terminal.panels.link" and r.levelno == logging.WARNING]) == 1
 
 
 def test_reboot_neither_creates_nor_loses_presses(rig: tuple[ModbusPanelSim, Terminal]) -> None:

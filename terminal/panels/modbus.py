@@ -35,6 +35,10 @@ from .ledger import Mark, PressLedger
 from .link import LinkState
 
 _LOG = logging.getLogger(__name__)
+# pymodbus logs every failed poll of a silent unit at ERROR with a hex dump, every reconnect_s;
+# LinkState reports the link going down and up once each instead. Left alone if configured.
+if logging.getLogger("pymodbus").level == logging.NOTSET:
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 #: Polls in a row that must read a counter below its mark before the driver believes it.
 BACKWARDS_POLLS = 3
 
