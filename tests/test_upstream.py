@@ -247,7 +247,7 @@ def test_metrics_report_the_outbox(tmp_path: Path) -> None:
     from hub.upstream.metrics import upstream_metrics
 
     _cfg, store = make_home(tmp_path)
-    ingest(store, [rating(1), rating(2)])
+    ingest(store, [rating(1), rating(2), rating(4)])  # 3 is missing: 4 is held behind the gap
     with store.transaction() as conn:
         outbox.park(conn, 1, "bad")
         outbox.mark_sent(conn, [2])
@@ -259,7 +259,8 @@ def test_metrics_report_the_outbox(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     registry.register(Collector())
     text = generate_latest(registry).decode()
-    assert "haocha_upstream_pending 0.0" in text and "haocha_upstream_sent_total 1.0" in text
+    assert "haocha_upstream_pending 1.0" in text and "haocha_upstream_sent_total 1.0" in text
+    assert "haocha_upstream_held 1.0" in text
     assert 'haocha_upstream_parked{kind="evaluation"} 1.0' in text
 
 

@@ -17,6 +17,11 @@ from . import outbox
 def upstream_metrics(conn: sqlite3.Connection) -> Iterator[Metric]:
     counts = outbox.counts(conn)
     yield GaugeMetricFamily("haocha_upstream_pending", "Outbox records waiting to be sent", value=counts["pending"])
+    yield GaugeMetricFamily(
+        "haocha_upstream_held",
+        "Ratings (counted in pending) waiting for a gap in their terminal's sequence to fill",
+        value=outbox.held(conn),
+    )
     yield CounterMetricFamily("haocha_upstream_sent", "Outbox records the regional system took", value=counts["sent"])
     parked = GaugeMetricFamily(
         "haocha_upstream_parked", "Records the regional system refused as invalid, by kind", labels=["kind"]
