@@ -73,10 +73,10 @@ def _rate_rows(rows: list[dict[str, Any]], key: str) -> list[list[str]]:
 def _rates(r: dict[str, Any]) -> list[str]:
     mean = "—" if r["mean_score"] is None else f"{r['mean_score']:.2f}"
     return [str(r["cases"]), str(r["evaluations"]), _pct(r["evaluation_rate"]), _pct(r["satisfaction_rate"]),
-            _pct(r["bad_rate"]), mean]  # fmt: skip
+            _pct(r["bad_rate"]), mean, str(r["tickets"]), _pct(r["rectification_rate"])]  # fmt: skip
 
 
-_RATE_HEAD = ["cases", "evaluations", "eval%", "satisfied%", "bad%", "mean"]
+_RATE_HEAD = ["cases", "evaluations", "eval%", "satisfied%", "bad%", "mean", "tickets", "rectified%"]
 
 
 def _sections(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:

@@ -44,6 +44,7 @@ def test_table_csv_and_html_carry_the_same_sections(tmp_path: Path) -> None:
     assert "## Ranking by bad-review rate" in table and "cold 冷" in table
     rows = list(csv.reader(io.StringIO(report(home, "csv"))))
     assert ["Ranking by bad-review rate", "1", "W02", "50.0%", "2"] in rows
+    assert ["Windows", "W01", "0", "3", "—", "66.7%", "33.3%", "3.00", "1", "—"] in rows  # 1 ticket, none valid yet
     page = report(home, "html")
     assert page.startswith("<!doctype html>") and page.count("<svg") == 3
     assert "http" not in page.replace("http-equiv", "")  # no CDN, nothing fetched
