@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulators.hall import Hall, port_open, wait_for
+from simulators.hall import Hall, child_pids, port_open, wait_for
 from simulators.load import LoadGenerator
 
 
@@ -29,20 +29,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmHWM for pid {pid}")
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (the hub daemon's writer process)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def terminal_rss(hall: Hall) -> float:
@@ -78,7 +64,7 @@ def main() -> None:
             urllib.request.urlopen(f"http://127.0.0.1:{hall.http_port}/api/v1/stats?by=window", timeout=30).read()
         wait_for(load.all_acked, 120, "every press to be acked")
         daemon = hall.procs["hub"].pid
-        parts = [peak_rss_mb(pid) for pid in [daemon, *children(daemon)]]  # daemon + writer
+        parts = [peak_rss_mb(pid) for pid in [daemon, *child_pids(daemon)]]  # daemon + writer
         hub_peak = sum(parts)
         load.close()
         term_peak = terminal_rss(hall)

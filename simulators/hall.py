@@ -37,6 +37,20 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` that are still there (Linux ``/proc``), e.g. the hub's writer."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll until ``predicate()`` is truthy; TimeoutError naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hub.pipes import PipeEnd, widen
-from simulators.hall import Hall, wait_for
+from simulators.hall import Hall, child_pids, wait_for
 
 from .invariant import assert_invariant, events_by_device
 
@@ -61,16 +61,8 @@ def _pids(hall: Hall) -> tuple[int, int]:
 
 
 def _writer_of(hub: int) -> int | None:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == hub and b"hub.writer" in cmdline:
-                return int(entry.name)
-    return None
+    writers = [pid for pid in child_pids(hub) if b"hub.writer" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return writers[0] if writers else None
 
 
 def _alive(pid: int) -> bool:
