@@ -270,7 +270,7 @@ def parse_event(obj: Any) -> tuple[Event, str]:
 def verify_event(key: bytes, hall: str, device: str, event: Event, mac: str) -> None:
     """Raise :class:`BadMac` unless ``mac`` is this device's MAC of ``event``."""
     expected = hmac.digest(key, canonical_bytes(hall, device, event), "sha256")  # one C call, no HMAC object
-    if not hmac.compare_digest(expected, bytes.fromhex(mac)):
+    if not hmac.compare_digest(expected.hex(), mac):
         raise BadMac(f"bad MAC on {device} epoch {event.epoch} seq {event.seq}")
 
 
