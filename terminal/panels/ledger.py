@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS intent (source TEXT PRIMARY KEY, boot INTEGER NOT NUL
 """
 
 
+class NotAccepted(PanelError):
+    """``on_key`` refused a press: its mark stays, and the panel offers the press again."""
+
+
 @dataclass(frozen=True, slots=True)
 class Mark:
     """The newest press of ``source`` already journaled: the panel's boot and its counter/press id."""
@@ -79,20 +83,25 @@ class PressLedger:
         with self._lock:
             self._write("INSERT OR REPLACE INTO mark VALUES (?, ?, ?)", (source, mark.boot, mark.count))
 
-    def deliver(self, source: str, mark: Mark, key: Key, on_key: KeyHandler) -> None:
+    def deliver(self, source: str, mark: Mark, key: Key, on_key: KeyHandler | None) -> None:
         """Hand ``key`` to ``on_key`` and then advance ``source`` to ``mark``.
 
-        Runs on the driver's thread. If ``on_key`` raises (JournalError: nothing committed) the
-        mark stays where it was and the exception propagates: the press is not consumed.
+        Runs on the driver's thread. If ``on_key`` raises (JournalError: nothing committed), or
+        the panel is not started (None), the mark stays where it was and :class:`NotAccepted`
+        is raised: the press is not consumed, and the panel offers it again.
         """
+        if on_key is None:
+            raise NotAccepted("panel not started")
         with self._lock:
             before = self._journal_last_seq()
             self._write("INSERT OR REPLACE INTO intent VALUES (?, ?, ?, ?)", (source, mark.boot, mark.count, before))
         try:
             on_key(key)
-        except BaseException:
+        except BaseException as exc:
             with self._lock:
                 self._write("DELETE FROM intent WHERE source = ?", (source,))
+            if isinstance(exc, Exception):
+                raise NotAccepted(f"press of {key.kind.value} {key.value!r} was not accepted: {exc}") from exc
             raise
         with self._lock:
             self._write(

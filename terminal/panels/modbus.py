@@ -31,7 +31,8 @@ from ..errors import PanelError
 from ..panel import Feedback, Key, KeyHandler, KeyKind, StatusHandler
 from . import modbusmap as m
 from .buttons import button_map, delivery_order
-from .ledger import Mark, PressLedger
+from .ledger import Mark, NotAccepted, PressLedger
+from .lights import PanelLights
 from .link import LinkState
 
 _LOG = logging.getLogger(__name__)
@@ -41,19 +42,6 @@ if logging.getLogger("pymodbus").level == logging.NOTSET:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 #: Polls in a row that must read a counter below its mark before the driver believes it.
 BACKWARDS_POLLS = 3
-
-#: (ready, reason, thanks) lights and the beep of each feedback.
-_LIGHTS: dict[Feedback, tuple[tuple[bool, bool, bool], m.Beep]] = {
-    Feedback.IDLE: ((False, False, False), m.Beep.NONE),
-    Feedback.READY: ((True, False, False), m.Beep.NONE),
-    Feedback.ASK_REASON: ((False, True, False), m.Beep.NONE),
-    Feedback.THANKS: ((False, False, True), m.Beep.THANKS),
-    Feedback.REFUSED: ((False, False, False), m.Beep.REFUSED),
-}
-
-
-class _NotAccepted(PanelError):
-    """``on_key`` raised: the press stays on the panel's counter and is offered again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +169,8 @@ class ModbusPanel:
         self._link = LinkState()
         self._identity: Identity | None = None
         self._next_try = 0.0
-        self._state_lock = threading.Lock()
-        self._want: tuple[bool, bool, bool] = (False, False, False)
-        self._beep = m.Beep.NONE
-        self._version = 0  # bumped by show(); the lights on the panel are at _shown
-        self._shown = -1
+        self.lights = PanelLights(config.modbus.refresh_s)
         self._beep_seq = 0
-        self._next_refresh = 0.0
         self._closed = False
         self._backwards: dict[int, int] = {}  # button → polls in a row that read it below its mark
         #: Link figures: polls that got answers, failed requests, presses delivered, refused by on_key.
@@ -205,12 +188,7 @@ class ModbusPanel:
 
     def show(self, feedback: Feedback) -> None:
         """Record the wanted lights and wake the poll thread, which writes them (never blocks)."""
-        lights, beep = _LIGHTS[feedback]
-        with self._state_lock:
-            self._want = lights
-            if beep is not m.Beep.NONE:
-                self._beep = beep
-            self._version += 1
+        self.lights.show(feedback)
         self.bus.wake()
 
     def close(self) -> None:
@@ -240,7 +218,7 @@ class ModbusPanel:
             self._poll(client)
             self._flush_lights(client)
             self._up()
-        except _NotAccepted as exc:
+        except NotAccepted as exc:
             self.counts["not_accepted"] += 1
             self._next_try = time.monotonic() + self.settings.reconnect_s
             _LOG.error(
@@ -271,7 +249,7 @@ class ModbusPanel:
             raise PanelError(f"unit {self.unit} has {ident.buttons} buttons; terminal.toml uses button {highest}")
         self._beep_seq = self._read(client, m.HR_BEEP_SEQ, 1, holding=True)[0]
         self._identity = ident
-        self._shown = -1  # write the lights again: the panel may have rebooted meanwhile
+        self.lights.forget()  # the panel may have rebooted meanwhile
         _LOG.info("unit %d on %s: %s", self.unit, self.settings.port, ident)
 
     def _poll(self, client: ModbusSerialClient) -> None:
@@ -318,7 +296,7 @@ class ModbusPanel:
                     (boot - 1) % m.WRAP,
                 )
             self.ledger.set(self._source(button), Mark(boot, 0))
-        self._shown = -1  # the panel forgot its lights
+        self.lights.forget()
         return True
 
     def _deliver_upto(self, client: ModbusSerialClient, key: Key, button: int, mark: Mark, now: Mark) -> None:
@@ -340,25 +318,15 @@ class ModbusPanel:
             return
         self._backwards.pop(button, None)
         for i in range(1, presses + 1):
-            self.ledger.deliver(self._source(button), Mark(now.boot, (mark.count + i) % m.WRAP), key, self._hand_over)
+            self.ledger.deliver(self._source(button), Mark(now.boot, (mark.count + i) % m.WRAP), key, self._on_key)
             self.counts["presses"] += 1
             self._flush_lights(client)
 
-    def _hand_over(self, key: Key) -> None:
-        if self._on_key is None:
-            raise _NotAccepted("panel not started")
-        try:
-            self._on_key(key)
-        except Exception as exc:
-            raise _NotAccepted(f"press of {key.kind.value} {key.value!r} was not accepted: {exc}") from exc
-
     def _flush_lights(self, client: ModbusSerialClient) -> None:
-        with self._state_lock:
-            version, want, beep = self._version, self._want, self._beep
-            self._beep = m.Beep.NONE
-        due = time.monotonic() >= self._next_refresh
-        if version == self._shown and not due and beep is m.Beep.NONE:
+        due = self.lights.due()
+        if due is None:
             return
+        version, want, beep = due
         try:
             self._check(client.write_coils(m.COIL_READY, list(want), device_id=self.unit))
             if beep is not m.Beep.NONE:
@@ -366,12 +334,9 @@ class ModbusPanel:
                 self._check(client.write_registers(m.HR_BEEP_PATTERN, [int(beep), seq], device_id=self.unit))
                 self._beep_seq = seq
         except BaseException:
-            with self._state_lock:
-                if beep is not m.Beep.NONE and self._beep is m.Beep.NONE:
-                    self._beep = beep  # sound it when the panel answers again
+            self.lights.failed(beep)
             raise
-        self._shown = version
-        self._next_refresh = time.monotonic() + self.settings.refresh_s
+        self.lights.written(version)
 
     # -- helpers --------------------------------------------------------------------------
     def _source(self, button: int) -> str:

@@ -23,22 +23,16 @@ import serial
 
 from ..config import SerialSettings, TerminalConfig
 from ..errors import PanelError
-from ..panel import Feedback, Key, KeyHandler, KeyKind, StatusHandler
+from ..panel import Feedback, KeyHandler, KeyKind, StatusHandler
 from .buttons import button_map
-from .ledger import Mark, PressLedger
+from .ledger import Mark, NotAccepted, PressLedger
+from .lights import PanelLights
 from .lineproto import Frame, FrameParser, Msg, encode
 from .link import LinkState
 from .modbusmap import Beep
 
 _LOG = logging.getLogger(__name__)
 _HALF = 0x8000
-_LIGHTS: dict[Feedback, tuple[tuple[bool, bool, bool], Beep]] = {
-    Feedback.IDLE: ((False, False, False), Beep.NONE),
-    Feedback.READY: ((True, False, False), Beep.NONE),
-    Feedback.ASK_REASON: ((False, True, False), Beep.NONE),
-    Feedback.THANKS: ((False, False, True), Beep.THANKS),
-    Feedback.REFUSED: ((False, False, False), Beep.REFUSED),
-}
 
 
 def is_newer(press_id: int, last: int) -> bool:
@@ -63,13 +57,8 @@ class SerialPanel:
         self._identity: tuple[int, ...] | None = None
         self._panel_boot: int | None = None
         self._last_rx = time.monotonic()
-        self._state_lock = threading.Lock()
-        self._want: tuple[bool, bool, bool] = (False, False, False)
-        self._beep = Beep.NONE
+        self.lights = PanelLights(config.serial.refresh_s)
         self._beep_seq = 0
-        self._version = 0
-        self._shown = -1
-        self._next_refresh = 0.0
         self._out = bytearray()
         self._refused_until = 0.0
         self._stop = threading.Event()
@@ -91,12 +80,7 @@ class SerialPanel:
 
     def show(self, feedback: Feedback) -> None:
         """Record the wanted lights; the port thread sends them within ``read_s``. Never blocks."""
-        lights, beep = _LIGHTS[feedback]
-        with self._state_lock:
-            self._want = lights
-            if beep is not Beep.NONE:
-                self._beep = beep
-            self._version += 1
+        self.lights.show(feedback)
 
     @property
     def line_counts(self) -> dict[str, int]:
@@ -166,7 +150,7 @@ class SerialPanel:
         )
         self.counts["opens"] += 1
         self._last_rx = time.monotonic()
-        self._shown = -1
+        self.lights.forget()
         self._out = bytearray()
         self._send(encode(Msg.QUERY))
 
@@ -195,7 +179,7 @@ class SerialPanel:
     def _heartbeat(self, boot: int) -> None:
         if self._panel_boot is not None and boot != self._panel_boot:
             _LOG.warning("serial panel on %s rebooted (boot %d)", self.settings.port, boot)
-            self._shown = -1  # it forgot its lights
+            self.lights.forget()
         self._panel_boot = boot
         self._up()
 
@@ -218,8 +202,8 @@ class SerialPanel:
             self.counts["duplicates"] += 1
         else:
             try:
-                self.ledger.deliver(source, Mark(boot, press_id), key, self._hand_over)
-            except _NotAccepted as exc:
+                self.ledger.deliver(source, Mark(boot, press_id), key, self._on_key)
+            except NotAccepted as exc:
                 self.counts["not_accepted"] += 1
                 self._refused_until = time.monotonic() + self.settings.reconnect_s
                 _LOG.error("%s; the panel repeats it", exc, exc_info=exc.__cause__)
@@ -228,24 +212,15 @@ class SerialPanel:
         self._send(encode(Msg.ACK, boot, press_id))
         self._flush_lights()  # the ack and the thank-you light leave in one write
 
-    def _hand_over(self, key: Key) -> None:
-        if self._on_key is None:
-            raise _NotAccepted("panel not started")
-        try:
-            self._on_key(key)
-        except Exception as exc:
-            raise _NotAccepted(f"press of {key.kind.value} {key.value!r} was not accepted: {exc}") from exc
-
     def _flush_lights(self) -> None:
-        with self._state_lock:
-            version, want, beep = self._version, self._want, self._beep
-            self._beep = Beep.NONE
-        if version == self._shown and beep is Beep.NONE and time.monotonic() < self._next_refresh:
+        due = self.lights.due()
+        if due is None:
             return
+        version, want, beep = due
         seq = (self._beep_seq + 1) % 0x10000 if beep is not Beep.NONE else self._beep_seq
         self._send(encode(Msg.LIGHTS, *want, seq, int(beep)))
-        self._beep_seq, self._shown = seq, version
-        self._next_refresh = time.monotonic() + self.settings.refresh_s
+        self._beep_seq = seq
+        self.lights.written(version)
 
     # -- helpers --------------------------------------------------------------------------
     def _send(self, frame: bytes) -> None:
@@ -279,7 +254,3 @@ class SerialPanel:
             return
         self._identity = None
         self._link.down(f"serial panel on {self.settings.port} not answering: {reason}")
-
-
-class _NotAccepted(PanelError):
-    """``on_key`` raised: no ack, so the panel repeats the press."""
