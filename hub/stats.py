@@ -16,14 +16,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from protocol.levels import LEVEL_IDS, Level
+from protocol.levels import BAD_LEVEL_IDS, LEVEL_IDS, Level
 
 from .store import Store
 from .store.schema import TALLY_COLUMNS
 from .store.tallies import DIMENSIONS, query
 
 _SCORES = {lv: Level(lv).score for lv in LEVEL_IDS}  # enum lookups per row were half the cost of summarize
-_BAD = frozenset(lv for lv in LEVEL_IDS if Level(lv).is_bad)
 
 
 def parse_by(text: str | None) -> list[str]:
@@ -51,7 +50,7 @@ def summarize(counts: dict[str, Any], threshold: str) -> dict[str, Any]:
     n_clean = sum(clean.values())
     floor = _SCORES[Level(threshold).value]
     satisfied = sum(n for lv, n in clean.items() if _SCORES[lv] >= floor)
-    bad = sum(n for lv, n in clean.items() if lv in _BAD)
+    bad = sum(n for lv, n in clean.items() if lv in BAD_LEVEL_IDS)
     score = sum(n * _SCORES[lv] for lv, n in clean.items())
     return {
         "cases": c["cases"],

@@ -65,3 +65,5 @@ THREE_KEY_LEVELS: tuple[Level, ...] = (Level.SATISFIED, Level.BASIC, Level.DISSA
 #: Default bad-review reasons (冷 懒 推 乱 贪 + other); ``unspecified`` is what a timeout records.
 DEFAULT_REASONS: tuple[str, ...] = ("cold", "lazy", "shirk", "arbitrary", "greedy", "other")
 UNSPECIFIED_REASON = "unspecified"
+#: Ids of the two levels that make a bad review (差评).
+BAD_LEVEL_IDS: frozenset[str] = frozenset(level.value for level in Level if level.is_bad)

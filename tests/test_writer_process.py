@@ -73,13 +73,18 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_kill_9_of_the_writer_stops_the_hub_with_an_error_and_loses_nothing(hall: Hall) -> None:
+def _hall_under_load(hall: Hall) -> tuple[int, int]:
+    """Broker, hub and a pressing terminal; (daemon pid, writer pid) once the hub stores."""
     hall.add_device("T01", "W01")
     hall.start_broker()
     hall.start_hub()
     hall.sim_terminal("T01", 400, 150)
     wait_for(lambda: events_by_device(hall).get("T01", 0) >= 50, 60, "the hub to store some events")
-    _hub, writer = _pids(hall)
+    return _pids(hall)
+
+
+def test_kill_9_of_the_writer_stops_the_hub_with_an_error_and_loses_nothing(hall: Hall) -> None:
+    _hub, writer = _hall_under_load(hall)
     os.kill(writer, signal.SIGKILL)
     assert hall.procs["hub"].wait(timeout=30) != 0
     assert "writer process died" in hall.log("hub")
@@ -89,12 +94,7 @@ def test_kill_9_of_the_writer_stops_the_hub_with_an_error_and_loses_nothing(hall
 
 
 def test_kill_9_of_the_daemon_alone_ends_its_writer_and_loses_nothing(hall: Hall) -> None:
-    hall.add_device("T01", "W01")
-    hall.start_broker()
-    hall.start_hub()
-    hall.sim_terminal("T01", 400, 150)
-    wait_for(lambda: events_by_device(hall).get("T01", 0) >= 50, 60, "the hub to store some events")
-    hub, writer = _pids(hall)
+    hub, writer = _hall_under_load(hall)
     os.kill(hub, signal.SIGKILL)  # the daemon only, not its process group
     hall.procs["hub"].wait(timeout=10)
     wait_for(lambda: not _alive(writer), 20, "the orphaned writer to exit")

@@ -18,6 +18,8 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 
+from protocol.levels import BAD_LEVEL_IDS
+
 from .. import tickets
 from . import outbox
 
@@ -113,6 +115,6 @@ def _queue(conn: sqlite3.Connection, hall: str, ratings: list[Rated]) -> None:
     rids = [outbox.record_id(hall, r.device, r.epoch, r.seq) for r in ratings]
     outbox.enqueue_ratings(conn, [(rid, r.window, r.event_id) for rid, r in zip(rids, ratings, strict=True)])
     for rid, r in zip(rids, ratings, strict=True):
-        if r.status == "accepted" and r.level in outbox.BAD_LEVELS:
+        if r.status == "accepted" and r.level in BAD_LEVEL_IDS:
             reasons = outbox.latest_reasons(conn, r.device, r.epoch, r.seq)
             tickets.open_ticket(conn, rid, r, reasons)

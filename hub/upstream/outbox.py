@@ -21,13 +21,12 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.levels import Level
+from protocol.levels import BAD_LEVEL_IDS
 
 from ..store import now_ms
 
 KINDS = ("evaluation", "update", "ticket", "totals")
 RATING_KINDS = ("evaluation", "update")
-BAD_LEVELS = frozenset(level.value for level in Level if level.is_bad)
 _SENT_KEY = "outbox_sent"
 
 
@@ -160,7 +159,7 @@ def _rating_body(conn: sqlite3.Connection, hall: str, rid: str, rating: list[Any
         "case": case,
         "staff": staff,
         "level": level,
-        "reasons": (latest_reasons(conn, device, epoch, seq) or []) if level in BAD_LEVELS else [],
+        "reasons": (latest_reasons(conn, device, epoch, seq) or []) if level in BAD_LEVEL_IDS else [],
         "trigger": trigger,
         "t_ms": t_ms,
         "flagged": status == "flagged",
