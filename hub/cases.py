@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from protocol.frames import valid_text
+from protocol.rules import valid_text
 
 from .errors import AlreadyExists, NotFound
 from .store import Store, now_ms

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from protocol.errors import BadTopic, ProtocolError
 from protocol.frames import Event, Kind, Trigger, decode_state, parse_batch, verify_event
+from protocol.rules import event_problem
 from protocol.topics import Leaf, hub_state_topic, parse_topic
 
 from .cases import get_case
@@ -34,6 +35,9 @@ _INSERT = """INSERT OR IGNORE INTO events (device, epoch, seq, kind, status, sta
     case_no, item, staff, window, trigger, boot, mono_ms, wall_ms, synced, age_ms, t_ms, t_source, day,
     received_ms, mac)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+#: An event that breaks a field rule keeps only its key, its raw JSON and why (SPEC section 10).
+_INSERT_INVALID = """INSERT OR IGNORE INTO events (device, epoch, seq, kind, status, status_reason, window, t_ms,
+    t_source, day, received_ms, mac, raw) VALUES (?, ?, ?, 'invalid', 'invalid', ?, ?, ?, 'receipt', ?, ?, ?, ?)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,24 +93,59 @@ class Ingestor:
             self._registry_version = version
 
     def ingest(self, batch: list[Incoming]) -> BatchResult:
-        """Store a batch in one transaction; raises sqlite3.Error (nothing stored) on failure."""
+        """Store a batch in one transaction and say what to ack.
+
+        Per-message isolation (SPEC section 10): whatever one message holds, it ends stored,
+        duplicate or rejected with a counted reason. If handling a message raises anything but a
+        database failure, the batch rolls back and every message is handled again in a
+        transaction of its own, where the one that raises is rejected as ``error`` (and acked,
+        so it is never redelivered forever) while the others commit. Only
+        ``sqlite3.OperationalError`` (disk full, I/O error) leaves this method: nothing is
+        stored, nothing may be acked, the writer retries."""
         self.refresh_registry()
+        try:
+            return self._ingest(batch)
+        except _MessageFailed as failed:
+            _LOG.error("a message on %s failed (%s); storing the batch message by message", *failed.args)
         result = BatchResult()
+        for msg in batch:
+            one = self._ingest_alone(msg)
+            result.acks.update(one.acks)
+            result.counts.update(one.counts)
+        return result
+
+    def _ingest(self, batch: list[Incoming]) -> BatchResult:
         delta = TallyDelta()
         touched: defaultdict[tuple[str, str], set[int]] = defaultdict(set)
         frames: Counter[tuple[str, str]] = Counter()
         self._fresh.clear()
         with self.store.transaction() as conn:
             for msg in batch:
-                self._message(conn, msg, delta, touched, frames)
+                try:
+                    self._message(conn, msg, delta, touched, frames)
+                except sqlite3.OperationalError:
+                    raise
+                except Exception as exc:  # the one place input may raise: see ingest()
+                    raise _MessageFailed(_cut(msg.topic), _cut(repr(exc))) from exc
             delta.apply(conn)
             acks = self._advance(conn, touched)
             _count_frames(conn, frames, max((m.received_ms for m in batch), default=0))
         self._uptos.update(acks)
-        result.acks = acks
+        result = BatchResult(acks=acks)
         for (outcome, _device), n in frames.items():
             result.counts[outcome] += n
         return result
+
+    def _ingest_alone(self, msg: Incoming) -> BatchResult:
+        """One message in its own transaction; one that raises is rejected as ``error``."""
+        try:
+            return self._ingest([msg])
+        except _MessageFailed as failed:
+            _LOG.error("rejected a message on %s: handling it raised %s", *failed.args)
+        device = _device_of(self.hall, msg.topic)
+        with self.store.transaction() as conn:
+            _count_frames(conn, Counter({("error", device): 1}), msg.received_ms)
+        return BatchResult(counts=Counter({"error": 1}))
 
     def release_held(self, received_before_ms: int) -> int:
         """Release ratings stored beyond a gap before ``received_before_ms`` (see
@@ -136,6 +175,7 @@ class Ingestor:
         try:
             if leaf is Leaf.STATE:
                 set_device_state(self.store, device, json.dumps(decode_state(msg.payload)), msg.received_ms)
+                frames[("state", device)] += 1
                 return
             if leaf is not Leaf.EV:
                 raise BadTopic(f"devices do not publish on {leaf.value}")
@@ -143,12 +183,18 @@ class Ingestor:
             for event, mac in pairs:
                 verify_event(dev.mac_key, self.hall, device, event, mac)
         except ProtocolError as exc:
-            _LOG.warning("rejected a frame from %s: %s", device, exc)
+            _LOG.warning("rejected a frame from %s: %s", device, _cut(str(exc)))
             frames[(exc.reason, device)] += 1
             return
         for event, mac in pairs:
-            stored = self._event(conn, dev, event, mac, msg.received_ms, delta)
+            problem = event_problem(event)
+            if problem is None:
+                stored = self._event(conn, dev, event, mac, msg.received_ms, delta)
+            else:
+                stored = self._invalid(conn, dev, event, mac, problem, msg.received_ms, delta)
             frames[("stored" if stored else "duplicate", device)] += 1
+            if stored and problem is not None:
+                frames[("invalid", device)] += 1
             touched[(device, event.epoch)].add(event.seq)
 
     def _event(
@@ -179,15 +225,40 @@ class Ingestor:
             self._flag_next_if_burst(conn, dev, ev, delta)
         return True
 
+    def _invalid(
+        self,
+        conn: sqlite3.Connection,
+        dev: Device,
+        ev: Event,
+        mac: str,
+        problem: str,
+        received_ms: int,
+        delta: TallyDelta,
+    ) -> bool:
+        """Store a MAC-valid event that breaks a field rule: its key, raw JSON and the problem, at
+        its receive time; counted as ``invalid`` and in no rate. True if inserted."""
+        raw = json.dumps({**{k: v for k, v in ev.fields().items() if v is not None}, "mac": mac})  # ASCII: a
+        # lone surrogate from a JSON escape cannot be stored as UTF-8
+        day = self.day_of(received_ms)
+        row = (dev.id, ev.epoch, ev.seq, problem[:200], dev.window, received_ms, day, received_ms, mac, raw)
+        if conn.execute(_INSERT_INVALID, row).rowcount == 0:
+            return False
+        _LOG.warning("stored an invalid event from %s, seq %d: %s", dev.id, ev.seq, _cut(problem))
+        self._fresh[(dev.id, ev.epoch)][ev.seq] = None
+        key = (day, dev.id, dev.window, "", "")
+        delta.add(key, "events")
+        delta.add(key, "invalid")
+        return True
+
     def _rule(self, conn: sqlite3.Connection, dev: Device, ev: Event) -> tuple[str, str | None]:
         """(status, reason): ``accepted``; ``refused`` for a second rating of a case; ``flagged``
         (stored, counted, left out of the rates) for a rating that looks like misuse."""
+        if ev.kind == Kind.STAFF.value:
+            return ("accepted", None) if _local_case(dev, ev) else ("flagged", "unknown_case")
         if ev.kind != Kind.RATING.value:
             return "accepted", None
         if ev.case is not None:
-            if _case_rated(conn, ev.case):
-                return "refused", "case_already_rated"
-            return _case_flag(conn, dev, ev)
+            return _case_verdict(conn, dev, ev)
         if ev.trigger == Trigger.FREE.value and self.burst_gap_ms and self._burst(conn, dev, ev):
             return "flagged", "burst"
         return "accepted", None
@@ -264,35 +335,42 @@ def _exists(conn: sqlite3.Connection, device: str, epoch: str, seq: int) -> bool
     return conn.execute(sql, (device, epoch, seq)).fetchone() is not None
 
 
-def _case_rated(conn: sqlite3.Connection, case: str) -> bool:
-    sql = "SELECT 1 FROM events WHERE case_no = ? AND kind = 'rating' AND status != 'refused' LIMIT 1"
-    return conn.execute(sql, (case,)).fetchone() is not None
+def _local_case(dev: Device, ev: Event) -> bool:
+    """A case number this terminal made itself with its staff key: ``{device}-{epoch[:8]}-{seq}``."""
+    return ev.case is not None and ev.case.startswith(f"{dev.id}-{ev.epoch[:8]}-")
 
 
-def _case_flag(conn: sqlite3.Connection, dev: Device, ev: Event) -> tuple[str, str | None]:
-    """A rating bound to a case the hub did not open for this window, or has cancelled."""
-    if ev.trigger == Trigger.STAFF.value:
-        local = ev.case is not None and ev.case.startswith(f"{dev.id}-{ev.epoch[:8]}-")
-        return ("accepted", None) if local else ("flagged", "unknown_case")
+def _case_verdict(conn: sqlite3.Connection, dev: Device, ev: Event) -> tuple[str, str | None]:
+    """A rating bound to a case (SPEC section 10, "Cases belong to their window"): accepted once
+    for an open case of this terminal's window; ``refused`` for a second rating of it; ``flagged``
+    for a case of another window, a cancelled case, or one the hub never opened. The case table
+    decides, so a flagged rating never makes a later genuine one look like a second rating."""
+    if ev.trigger == Trigger.STAFF.value and not _local_case(dev, ev):
+        return "flagged", "unknown_case"
     case = get_case(conn, ev.case or "")
     if case is None:
-        return "flagged", "unknown_case"
-    if case["status"] == "cancelled":
-        return "flagged", "case_cancelled"
+        # A staff-key case is created by its staff event, which may still be behind a gap.
+        return ("accepted", None) if ev.trigger == Trigger.STAFF.value else ("flagged", "unknown_case")
     if case["window"] != dev.window:
         return "flagged", "wrong_window"
+    if case["status"] == "cancelled":
+        return "flagged", "case_cancelled"
+    if case["status"] == "rated":
+        return "refused", "case_already_rated"
     return "accepted", None
 
 
 def _track_case(conn: sqlite3.Connection, dev: Device, ev: Event, status: str, event_id: int, t_ms: int) -> None:
-    """Staff-key events open local cases; an accepted rating closes its case as rated."""
-    if ev.case is None or ev.kind not in (Kind.STAFF.value, Kind.RATING.value) or status == "refused":
+    """A staff event opens its local case; an accepted rating closes its case as rated. Nothing
+    else touches cases: a flagged rating neither creates nor closes one."""
+    if ev.case is None or status != "accepted" or ev.kind not in (Kind.STAFF.value, Kind.RATING.value):
         return
-    conn.execute(
-        "INSERT OR IGNORE INTO cases (case_no, window, device, item, staff, source, status, opened_ms) "
-        "VALUES (?, ?, ?, ?, ?, 'staff', 'open', ?)",
-        (ev.case, dev.window, dev.id, ev.item, ev.staff, t_ms),
-    )
+    if ev.trigger == Trigger.STAFF.value:
+        conn.execute(
+            "INSERT OR IGNORE INTO cases (case_no, window, device, item, staff, source, status, opened_ms) "
+            "VALUES (?, ?, ?, ?, ?, 'staff', 'open', ?)",
+            (ev.case, dev.window, dev.id, ev.item, ev.staff, t_ms),
+        )
     if ev.kind == Kind.RATING.value:
         conn.execute(
             "UPDATE cases SET status = 'rated', rated_event = ?, closed_ms = ? WHERE case_no = ? AND status = 'open'",
@@ -314,7 +392,7 @@ def _tally(delta: TallyDelta, key: tuple[str, str, str, str, str], ev: Event, st
             delta.add(key, "flagged")
     elif ev.kind == Kind.IGNORED.value:
         delta.add(key, "ignored")
-    elif ev.kind == Kind.STAFF.value:
+    elif ev.kind == Kind.STAFF.value and status == "accepted":
         delta.add(key, "cases")
 
 
@@ -324,3 +402,19 @@ def _count_frames(conn: sqlite3.Connection, frames: Counter[tuple[str, str]], at
         "ON CONFLICT(outcome, device) DO UPDATE SET n = n + excluded.n, last_ms = excluded.last_ms",
         [(outcome, device, n, at_ms) for (outcome, device), n in frames.items()],
     )
+
+
+class _MessageFailed(Exception):
+    """Handling one message raised: (topic, error), both cut short for the log."""
+
+
+def _cut(text: str, limit: int = 160) -> str:
+    """A logged value cut short: input may be up to 64 KiB."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _device_of(hall: str, topic: str) -> str:
+    try:
+        return parse_topic(hall, topic)[0]
+    except BadTopic:
+        return ""

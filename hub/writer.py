@@ -111,11 +111,14 @@ class Writer:
             except sqlite3.Error as exc:
                 self.failures += 1
                 _LOG.error("cannot commit %d messages (%s); retrying in %.1fs", len(batch), exc, delay)
-                self._report(CommitFailing(self.failures))
-                time.sleep(delay)
-                delay = min(delay * 2, COMMIT_RETRY_MAX_S)
-                if os.getppid() != self._parent:
-                    return None
+            except Exception:  # a bug, not input (ingest isolates each message): keep the hub up, loudly
+                self.failures += 1
+                _LOG.exception("storing %d messages failed; retrying in %.1fs", len(batch), delay)
+            self._report(CommitFailing(self.failures))
+            time.sleep(delay)
+            delay = min(delay * 2, COMMIT_RETRY_MAX_S)
+            if os.getppid() != self._parent:
+                return None
 
     def _maybe_release_held(self, ingestor: Ingestor) -> None:
         """Ratings stuck behind a gap longer than ``gap_hold_s`` go upstream and open tickets."""

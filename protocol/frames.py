@@ -19,7 +19,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import BadMac, MalformedFrame, OversizeFrame
-from .levels import LEVEL_IDS
 
 SCHEMA_VERSION = 1
 #: A frame larger than this is rejected before it is parsed.
@@ -29,19 +28,9 @@ MAX_BATCH_EVENTS = 200
 MAX_SEQ = 2**63 - 1
 CANONICAL_MAGIC = b"haocha-ev/1\n"
 
-_EPOCH_RE = re.compile(r"^[0-9a-f]{16,32}$")
-_MAC_RE = re.compile(r"^[0-9a-f]{64}\Z")
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_TEXT_MAX = 64
-#: Free text (case, item, staff): 1-64 characters, no control characters or line separators; the
-#: OpenAPI description uses this pattern. Python strings may also hold lone surrogates (which
-#: UTF-8 cannot encode, and which JSON Schema's Unicode strings cannot hold): refused too.
-TEXT_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]{1,64}$"
-_TEXT_RE = re.compile(r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff]{1,64}\Z")
-
-
-def valid_text(value: object) -> bool:
-    return isinstance(value, str) and _TEXT_RE.match(value) is not None
+#: The dedupe key and the MAC must be well-formed for a frame to be handled at all.
+_EPOCH_RE = re.compile(r"[0-9a-f]{16,32}")
+_MAC_RE = re.compile(r"[0-9a-f]{64}")
 
 
 class Kind(enum.Enum):
@@ -154,13 +143,17 @@ def dumps(obj: Any) -> bytes:
 
 
 def loads_object(payload: bytes) -> dict[str, Any]:
-    """Parse a JSON object frame, enforcing the size limit first."""
+    """Parse a JSON object frame, enforcing the size limit first.
+
+    Anything ``json.loads`` can raise on hostile bytes becomes :class:`MalformedFrame`: invalid
+    UTF-8 and numbers over Python's 4,300-digit limit (``ValueError``), and nesting deeper than the
+    interpreter's recursion limit (``RecursionError``: 60 KB of ``[`` is 60,000 levels)."""
     if len(payload) > MAX_FRAME_BYTES:
         raise OversizeFrame(f"frame of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
     try:
         obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedFrame(f"not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise MalformedFrame(f"not JSON: {str(exc)[:80]}") from None
     if not isinstance(obj, dict):
         raise MalformedFrame("frame is not a JSON object")
     return obj
@@ -170,101 +163,67 @@ def _malformed(name: str, why: str) -> MalformedFrame:
     return MalformedFrame(f"field {name!r}: {why}")
 
 
-def _int(obj: Mapping[str, Any], name: str, lo: int, hi: int, optional: bool = False) -> int | None:
-    value = obj.get(name)
-    if value is None and optional:
-        return None
-    if type(value) is not int or not lo <= value <= hi:
-        raise _malformed(name, f"expected an integer in {lo}..{hi}, got {value!r}")
-    return value
-
-
-def _text(
-    obj: Mapping[str, Any], name: str, optional: bool = True, pattern: re.Pattern[str] | None = None
-) -> str | None:
-    value = obj.get(name)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not valid_text(value):
-        raise _malformed(name, f"expected 1..{_TEXT_MAX} characters without control characters, got {value!r}")
-    if pattern is not None and not pattern.match(value):
-        raise _malformed(name, f"{value!r} does not match {pattern.pattern}")
-    return value
-
-
-def _choice(obj: Mapping[str, Any], name: str, allowed: frozenset[str], optional: bool = True) -> str | None:
-    value = obj.get(name)
-    if value is None and optional:
-        return None
-    if type(value) is not str or value not in allowed:
-        raise _malformed(name, f"expected one of {', '.join(sorted(allowed))}, got {value!r}")
-    return value
-
-
-def _reasons(obj: Mapping[str, Any]) -> tuple[str, ...] | None:
-    value = obj.get("reasons")
-    if value is None:
-        return None
-    if not isinstance(value, list) or not 0 < len(value) <= 8:
-        raise _malformed("reasons", "expected a list of 1..8 reason ids")
-    for item in value:
-        if not isinstance(item, str) or not _ID_RE.match(item):
-            raise _malformed("reasons", f"invalid reason id {item!r}")
-    return tuple(value)
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 _WIRE_FIELDS = frozenset((*EVENT_FIELDS, "mac"))
-_KINDS = frozenset(k.value for k in Kind)
-_TRIGGERS = frozenset(t.value for t in Trigger)
-_LEVELS = frozenset(LEVEL_IDS)
-_RATING, _IGNORED, _REASON = Kind.RATING.value, Kind.IGNORED.value, Kind.REASON.value
+#: Types the canonical encoding covers; anything else (floats, objects) cannot carry a MAC.
+_SCALARS = frozenset((str, int, bool, type(None)))
+_OPTIONAL = ("level", "ref", "case", "item", "staff", "window", "trigger", "age_ms")
 
 
-def _check_kind_rules(event: Event) -> None:
-    """Which optional fields each kind requires."""
-    if event.kind in (_RATING, _IGNORED) and event.level is None:
-        raise _malformed("level", f"a {event.kind} event needs a level")
-    if event.kind == _RATING and event.trigger is None:
-        raise _malformed("trigger", "a rating needs a trigger")
-    if event.kind == _REASON and (event.reasons is None or event.ref is None):
-        raise _malformed("reasons", "a reason event needs reasons and ref")
-    if event.ref is not None and event.ref >= event.seq:
-        raise _malformed("ref", "ref must point at an earlier seq")
+def _scalar(obj: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    value = obj.get(name, default)
+    if type(value) not in _SCALARS:
+        raise _malformed(name, f"a {type(value).__name__} cannot be encoded, got {_short(value)}")
+    return value
+
+
+def _reasons(obj: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    value = obj.get("reasons")
+    if value is None:
+        return None
+    if type(value) is not list or any(type(r) not in _SCALARS for r in value):
+        raise _malformed("reasons", f"expected a list of ids, got {_short(value)}")
+    return tuple(value)
 
 
 def parse_event(obj: Any) -> tuple[Event, str]:
-    """Validate one wire event; return it with its claimed MAC (not yet checked)."""
+    """Check one wire event's *shape* and return it with its claimed MAC (not yet verified).
+
+    Shape is what handling needs at all: a well-formed dedupe key (epoch, seq), a well-formed MAC,
+    only known fields, and values the canonical encoding covers. What the values *mean* (known
+    levels, text lengths, times in range) is :func:`protocol.rules.event_problem`'s to judge, after
+    the MAC: a MAC-valid event that breaks a rule is stored as invalid, never left to block its
+    terminal's sequence."""
     if not isinstance(obj, dict):
         raise MalformedFrame("event is not a JSON object")
     unknown = obj.keys() - _WIRE_FIELDS
     if unknown:
-        raise MalformedFrame(f"unknown event fields: {', '.join(sorted(unknown))}")
-    if obj.get("v") != SCHEMA_VERSION or type(obj.get("v")) is not int:
-        raise _malformed("v", f"unsupported schema version {obj.get('v')!r}")
-    synced = obj.get("synced", False)
-    if not isinstance(synced, bool):
-        raise _malformed("synced", "expected true or false")
+        raise MalformedFrame(f"unknown event fields: {_short(sorted(unknown))}")
+    epoch, seq, mac = obj.get("epoch"), obj.get("seq"), obj.get("mac")
+    if type(epoch) is not str or _EPOCH_RE.fullmatch(epoch) is None:
+        raise _malformed("epoch", f"expected 16-32 lowercase hex digits, got {_short(epoch)}")
+    if type(seq) is not int or not 0 < seq <= MAX_SEQ:
+        raise _malformed("seq", f"expected an integer in 1..{MAX_SEQ}, got {_short(seq)}")
+    if type(mac) is not str or _MAC_RE.fullmatch(mac) is None:
+        raise _malformed("mac", "expected 64 lowercase hex digits")
+    optional = {name: _scalar(obj, name) for name in _OPTIONAL}
     event = Event(
-        epoch=str(_text(obj, "epoch", optional=False, pattern=_EPOCH_RE)),
-        seq=int(_int(obj, "seq", 1, MAX_SEQ) or 0),
-        kind=str(_choice(obj, "kind", _KINDS, optional=False)),
-        window=_text(obj, "window", pattern=_ID_RE),
-        level=_choice(obj, "level", _LEVELS),
+        epoch=epoch,
+        seq=seq,
+        kind=_scalar(obj, "kind"),
         reasons=_reasons(obj),
-        ref=_int(obj, "ref", 1, MAX_SEQ, optional=True),
-        case=_text(obj, "case"),
-        item=_text(obj, "item"),
-        staff=_text(obj, "staff"),
-        trigger=_choice(obj, "trigger", _TRIGGERS),
-        boot=str(_text(obj, "boot", optional=False)),
-        mono_ms=int(_int(obj, "mono_ms", 0, MAX_SEQ) or 0),
-        wall_ms=int(_int(obj, "wall_ms", 0, MAX_SEQ) or 0),
-        synced=synced,
-        age_ms=_int(obj, "age_ms", 0, MAX_SEQ, optional=True),
+        boot=_scalar(obj, "boot", ""),
+        mono_ms=_scalar(obj, "mono_ms", 0),
+        wall_ms=_scalar(obj, "wall_ms", 0),
+        synced=_scalar(obj, "synced", False),
+        v=_scalar(obj, "v"),
+        **optional,
     )
-    _check_kind_rules(event)
-    mac = _text(obj, "mac", optional=False, pattern=_MAC_RE)
-    return event, str(mac)
+    return event, mac
 
 
 def verify_event(key: bytes, hall: str, device: str, event: Event, mac: str) -> None:
@@ -277,7 +236,7 @@ def verify_event(key: bytes, hall: str, device: str, event: Event, mac: str) -> 
 def parse_batch(payload: bytes) -> list[tuple[Event, str]]:
     """Parse an ``ev`` payload (a batch, or one bare event) into (event, mac) pairs.
 
-    The whole frame is refused if any event in it is malformed: a terminal never mixes good and
+    The whole frame is refused if any event in it is misshapen: a terminal never mixes good and
     bad events, so a partly bad frame is corruption or forgery.
     """
     obj = loads_object(payload)
@@ -304,9 +263,12 @@ class Ack:
     @classmethod
     def decode(cls, payload: bytes) -> Ack:
         obj = loads_object(payload)
-        epoch = _text(obj, "epoch", optional=False, pattern=_EPOCH_RE)
-        upto = _int(obj, "upto", 0, MAX_SEQ)
-        return cls(str(epoch), int(upto or 0))
+        epoch, upto = obj.get("epoch"), obj.get("upto")
+        if type(epoch) is not str or _EPOCH_RE.fullmatch(epoch) is None:
+            raise _malformed("epoch", f"expected 16-32 lowercase hex digits, got {_short(epoch)}")
+        if type(upto) is not int or not 0 <= upto <= MAX_SEQ:
+            raise _malformed("upto", f"expected an integer in 0..{MAX_SEQ}, got {_short(upto)}")
+        return cls(epoch, upto)
 
 
 def encode_state(online: bool, **details: Any) -> bytes:
@@ -314,8 +276,51 @@ def encode_state(online: bool, **details: Any) -> bytes:
     return dumps({"online": online, **details})
 
 
+def _short_str(limit: int) -> Any:
+    return lambda v: type(v) is str and len(v) <= limit
+
+
+def _count(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_SEQ
+
+
+def _panel(value: Any) -> bool:
+    return isinstance(value, dict) and type(value.get("ok")) is bool and _short_str(200)(value.get("detail", ""))
+
+
+#: What a ``state`` may say, and the check each value passes. Unknown keys are dropped (a newer
+#: terminal may say more); a known key with a bad value refuses the whole state.
+STATE_FIELDS: dict[str, Any] = {
+    "online": lambda v: type(v) is bool,
+    "fw": _short_str(32),
+    "kind": _short_str(16),
+    "mode": _short_str(16),
+    "window": _short_str(32),
+    "epoch": lambda v: type(v) is str and _EPOCH_RE.fullmatch(v) is not None,
+    "last_seq": _count,
+    "acked": _count,
+    "backlog": _count,
+    "boot": _short_str(64),
+    "clock": _short_str(16),
+    "panel": _panel,
+}
+
+
 def decode_state(payload: bytes) -> dict[str, Any]:
-    obj = loads_object(payload)
-    if not isinstance(obj.get("online"), bool):
+    """A terminal's retained state, reduced to :data:`STATE_FIELDS` with checked values."""
+    return normalise_state(loads_object(payload))
+
+
+def normalise_state(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` reduced to the known state fields; MalformedFrame if one of them is wrong."""
+    if type(obj.get("online")) is not bool:
         raise _malformed("online", "expected true or false")
-    return obj
+    state = {}
+    for name, value in obj.items():
+        check = STATE_FIELDS.get(name)
+        if check is None:
+            continue
+        if not check(value):
+            raise _malformed(name, f"not a valid state value: {_short(value)}")
+        state[name] = {"ok": value["ok"], "detail": value.get("detail", "")} if name == "panel" else value
+    return state

@@ -11,6 +11,7 @@ from protocol import frames
 from protocol.errors import BadMac, BadTopic, MalformedFrame, OversizeFrame
 from protocol.frames import Ack, Event, canonical_bytes, compute_mac, encode_batch, parse_batch, verify_event
 from protocol.levels import LEVEL_IDS, Level
+from protocol.rules import event_problem
 from protocol.topics import Leaf, check_device_id, parse_topic, topic
 
 VECTORS = json.loads((Path(frames.__file__).parent / "vectors" / "events.json").read_text())
@@ -78,15 +79,28 @@ def test_bad_frames_raise_their_own_errors(payload: bytes, error: type[Exception
 
 @pytest.mark.parametrize("change, message", [
     ({"seq": 0}, "seq"), ({"seq": True}, "seq"), ({"seq": "1"}, "seq"), ({"epoch": "xyz"}, "epoch"),
-    ({"kind": "vote"}, "kind"), ({"level": "great"}, "level"), ({"level": None}, "level"),
-    ({"trigger": None}, "trigger"), ({"synced": "yes"}, "synced"), ({"extra": 1}, "unknown"),
-    ({"mac": "00"}, "mac"), ({"case": "x" * 65}, "case"), ({"case": "a\u0000b"}, "case"),
+    ({"extra": 1}, "unknown"), ({"mac": "00"}, "mac"), ({"level": 4.5}, "level"),
 ])  # fmt: skip
-def test_bad_fields_are_named(change: dict[str, object], message: str) -> None:
+def test_misshapen_fields_are_named(change: dict[str, object], message: str) -> None:
     wire = {**VECTORS["vectors"][0]["wire"], **change}
     wire = {k: v for k, v in wire.items() if v is not None}
     with pytest.raises(MalformedFrame, match=message):
         frames.parse_event(wire)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"kind": "vote"}, "kind"), ({"level": "great"}, "level"), ({"level": None}, "kind"),
+    ({"trigger": None}, "kind"), ({"synced": "yes"}, "synced"), ({"case": "x" * 65}, "case"),
+    ({"case": "a\u0000b"}, "case"),
+])  # fmt: skip
+def test_rule_breaks_parse_and_are_named_by_the_rules(change: dict[str, object], field: str) -> None:
+    """Well-shaped but meaningless values parse (so the hub can verify and store them as invalid);
+    :func:`protocol.rules.event_problem` names the field."""
+    wire = {**VECTORS["vectors"][0]["wire"], **change}
+    wire = {k: v for k, v in wire.items() if v is not None}
+    event, _mac = frames.parse_event(wire)
+    problem = event_problem(event)
+    assert problem is not None and problem.startswith(field + ":"), problem
 
 
 def test_ack_round_trip_and_validation() -> None:

@@ -24,7 +24,7 @@ from .upstream_helpers import EPOCH, TZ, ingest, make_home
 D0, D1, D2, D3 = dt.date(2026, 11, 10), dt.date(2026, 11, 18), dt.date(2026, 11, 19), dt.date(2026, 11, 20)
 CONTRACT_KEYS = {"cases", "evaluations", "levels", "evaluation_rate", "satisfaction_rate", "bad_rate", "mean_score",
                  "ignored", "flagged", "refused", "rated", "events"}  # fmt: skip
-NEW_KEYS = {"tickets", "valid_tickets", "rectified", "rectification_rate"}
+NEW_KEYS = {"tickets", "valid_tickets", "rectified", "rectification_rate", "invalid"}
 
 
 def press(seq: int, level: str, day: dt.date, device: str = "T01", item: str | None = None,
@@ -160,8 +160,9 @@ def test_migration_fills_the_counters_from_existing_tickets(home: Path) -> None:
     path = home / "hub.db"
     with Store(path) as store:
         expected = {names: stats(store, list(names), D0, D3) for names in [("window", "day"), ("item", "staff")]}
-        for column in ("tickets", "valid_tickets", "rectified"):  # the tallies table of schema version 4
+        for column in ("tickets", "valid_tickets", "rectified", "invalid"):  # the tallies table of schema version 4
             store.conn.execute(f"ALTER TABLE tallies DROP COLUMN {column}")
+        store.conn.execute("ALTER TABLE events DROP COLUMN raw")
         store.conn.execute("PRAGMA user_version = 4")
     with Store(path) as store:
         assert {names: stats(store, list(names), D0, D3) for names in expected} == expected

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import click
@@ -161,7 +160,7 @@ def device_list(home: Path | None, fmt: str) -> None:
     with open_hub(home)[1] as store:
         rows = reg.list_devices(store)
     for row in rows:
-        state = json.loads(row.pop("state") or "{}")
+        state = reg.stored_state(row.pop("state"))
         row["online"] = state.get("online")
         row["backlog"] = state.get("backlog")
         row.pop("state_ms")

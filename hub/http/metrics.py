@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..store import Store
+from ..store.registry import stored_state
 
 
 class StoreCollector(Collector):
@@ -35,9 +35,9 @@ class StoreCollector(Collector):
             if revoked:
                 continue
             total += 1
-            parsed = json.loads(state) if state else {}
-            online += bool(parsed.get("online"))
-            backlog += int(parsed.get("backlog") or 0) if parsed.get("online") else 0
+            parsed = stored_state(state)
+            online += parsed.get("online") is True
+            backlog += parsed.get("backlog", 0) if parsed.get("online") else 0
         yield GaugeMetricFamily("haocha_devices", "Provisioned terminals (not revoked)", value=total)
         yield GaugeMetricFamily("haocha_devices_online", "Terminals whose retained state says online", value=online)
         yield GaugeMetricFamily(

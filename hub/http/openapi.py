@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol.frames import TEXT_PATTERN
+from protocol.rules import TEXT_PATTERN
 
 from .tickets import openapi_paths
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from protocol.errors import ProtocolError
+from protocol.frames import normalise_state
 from protocol.topics import check_device_id, valid_id
 
 from ..errors import AlreadyExists, NotFound
@@ -142,3 +145,15 @@ def set_device_secrets(store: Store, device: str, mac_key: str, password_hash: s
 
 def set_device_state(store: Store, device: str, state_json: str, at_ms: int) -> None:
     store.conn.execute("UPDATE devices SET state = ?, state_ms = ? WHERE id = ?", (state_json, at_ms, device))
+
+
+def stored_state(text: str | None) -> dict[str, Any]:
+    """A device's stored state as checked fields; {} when there is none or it cannot be read
+    (a row written before states were checked on ingest)."""
+    if not text:
+        return {}
+    try:
+        obj = json.loads(text)
+        return normalise_state(obj) if isinstance(obj, dict) else {}
+    except (ValueError, RecursionError, ProtocolError):
+        return {}

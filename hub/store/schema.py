@@ -25,7 +25,9 @@ EVENT_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 #: Work-queue counters (added by migration 5), see :data:`hub.store.tallies.TICKET_COUNTS`.
 TICKET_COLUMNS: tuple[str, ...] = ("tickets", "valid_tickets", "rectified")
-TALLY_COLUMNS: tuple[str, ...] = EVENT_COLUMNS + TICKET_COLUMNS
+#: Events stored as ``invalid`` (added by migration 6): MAC-valid, breaking a field rule.
+RULE_COLUMNS: tuple[str, ...] = ("invalid",)
+TALLY_COLUMNS: tuple[str, ...] = EVENT_COLUMNS + TICKET_COLUMNS + RULE_COLUMNS
 TALLY_KEYS = ("grain", "period", "device", "window", "item", "staff")
 
 
@@ -136,12 +138,21 @@ def _m5_ticket_counters(db: sqlite_utils.Database) -> None:
     count_tickets(db.conn, TICKET_COLUMNS)
 
 
+def _m6_invalid_events(db: sqlite_utils.Database) -> None:
+    """Events that break a field rule (SPEC section 10) are stored with their raw JSON and counted
+    apart; ``kind`` and ``status`` are both ``invalid`` for them, so no query by kind sees them."""
+    db.execute("ALTER TABLE events ADD COLUMN raw TEXT")
+    for column in RULE_COLUMNS:
+        db.execute(f"ALTER TABLE tallies ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_core,
     _m2_cases,
     migrate_upstream,
     migrate_lazy_ratings,
     _m5_ticket_counters,
+    _m6_invalid_events,
 ]
 
 
