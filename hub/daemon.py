@@ -105,8 +105,14 @@ class HubDaemon:
             _LOG.warning("hub lost the broker: %s", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        """paho network thread: stamp and queue, nothing else."""
-        self.inbox.put(Incoming(msg.topic, bytes(msg.payload), now_ms(), msg.mid))
+        """paho network thread: stamp and queue, nothing else. An exception here would end paho's
+        loop, so a message that cannot even be queued (a topic that is not UTF-8) is acked and
+        dropped with a log line: it cannot name a device, so it cannot carry a rating."""
+        try:
+            self.inbox.put(Incoming(msg.topic, bytes(msg.payload), now_ms(), msg.mid))
+        except Exception as exc:
+            _LOG.error("dropped a message that cannot be handled: %s", str(exc)[:160])
+            client.ack(msg.mid, msg.qos)
 
     def run(self) -> None:
         """Connect and ingest until :meth:`stop`; HubError if the writer process died."""
