@@ -60,8 +60,12 @@ def main() -> None:
         load.start()
         wait_for(load.connected, 60, "every terminal session to connect")
         made = load.press_for(args.seconds)
+        stats = urllib.request.Request(
+            f"http://127.0.0.1:{hall.http_port}/api/v1/stats?by=window",
+            headers={"Authorization": f"Bearer {hall.config.http.token}"},
+        )
         for _ in range(5):
-            urllib.request.urlopen(f"http://127.0.0.1:{hall.http_port}/api/v1/stats?by=window", timeout=30).read()
+            urllib.request.urlopen(stats, timeout=30).read()
         wait_for(load.all_acked, 120, "every press to be acked")
         daemon = hall.procs["hub"].pid
         parts = [peak_rss_mb(pid) for pid in [daemon, *child_pids(daemon)]]  # daemon + writer

@@ -1,4 +1,8 @@
-"""Today's figures for the hall display (``GET /`` and ``/api/v1/display``)."""
+"""Today's figures for the hall display (``GET /`` and its data, ``GET /display.json``).
+
+Anyone in the hall can read them, without a token (SPEC section 10): they name windows, never a
+staff id, a case number or a ticket's text.
+"""
 
 from __future__ import annotations
 
@@ -37,10 +41,11 @@ def _figures(row: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _bad_reviews(store: Store, day: str, limit: int = 20) -> list[dict[str, Any]]:
-    """Today's bad reviews, newest first, with the reasons given for them."""
+    """Today's bad reviews, newest first, with the reasons given for them (no case number: a
+    citizen's case is theirs, not the hall's)."""
     cur = store.conn.execute(
         """
-        SELECT r.window, r.level, r.case_no, r.t_ms,
+        SELECT r.window, r.level, r.t_ms,
                (SELECT x.reasons FROM events x WHERE x.device = r.device AND x.epoch = r.epoch AND x.ref = r.seq
                 AND x.kind = 'reason' LIMIT 1)
         FROM events r WHERE r.day = ? AND r.kind = 'rating' AND r.status = 'accepted'
@@ -48,6 +53,6 @@ def _bad_reviews(store: Store, day: str, limit: int = 20) -> list[dict[str, Any]
         (day, limit),
     )
     return [
-        {"window": w, "level": lv, "case": c, "t_ms": t, "reasons": json.loads(rs) if rs else ["unspecified"]}
-        for w, lv, c, t, rs in cur
+        {"window": w, "level": lv, "t_ms": t, "reasons": json.loads(rs) if rs else ["unspecified"]}
+        for w, lv, t, rs in cur
     ]

@@ -8,7 +8,6 @@ table, CSV, or a self-contained HTML page with inline SVG charts (no network, no
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import html
 import io
@@ -20,6 +19,7 @@ from protocol.levels import LEVEL_IDS, Level
 
 from . import tickets
 from .config import HubConfig
+from .spreadsheet import SafeWriter
 from .stats import stats
 from .store import Store
 from .upstream.totals import period_range
@@ -123,7 +123,7 @@ def format_table(rep: dict[str, Any]) -> str:
 
 def format_csv(rep: dict[str, Any]) -> str:
     buf = io.StringIO()
-    writer = csv.writer(buf)
+    writer = SafeWriter(buf)
     for title, head, rows in _sections(rep):
         writer.writerow(["section", *head])
         writer.writerows([title, *r] for r in rows)

@@ -9,7 +9,6 @@ opened in the period (by the day of their bad review), from the work-queue count
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import json
@@ -18,6 +17,7 @@ from typing import Any
 
 from protocol.levels import BAD_LEVEL_IDS, LEVEL_IDS, Level
 
+from .spreadsheet import SafeWriter
 from .store import Store
 from .store.schema import TALLY_COLUMNS
 from .store.tallies import DIMENSIONS, query
@@ -148,7 +148,7 @@ def format_table(result: dict[str, Any], by: Sequence[str]) -> str:
 
 def format_csv(result: dict[str, Any], by: Sequence[str]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeWriter(out)
     writer.writerow(
         [
             *by,

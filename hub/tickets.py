@@ -109,7 +109,8 @@ def _queue(conn: sqlite3.Connection, ticket_no: str) -> None:
 
 def _load(conn: sqlite3.Connection, ref: str) -> dict[str, Any]:
     """A ticket by number or by its short integer id."""
-    short = ref.isascii() and ref.isdigit()  # not str.isdigit alone: "²" is a digit int() refuses
+    # ASCII: "²" is a digit int() refuses; 18 digits at most: SQLite's integers stop at 2**63.
+    short = ref.isascii() and ref.isdigit() and len(ref) <= 18
     where = "id = ?" if short else "ticket_no = ?"
     cur = conn.execute(f"SELECT {_COLUMNS} FROM tickets WHERE {where}", (int(ref) if short else ref,))
     row = cur.fetchone()

@@ -9,7 +9,7 @@ from .errors import BadTopic
 
 PREFIX = "haocha/v1"
 HUB_DEVICE = "hub"
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # always fullmatch: "T9\n" is no id
 
 
 class Leaf(enum.Enum):
@@ -23,7 +23,7 @@ class Leaf(enum.Enum):
 
 def valid_id(text: str) -> bool:
     """Hall and device ids: 1-32 of ``[A-Za-z0-9_-]``."""
-    return bool(_ID_RE.match(text))
+    return isinstance(text, str) and _ID_RE.fullmatch(text) is not None
 
 
 def check_device_id(device: str) -> str:

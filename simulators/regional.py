@@ -28,7 +28,7 @@ from typing import Any
 from hub.upstream.signing import verify_hmac
 
 _LOG = logging.getLogger(__name__)
-_CODES = re.compile(r"^(\d{3}(,\d{3})*)?$")
+_CODES = re.compile(r"(\d{3}(,\d{3})*)?")  # fullmatch: a trailing newline is no code
 _TICKET_STATES = ("registered", "assigned", "appealed", "verified", "feedback")
 
 
@@ -78,7 +78,7 @@ def check_evaluation(r: dict[str, Any]) -> str | None:
     problem = next((c for c in checks if c), None)
     if problem:
         return problem
-    if not _CODES.match(r["evalDetail"]):
+    if not _CODES.fullmatch(r["evalDetail"]):
         return f"evalDetail must be comma-separated 3-digit codes, got {r['evalDetail']!r}"
     if r["evalDetail"] and r["satisfaction"] > 2:
         return "evalDetail is only for satisfaction 1 or 2"
@@ -93,7 +93,7 @@ def check_ticket(r: dict[str, Any]) -> str | None:
         _str(r, "evalDetail", False),
     ]  # fmt: skip
     problem = next((c for c in checks if c), None)
-    if problem is None and not _CODES.match(r["evalDetail"]):
+    if problem is None and not _CODES.fullmatch(r["evalDetail"]):
         return f"evalDetail must be comma-separated 3-digit codes, got {r['evalDetail']!r}"
     return problem
 

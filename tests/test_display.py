@@ -51,7 +51,7 @@ def test_hall_display_renders_live_figures(running_hall: Hall) -> None:
     assert "好差评实时看板" in dom and "Hall evaluation" in dom
     rows = {cells[0]: cells for cells in _table_rows(dom)}
     assert rows["W01"][3] == "25" and rows["W02"][3] == "12" and rows["合计"][3] == "37"
-    assert "updated" in dom  # the script ran and fetched /api/v1/display
+    assert "updated" in dom  # the script ran and fetched /display.json, with no token
     ARTEFACTS.mkdir(exist_ok=True)
     shot = ARTEFACTS / "hall-display.png"
     browse(url, f"--screenshot={shot}")

@@ -48,7 +48,8 @@ def test_open_case_queues_an_invitation_and_counts_the_case(client: TestClient, 
         ((device, payload),) = store.conn.execute("SELECT device, payload FROM commands").fetchall()
         assert device == "T01" and json.loads(payload)["case"] == "C-1"
         assert stats(store, ["window"], None, None)["rows"][0]["cases"] == 1
-    assert client.get("/api/v1/cases/C-1").json()["status"] == "open"
+    assert client.get("/api/v1/cases/C-1", headers=auth(hall)).json()["status"] == "open"
+    assert client.get("/api/v1/cases/C-1").status_code == 401  # a case names a citizen's service
 
 
 @pytest.mark.parametrize("headers, body, status", [
@@ -99,17 +100,18 @@ def test_stats_gives_the_same_rows_as_the_cli(client: TestClient, hall: Hall) ->
     with hall.store() as store:
         open_case(store, CaseRequest("C-1", "W01", "X"), 60, hall.config.tz)
         expected = stats(store, ["window", "item"], None, None)
-    assert client.get("/api/v1/stats?by=window,item").json() == json.loads(json.dumps(expected))
-    assert client.get("/api/v1/stats?by=colour").status_code == 422
-    assert client.get("/api/v1/stats?from=2026-13-01").status_code == 422
+    assert client.get("/api/v1/stats?by=window,item", headers=auth(hall)).json() == json.loads(json.dumps(expected))
+    assert client.get("/api/v1/stats?by=colour", headers=auth(hall)).status_code == 422
+    assert client.get("/api/v1/stats?from=2026-13-01", headers=auth(hall)).status_code == 422
+    assert client.get("/api/v1/stats?by=staff").status_code == 401  # per-staff figures are personal
 
 
 def test_metrics_and_page(client: TestClient, hall: Hall) -> None:
     text = client.get("/metrics").text
     assert "haocha_devices 1.0" in text and "haocha_devices_online 0.0" in text
     page = client.get("/")
-    assert page.status_code == 200 and "好差评" in page.text and "/api/v1/display" in page.text
-    display = client.get("/api/v1/display").json()
+    assert page.status_code == 200 and "好差评" in page.text and 'fetch("display.json"' in page.text
+    display = client.get("/display.json").json()  # public, like the page: no token
     assert [w["window"] for w in display["windows"]] == ["W01", "W02"]
 
 

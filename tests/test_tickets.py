@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from hub import config as hub_config
@@ -17,6 +16,7 @@ from hub import tickets
 from hub.cli import main
 from hub.config import TicketSettings
 from hub.errors import TicketStateError
+from hub.http.app import create_app
 from hub.http.tickets import routes
 from hub.store import Store
 
@@ -113,12 +113,13 @@ def test_deadlines_count_working_days_and_old_open_tickets_are_overdue(home: Pat
 
 
 def test_http_routes_need_the_token_and_keep_the_order(home: Path) -> None:
-    app = Starlette(routes=routes)
-    app.state.home = home
-    token = hub_config.load(home).http.token
-    auth = {"Authorization": f"Bearer {token}"}
-    with TestClient(app) as client:
-        assert [t["id"] for t in client.get("/api/v1/tickets?state=registered").json()["tickets"]] == [1, 2, 3]
+    config = hub_config.load(home)
+    auth = {"Authorization": f"Bearer {config.http.token}"}
+    with TestClient(create_app(home, config)) as client:
+        assert client.get("/api/v1/tickets").status_code == 401
+        assert client.get("/api/v1/tickets/1").status_code == 401
+        queue = client.get("/api/v1/tickets?state=registered", headers=auth).json()["tickets"]
+        assert [t["id"] for t in queue] == [1, 2, 3]
         assert client.post("/api/v1/tickets/1/assign", json={"to": "x"}).status_code == 401
         assert client.post("/api/v1/tickets/1/assign", json={"to": 3}, headers=auth).status_code == 422
         assert client.post("/api/v1/tickets/9/assign", json={"to": "x"}, headers=auth).status_code == 404
@@ -127,8 +128,8 @@ def test_http_routes_need_the_token_and_keep_the_order(home: Path) -> None:
         ok = client.post("/api/v1/tickets/1/assign", json={"to": "张三", "dept": "窗口科"}, headers=auth)
         assert ok.status_code == 200 and ok.json()["state"] == "assigned"
         assert client.post("/api/v1/tickets/1/verify", json={"valid": True}, headers=auth).json()["verdict"] == "valid"
-        assert client.get("/api/v1/tickets/1").json()["assignee"] == "张三"
-        assert client.get("/api/v1/tickets/77").status_code == 404
+        assert client.get("/api/v1/tickets/1", headers=auth).json()["assignee"] == "张三"
+        assert client.get("/api/v1/tickets/77", headers=auth).status_code == 404
 
 
 def test_ticket_methods_refuse_without_touching_the_row(home: Path) -> None:

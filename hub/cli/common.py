@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..config import HubConfig, resolve_home
+from ..spreadsheet import to_csv
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -83,14 +84,16 @@ def open_hub(home: Path | None) -> tuple[HubConfig, Store]:
 
 
 def print_records(rows: list[dict[str, Any]], fmt: str) -> None:
-    """Rows of records as JSON, CSV or tab-separated text."""
+    """Rows of records as JSON, CSV (safe for spreadsheets) or tab-separated text."""
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
         return
     if not rows:
         return
     keys = list(rows[0])
-    sep = "," if fmt == "csv" else "\t"
-    click.echo(sep.join(keys))
+    if fmt == "csv":
+        click.echo(to_csv([keys, *([row[k] for k in keys] for row in rows)]), nl=False)
+        return
+    click.echo("\t".join(keys))
     for row in rows:
-        click.echo(sep.join("" if row[k] is None else str(row[k]) for k in keys))
+        click.echo("\t".join("" if row[k] is None else str(row[k]) for k in keys))

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..spreadsheet import to_csv
 from .common import format_option, own_process_group, setup_logging, stop_on_signals
 
 config_option = click.option(
@@ -62,8 +63,7 @@ def terminal_journal(config_path: Path, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(summary))
     elif fmt == "csv":
-        click.echo(",".join(summary))
-        click.echo(",".join(str(v) for v in summary.values()))
+        click.echo(to_csv([list(summary), list(summary.values())]), nl=False)
     else:
         for key, value in summary.items():
             click.echo(f"{key:>9}  {value}")

@@ -1,15 +1,14 @@
 """The hub's HTTP API as a Starlette application.
 
 Handlers parse and check the request, then call the library (``hub.cases``, ``hub.stats``) on a
-worker thread with a Store connection of its own. Writes need the bearer token; checks run in the
-order 401 → 422 → 404 → 409 (SPEC section 7).
+worker thread with a Store connection of its own. :mod:`.edge` runs first: every ``/api/v1/``
+route, reads included, needs the bearer token, and bodies are bounded. Checks run in the order
+401 → 413 → 422 → 404 → 409 (SPEC sections 7 and 10).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hmac
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -27,19 +27,13 @@ from ..display import display_data
 from ..errors import AlreadyExists, NotFound
 from ..stats import parse_by, stats
 from ..store import Store
+from .edge import BadBody, BodyLimit, RequireToken, error, json_object
 from .metrics import render_metrics
 from .openapi import spec
 from .tickets import routes as ticket_routes
 
 T = TypeVar("T")
 PAGE = Path(__file__).with_name("display.html")
-
-
-def _error(status: int, message: str) -> Response:
-    """A JSON error; ASCII-escaped, since a message may quote input that UTF-8 cannot encode."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    body = json.dumps({"error": message}, ensure_ascii=True)
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 class Api:
@@ -58,44 +52,35 @@ class Api:
 
         return await run_in_threadpool(call)
 
-    def authorized(self, request: Request) -> bool:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        expected = self.config.http.token
-        return scheme.lower() == "bearer" and bool(expected) and hmac.compare_digest(token.encode(), expected.encode())
-
     async def open_case(self, request: Request) -> Response:
-        if not self.authorized(request):
-            return _error(401, "bearer token missing or wrong")
         try:
-            body = cases.CaseRequest.from_json(json.loads(await request.body()))
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(422, str(exc) if not isinstance(exc, json.JSONDecodeError) else "body is not JSON")
+            body = cases.CaseRequest.from_json(await json_object(request))
+        except ValueError as exc:
+            return error(422, str(exc))
         try:
             case = await self.with_store(
                 lambda s: cases.open_case(s, body, self.config.invite_s, self.config.tz, source="api")
             )
         except NotFound as exc:
-            return _error(404, str(exc))
+            return error(404, str(exc))
         except AlreadyExists as exc:
-            return _error(409, str(exc))
+            return error(409, str(exc))
         self.on_command()
         return JSONResponse(case, status_code=201)
 
     async def get_case(self, request: Request) -> Response:
         case_no = request.path_params["case"]
         case = await self.with_store(lambda s: cases.get_case(s.conn, case_no))
-        return _error(404, f"unknown case {case_no}") if case is None else JSONResponse(case)
+        return error(404, f"unknown case {case_no}") if case is None else JSONResponse(case)
 
     async def cancel_case(self, request: Request) -> Response:
-        if not self.authorized(request):
-            return _error(401, "bearer token missing or wrong")
         case_no = request.path_params["case"]
         try:
             result = await self.with_store(lambda s: cases.cancel_case(s, case_no))
         except NotFound as exc:
-            return _error(404, str(exc))
+            return error(404, str(exc))
         except AlreadyExists as exc:
-            return _error(409, str(exc))
+            return error(409, str(exc))
         self.on_command()
         return JSONResponse(result)
 
@@ -105,10 +90,11 @@ class Api:
             start, end = (_date(request.query_params.get(k), k) for k in ("from", "to"))
             result = await self.with_store(lambda s: stats(s, by, start, end, self.config.satisfaction_threshold))
         except ValueError as exc:
-            return _error(422, str(exc))
+            return error(422, str(exc))
         return JSONResponse(result)
 
     async def display(self, request: Request) -> Response:
+        """The hall display's figures: public, so nothing personal (see :func:`hub.display.display_data`)."""
         cfg = self.config
         data = await self.with_store(lambda s: display_data(s, cfg.hall, cfg.tz, cfg.satisfaction_threshold))
         return JSONResponse(data)
@@ -134,6 +120,10 @@ def _date(text: str | None, name: str) -> dt.date | None:
         raise ValueError(f"'{name}' must be a date YYYY-MM-DD, got {text!r}") from None
 
 
+async def _bad_body(request: Request, exc: Exception) -> Response:
+    return error(422, str(exc))
+
+
 def create_app(
     home: Path,
     config: HubConfig,
@@ -146,16 +136,18 @@ def create_app(
     routes = [
         Route("/", api.page),
         Route("/openapi.json", api.openapi),
+        Route("/display.json", api.display),
         Route("/metrics", api.metrics),
         Route("/api/v1/cases", api.open_case, methods=["POST"]),
         Route("/api/v1/cases/{case}", api.get_case),
         Route("/api/v1/cases/{case}/cancel", api.cancel_case, methods=["POST"]),
         Route("/api/v1/stats", api.stats),
-        Route("/api/v1/display", api.display),
         *ticket_routes,
         *(extra_routes or []),
     ]
-    app = Starlette(routes=routes)
+    middleware = [Middleware(RequireToken, config=config), Middleware(BodyLimit)]
+    handlers = {BadBody: _bad_body}
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
     app.state.home = home
     app.state.config = config
     return app

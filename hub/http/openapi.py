@@ -1,4 +1,8 @@
-"""The OpenAPI description of the hub's HTTP API, served at ``/openapi.json``."""
+"""The OpenAPI description of the hub's HTTP API, served at ``/openapi.json``.
+
+Every ``/api/v1/`` operation names the bearer scheme and its 401; the public pages say
+``security: []`` (SPEC section 10).
+"""
 
 from __future__ import annotations
 
@@ -69,6 +73,7 @@ def spec() -> dict[str, Any]:
                         "401": _error("token missing or wrong"),
                         "404": _error("unknown window"),
                         "409": _error("case exists"),
+                        "413": _error("body over 64 KiB"),
                         "422": _error("bad body"),
                     },
                 }
@@ -76,8 +81,13 @@ def spec() -> dict[str, Any]:
             "/api/v1/cases/{case}": {
                 "get": {
                     "summary": "A case and its status",
+                    "security": secured,
                     "parameters": [{"name": "case", "in": "path", "required": True, "schema": _TEXT}],
-                    "responses": {"200": _json("the case", case), "404": _error("unknown case")},
+                    "responses": {
+                        "200": _json("the case", case),
+                        "401": _error("token missing or wrong"),
+                        "404": _error("unknown case"),
+                    },
                 }
             },
             "/api/v1/cases/{case}/cancel": {
@@ -96,6 +106,7 @@ def spec() -> dict[str, Any]:
             "/api/v1/stats": {
                 "get": {
                     "summary": "Rates grouped like `haocha stats`",
+                    "security": secured,
                     "parameters": [
                         {"name": "by", "in": "query", "schema": by},
                         {"name": "from", "in": "query", "schema": date},
@@ -110,19 +121,22 @@ def spec() -> dict[str, Any]:
                                 "required": ["rows", "total"],
                             },
                         ),
+                        "401": _error("token missing or wrong"),
                         "422": _error("bad parameter"),
                     },
                 }
             },
-            "/api/v1/display": {
+            "/display.json": {
                 "get": {
-                    "summary": "Today's figures for the hall display",
+                    "summary": "Today's figures for the hall display (public: no staff ids, case numbers or tickets)",
+                    "security": [],
                     "responses": {"200": _json("display data", {"type": "object"})},
                 }
             },
             "/metrics": {
                 "get": {
-                    "summary": "Prometheus metrics",
+                    "summary": "Prometheus metrics (public: no staff ids, case numbers or tickets)",
+                    "security": [],
                     "responses": {
                         "200": {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}
                     },
@@ -132,6 +146,7 @@ def spec() -> dict[str, Any]:
             "/": {
                 "get": {
                     "summary": "The hall display page",
+                    "security": [],
                     "responses": {
                         "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}
                     },

@@ -1,15 +1,14 @@
 """HTTP endpoints of the bad-review work queue, mounted by the hub's API app.
 
-Reads are open like the rest of the API's reads; changes need the hub's bearer token. Checks run
-401 → 422 → 404 → 409 (a change out of sequence), as for cases. Each request opens its own Store
-on a worker thread (sqlite3 connections belong to one thread).
+Like every ``/api/v1/`` route, reads and changes need the hub's bearer token, asked for by the
+app's edge (:mod:`.edge`) before a handler runs. Checks run 401 → 422 → 404 → 409 (a change out
+of sequence), as for cases. Each request opens its own Store on a worker thread (sqlite3
+connections belong to one thread).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hmac
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,14 +22,9 @@ from .. import config as hub_config
 from .. import tickets
 from ..errors import NotFound, TicketStateError
 from ..store import Store
+from .edge import error, json_object
 
 T = TypeVar("T")
-
-
-def _error(status: int, message: str) -> Response:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    body = json.dumps({"error": message}, ensure_ascii=True)
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 def _home(request: Request) -> Path:
@@ -50,11 +44,6 @@ async def _with_store(request: Request, fn: Callable[[Store], T]) -> T:
     return await run_in_threadpool(work)
 
 
-def _authorized(request: Request, config: hub_config.HubConfig) -> bool:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and bool(config.http.token) and hmac.compare_digest(token, config.http.token)
-
-
 def _today(config: hub_config.HubConfig) -> dt.date:
     return dt.datetime.now(config.tz).date()
 
@@ -64,7 +53,7 @@ async def list_tickets(request: Request) -> Response:
     state = request.query_params.get("state") or None
     overdue = request.query_params.get("overdue", "") in ("1", "true", "yes")
     if state is not None and state not in tickets.STATES:
-        return _error(422, f"unknown state {state!r}; choose from {', '.join(tickets.STATES)}")
+        return error(422, f"unknown state {state!r}; choose from {', '.join(tickets.STATES)}")
     rows = await _with_store(request, lambda s: tickets.list_tickets(s, config.tickets, _today(config), state, overdue))
     return JSONResponse({"tickets": rows})
 
@@ -75,7 +64,7 @@ async def get_ticket(request: Request) -> Response:
     try:
         row = await _with_store(request, lambda s: tickets.get_ticket(s, ref, config.tickets, _today(config)))
     except NotFound as exc:
-        return _error(404, str(exc))
+        return error(404, str(exc))
     return JSONResponse(row)
 
 
@@ -88,9 +77,7 @@ _ACTIONS: dict[str, tuple[tuple[str, ...], Callable[[Store, str, dict[str, Any],
 }
 
 
-def _check_body(action: str, body: Any) -> str | None:
-    if not isinstance(body, dict):
-        return "the body must be a JSON object"
+def _check_body(action: str, body: dict[str, Any]) -> str | None:
     for key in _ACTIONS[action][0]:
         if not isinstance(body.get(key), str) or not body[key].strip():
             return f"{key!r} must be a non-empty string"
@@ -103,26 +90,21 @@ def _check_body(action: str, body: Any) -> str | None:
 
 async def change_ticket(request: Request) -> Response:
     config = _config(request)
-    if not _authorized(request, config):
-        return _error(401, "missing or wrong bearer token")
     action, ref = request.path_params["action"], request.path_params["ticket"]
     if action not in _ACTIONS:
-        return _error(404, f"no ticket action {action!r}; choose from {', '.join(_ACTIONS)}")
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        body = None
+        return error(404, f"no ticket action {action!r}; choose from {', '.join(_ACTIONS)}")
+    body = await json_object(request)
     problem = _check_body(action, body)
     if problem:
-        return _error(422, problem)
+        return error(422, problem)
     actor = str(body.get("actor") or "http")
     call = _ACTIONS[action][1]
     try:
         row = await _with_store(request, lambda s: call(s, ref, body, actor))
     except NotFound as exc:
-        return _error(404, str(exc))
+        return error(404, str(exc))
     except TicketStateError as exc:
-        return _error(409, str(exc))
+        return error(409, str(exc))
     return JSONResponse(await _with_store(request, lambda s: tickets.get_ticket(s, str(row["id"]), config.tickets,
                                                                                   _today(config))))  # fmt: skip
 
@@ -153,6 +135,7 @@ def openapi_paths() -> dict[str, Any]:
     }
     titles = {"assign": "转办 assign", "appeal": "申诉 appeal", "verify": "核实 verify", "feedback": "反馈 feedback"}
     path_ticket = {"name": "ticket", "in": "path", "required": True, "schema": {"type": "string"}}
+    unauthorized = {"description": "token missing or wrong", **err}
 
     def change(action: str) -> dict[str, Any]:
         return {
@@ -163,7 +146,8 @@ def openapi_paths() -> dict[str, Any]:
                 "requestBody": bodies[action],
                 "responses": {
                     "200": ticket,
-                    "401": {"description": "token missing or wrong", **err},
+                    "401": unauthorized,
+                    "413": {"description": "body over 64 KiB", **err},
                     "422": {"description": "bad body", **err},
                     "404": {"description": "unknown ticket", **err},
                     "409": {"description": "out of sequence", **err},
@@ -173,13 +157,13 @@ def openapi_paths() -> dict[str, Any]:
 
     return {
         "/api/v1/tickets": {"get": {
-            "summary": "The bad-review work queue",
+            "summary": "The bad-review work queue", "security": [{"bearer": []}],
             "parameters": [{"name": "state", "in": "query", "schema": {"enum": list(tickets.STATES)}},
                            {"name": "overdue", "in": "query", "schema": {"type": "string", "enum": ["1", "0"]}}],
             "responses": {"200": {"description": "{\"tickets\": [...]}", "content": {"application/json": {}}},
-                          "422": {"description": "unknown state", **err}}}},
+                          "401": unauthorized, "422": {"description": "unknown state", **err}}}},
         "/api/v1/tickets/{ticket}": {"get": {
-            "summary": "One ticket by id or number", "parameters": [path_ticket],
-            "responses": {"200": ticket, "404": {"description": "unknown ticket", **err}}}},
+            "summary": "One ticket by id or number", "security": [{"bearer": []}], "parameters": [path_ticket],
+            "responses": {"200": ticket, "401": unauthorized, "404": {"description": "unknown ticket", **err}}}},
         **{f"/api/v1/tickets/{{ticket}}/{action}": change(action) for action in bodies},
     }  # fmt: skip
