@@ -109,6 +109,7 @@ def test_stats_gives_the_same_rows_as_the_cli(client: TestClient, hall: Hall) ->
 def test_metrics_and_page(client: TestClient, hall: Hall) -> None:
     text = client.get("/metrics").text
     assert "haocha_devices 1.0" in text and "haocha_devices_online 0.0" in text
+    assert "haocha_upstream_pending 0.0" in text and "haocha_upstream_held 0.0" in text  # the README promised them
     page = client.get("/")
     assert page.status_code == 200 and "好差评" in page.text and 'fetch("display.json"' in page.text
     display = client.get("/display.json").json()  # public, like the page: no token

@@ -9,6 +9,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..store import Store
 from ..store.registry import stored_state
+from ..upstream.metrics import upstream_metrics
 
 
 class StoreCollector(Collector):
@@ -28,6 +29,7 @@ class StoreCollector(Collector):
         yield from self._devices()
         pending = conn.execute("SELECT count(*) FROM commands WHERE published_ms IS NULL").fetchone()[0]
         yield GaugeMetricFamily("haocha_commands_pending", "Invitations and commands not yet published", value=pending)
+        yield from upstream_metrics(conn)
 
     def _devices(self) -> Iterator[Metric]:
         online = backlog = total = 0
