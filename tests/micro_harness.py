@@ -15,6 +15,8 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +226,24 @@ def make_config(
         f"[timing]\nthanks_s = 0.2\n"
     )
     return load(path)
+
+
+@contextmanager
+def board_on(folder: Path, firmware: Path, port: int, host: str = "127.0.0.1", **broker: Any) -> Iterator[Any]:
+    """The firmware (compiled in ``firmware``) with the simulated board, its broker at
+    ``host:port``, its journal in ``folder/dev``; ``broker`` overrides keys of config.json's
+    ``broker`` (``keepalive_s``, ``report_s``, ``password``)."""
+    from terminal.micro_host import SimBoardProcess, write_sim_config
+
+    path = write_sim_config(make_config(folder / "dev", port), folder)
+    cfg = json.loads(path.read_text())
+    cfg["broker"].update(broker, host=host)
+    path.write_text(json.dumps(cfg))
+    with SimBoardProcess(path, code_dir=firmware) as board:
+        board.start()
+        yield board
+
+
+def logged(board: Any, start: str) -> list[str]:
+    """The board's log lines (without ``log ``) that start with ``start``."""
+    return [line[4:] for line in list(board.log) if line.startswith("log " + start)]

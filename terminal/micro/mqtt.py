@@ -1,29 +1,47 @@
-"""A small MQTT 3.1.1 client for the firmware, with no step that can block without a bound.
+"""A small MQTT 3.1.1 client for the firmware: no step blocks, and nothing the broker sends
+allocates, without a bound.
 
 ``umqtt.simple`` waits for a PUBACK with no timeout and does not wrap packet ids past 65,535
 (micropython-lib #94). This client instead:
 
 - connects without blocking: :meth:`Client.start` begins a non-blocking TCP connect and
-  :meth:`Client.poll` carries it through CONNECT/CONNACK, giving up after ``TIMEOUT_MS``;
-- sends with a deadline (``TIMEOUT_MS``) and reads only what ``select.poll`` says is there;
-- keeps the link alive with PINGREQ and calls it dead when nothing arrived for 1.5 x keepalive;
+  :meth:`Client.poll` carries it through CONNECT/CONNACK and SUBSCRIBE/SUBACK, giving up after
+  ``_TIMEOUT_MS``. It is up (``connected``) only once every subscription was granted: a refused
+  one (SUBACK 0x80) fails the connection, so a terminal never sits online deaf to its ``ack``;
+- sends with a deadline (``_TIMEOUT_MS``) and reads only what ``select.poll`` says is there;
+- reads a PUBLISH over ``_MAX_PACKET`` in ``_CHUNK``-sized pieces and discards them, then acks
+  it: a persistent session would otherwise redeliver it after every CONNACK, forever;
+- refuses what no broker may send (a remaining length over 4 bytes, a packet type, size or id
+  out of place): the link is closed and ``error`` says why;
+- sends PINGREQ after half the keepalive without traffic either way, and calls the link dead when
+  its PINGRESP has not come within another half;
 - numbers packets 1..65535, wrapping, never 0, never an id still in its ring of unacked ids.
 
 Sessions are persistent (clean session 0), the will is retained QoS 1, publishes are QoS 1.
 A PUBACK only frees its packet id: it proves nothing about delivery (SPEC section 3).
+
+Names with a leading underscore set by ``const`` cost no RAM: the heap is 64 KB.
 """
 
+import errno
 import select
 import socket
 from array import array
 from struct import pack, unpack_from
 from time import ticks_add, ticks_diff, ticks_ms
 
-DOWN, CONNECTING, WAIT_CONNACK, UP = 0, 1, 2, 3
-TIMEOUT_MS = 5000
-RING = 32
-MAX_PACKET = 4096  # hub commands, acks and states are a few hundred bytes; the heap is 64 KB
-_POLLIN, _POLLOUT, _POLLBAD = select.POLLIN, select.POLLOUT, select.POLLERR | select.POLLHUP
+from micropython import const
+
+DOWN, UP = const(0), const(4)
+_CONNECTING, _WAIT_CONNACK, _WAIT_SUBACK = const(1), const(2), const(3)
+_TIMEOUT_MS = const(5000)
+_RING = const(32)
+_MAX_PACKET = const(4096)  # hub commands, acks and states are a few hundred bytes
+_CHUNK = const(256)  # bytes per socket read
+_READS = const(8)  # socket reads per poll at most: the main loop gets back to the keys
+_EXPECTED = ("", "answer", "CONNACK", "SUBACK", "QoS 0/1 PUBLISH, PUBACK or PINGRESP")  # by state
+# select's flags, the same on the unix port and on lwIP (extmod/modselect.c)
+_POLLIN, _POLLOUT, _POLLBAD = const(0x01), const(0x04), const(0x18)
 
 
 class MQTTError(OSError):
@@ -46,22 +64,40 @@ def _str(s):
     return pack("!H", len(s)) + s
 
 
+def _text(b):
+    """A topic as str; one that is not UTF-8 as its repr (it matches no subscription)."""
+    try:
+        return b.decode()
+    except UnicodeError:
+        return repr(b)
+
+
+def _connect_error(exc):
+    if exc.errno == errno.ECONNREFUSED:
+        return "connection refused (no broker on that port?)"
+    return "connect failed: %s" % errno.errorcode.get(exc.errno, exc)
+
+
 class Client:
-    def __init__(self, client_id, host, port, user, password, keepalive_s, will):
+    def __init__(self, client_id, host, port, user, password, keepalive_s, will, subs=(), log=None):
         self.client_id, self.host, self.port = client_id, host, port
         self.user, self.password, self.will = user, password, will
+        self.subs = subs  # ((topic, qos), ...): subscribed on every connection before it is up
+        self.log = log
         self.keepalive_ms = keepalive_s * 1000
         self.state = DOWN
         self.sock = self.poller = None
         self.pid = 0
-        self.inflight = array("H", bytes(2 * RING))  # ids awaiting their PUBACK (0: free slot)
+        self.inflight = array("H", bytes(2 * _RING))  # ids awaiting their PUBACK (0: free slot)
         self.ring = 0
         self.on_message = None  # (topic str, payload bytes, retained bool)
         self.error = None
-        self.buf = bytearray()
-        self.rbuf = bytearray(256)
+        self.buf = bytearray()  # received, not yet handled: at most a packet and a chunk
+        self.rbuf = bytearray(_CHUNK)
+        self.skip = self.skip_pid = 0  # bytes of an oversize PUBLISH still to drop; its id
+        self.skip_note = ""
         self.since = self.last_tx = self.last_rx = 0
-        self.ping_out = False
+        self.ping_out = None  # when the unanswered PINGREQ left
 
     @property
     def connected(self):
@@ -70,9 +106,9 @@ class Client:
     def next_pid(self):
         """The next free packet id: 1..65535, wrapping, never 0, never one still in flight."""
         ring = self.inflight
-        for _ in range(RING + 1):
+        for _ in range(_RING + 1):
             self.pid = self.pid % 65535 + 1
-            for i in range(RING):
+            for i in range(_RING):
                 if ring[i] == self.pid:
                     break
             else:
@@ -81,23 +117,31 @@ class Client:
 
     # -- connection -------------------------------------------------------------------------
     def start(self):
-        """Begin connecting and return at once; :meth:`poll` completes the handshake."""
+        """Begin connecting and return at once; :meth:`poll` completes the handshake. When the
+        connection cannot even begin, the client is DOWN again and ``error`` says why."""
         self.close()
-        addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
-        self.sock = socket.socket()
-        self.sock.setblocking(False)
-        self.poller = select.poll()
-        self.poller.register(self.sock, _POLLIN | _POLLOUT)
+        self.error = None
         self.since = ticks_ms()
-        self.state = CONNECTING
         self.buf[:] = b""
-        for i in range(RING):
+        self.skip = 0
+        self.ping_out = None
+        for i in range(_RING):
             self.inflight[i] = 0
         try:
+            addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
+        except OSError as exc:
+            self.error = "host name not resolved (%s)" % exc
+            return
+        try:
+            self.sock = socket.socket()
+            self.sock.setblocking(False)
+            self.poller = select.poll()
+            self.poller.register(self.sock, _POLLIN | _POLLOUT)
+            self.state = _CONNECTING
             self.sock.connect(addr)
         except OSError as exc:
-            if exc.errno not in (115, 11, 119):  # EINPROGRESS (Linux), EAGAIN, EINPROGRESS (lwIP)
-                self._fail("connect: %s" % exc)
+            if exc.errno not in (errno.EINPROGRESS, errno.EAGAIN, 119):  # 119: EINPROGRESS on lwIP
+                self._fail(_connect_error(exc))
 
     def _connect_packet(self):
         flags = 0x2C  # will retained (0x20), will QoS 1 (0x08), will flag (0x04), clean session 0
@@ -136,12 +180,12 @@ class Client:
     # -- sending ----------------------------------------------------------------------------
     def _write(self, data):
         mv = memoryview(data)
-        deadline = ticks_add(ticks_ms(), TIMEOUT_MS)
+        deadline = ticks_add(ticks_ms(), _TIMEOUT_MS)
         while len(mv):
             try:
                 n = self.sock.send(mv)
             except OSError as exc:
-                if exc.errno != 11:  # EAGAIN: the send buffer is full, wait for room
+                if exc.errno != errno.EAGAIN:  # the send buffer is full: wait for room
                     raise
                 n = 0
             if n:
@@ -153,9 +197,12 @@ class Client:
         self.last_tx = ticks_ms()
 
     def publish(self, topic, payload, retain=False):
-        """Send a QoS 1 PUBLISH; return its packet id. MQTTError (link closed) when it fails."""
+        """Send a QoS 1 PUBLISH of ``payload`` (bytes, or str sent as UTF-8); return its packet id.
+        MQTTError (link closed) when it fails."""
         if self.state != UP:
             raise MQTTError("not connected")
+        if isinstance(payload, str):
+            payload = payload.encode()  # the length counts bytes, not characters
         t = _str(topic)
         pid = self.next_pid()
         head = bytearray(b"\x33" if retain else b"\x32")
@@ -164,7 +211,7 @@ class Client:
         head += pack("!H", pid)
         # a fixed ring, no allocation per message: an id older than the ring is long acked
         self.inflight[self.ring] = pid
-        self.ring = (self.ring + 1) % RING
+        self.ring = (self.ring + 1) % _RING
         try:
             self._write(head)
             self._write(payload)
@@ -172,17 +219,6 @@ class Client:
             self._fail("publish: %s" % exc)
             raise MQTTError("publish failed")
         return pid
-
-    def subscribe(self, topics):
-        """SUBSCRIBE to ((topic, qos), ...); the SUBACK is taken by :meth:`poll`."""
-        body = bytearray(pack("!H", self.next_pid()))
-        for topic, qos in topics:
-            body += _str(topic)
-            body.append(qos)
-        try:
-            self._write(b"\x82" + _varint(len(body)) + body)
-        except OSError as exc:
-            self._fail("subscribe: %s" % exc)
 
     # -- receiving --------------------------------------------------------------------------
     def poll(self, wait_ms=0):
@@ -197,88 +233,146 @@ class Client:
             return False
 
     def _poll(self, wait_ms):
-        if self.state != UP and ticks_diff(ticks_ms(), self.since) > TIMEOUT_MS:
-            raise MQTTError("connect timed out")
+        if self.state != UP and ticks_diff(ticks_ms(), self.since) > _TIMEOUT_MS:
+            raise MQTTError("no %s within %d s" % (_EXPECTED[self.state], _TIMEOUT_MS // 1000))
         events = self.poller.poll(wait_ms)
         ev = events[0][1] if events else 0
-        if self.state == CONNECTING:
+        if self.state == _CONNECTING:
             if ev & _POLLBAD:
+                try:
+                    self.sock.recv(1)  # fails with the connect's own error
+                except OSError as exc:
+                    raise MQTTError(_connect_error(exc))
                 raise MQTTError("connection refused")
             if ev & _POLLOUT:
                 self.poller.modify(self.sock, _POLLIN)
-                self.state = WAIT_CONNACK
+                self.state = _WAIT_CONNACK
                 self._connect_packet()
             return False
-        if ev & _POLLIN:
+        was_up = self.state == UP
+        for _ in range(_READS if ev & _POLLIN else 0):
             n = self.sock.readinto(self.rbuf)
             if not n:
                 raise MQTTError("connection closed by the broker")
-            self.buf.extend(memoryview(self.rbuf)[:n])
             self.last_rx = ticks_ms()
-            self.ping_out = False
-        elif ev & _POLLBAD:
+            self.buf.extend(memoryview(self.rbuf)[:n])
+            self._parse()
+            if not self.poller.poll(0):
+                break
+        if ev & _POLLBAD and not ev & _POLLIN:
             raise MQTTError("connection lost")
-        was_up = self.state == UP
-        self._parse()
         if self.state == UP:
             self._keepalive()
         return self.state == UP and not was_up
 
     def _keepalive(self):
-        now, ka = ticks_ms(), self.keepalive_ms
-        if ka <= 0:
+        now, half = ticks_ms(), self.keepalive_ms // 2
+        if half <= 0:
             return
-        if ticks_diff(now, self.last_rx) > ka * 3 // 2:
-            raise MQTTError("no answer from the broker within 1.5 x keepalive")
-        if not self.ping_out and (ticks_diff(now, self.last_tx) >= ka or ticks_diff(now, self.last_rx) >= ka):
+        if self.ping_out is not None:
+            if ticks_diff(now, self.ping_out) > half:
+                raise MQTTError("no PINGRESP within %d ms: the link is dead" % half)
+        elif ticks_diff(now, self.last_tx) >= half or ticks_diff(now, self.last_rx) >= half:
             self._write(b"\xc0\x00")
-            self.ping_out = True
+            self.ping_out = now
 
     def _parse(self):
         buf = self.buf
-        while len(buf) >= 2:
+        while True:
+            if self.skip:  # the rest of an oversize PUBLISH: dropped as it comes
+                k = min(self.skip, len(buf))
+                buf[0:k] = b""
+                self.skip -= k
+                if self.skip:
+                    return
+                if self.skip_pid:  # acked: the broker must not deliver it again
+                    self._write(b"\x40\x02" + pack("!H", self.skip_pid))
+                if self.log is not None:
+                    self.log(self.skip_note)
             length, shift, i = 0, 0, 1
             while True:
                 if i >= len(buf):
                     return
                 b = buf[i]
-                length |= (b & 0x7F) << shift
-                shift += 7
                 i += 1
+                length |= (b & 0x7F) << shift
                 if not b & 0x80:
                     break
-                if shift > 21:
-                    raise MQTTError("bad remaining length")
-            if length > MAX_PACKET:
-                raise MQTTError("packet too large")
+                shift += 7
+                if i > 4:
+                    raise MQTTError("bad packet from the broker: remaining length over 4 bytes")
+            kind = buf[0]
+            if length > _MAX_PACKET:
+                if not self._begin_skip(kind, i, length):
+                    return
+                continue
             if len(buf) < i + length:
                 return
-            kind = buf[0]
             body = bytes(memoryview(buf)[i:i + length])
             buf[0:i + length] = b""
             self._handle(kind, body)
 
+    def _begin_skip(self, kind, i, length):
+        """Read the head (topic, packet id) of an oversize PUBLISH starting at ``buf[0]`` and
+        set the whole packet to be dropped; False while its head has not arrived."""
+        buf, qos2 = self.buf, kind & 6  # QoS x 2: the size of its packet id
+        head = i + 2 + (buf[i] << 8 | buf[i + 1]) + qos2 if len(buf) >= i + 2 else 0
+        if kind & 0xF0 != 0x30 or qos2 > 2 or self.state < _WAIT_SUBACK or head - i > _MAX_PACKET:
+            raise MQTTError("bad packet from the broker: 0x%02x of %d bytes" % (kind, length))
+        if not head or len(buf) < head:
+            return False
+        self.skip_pid = unpack_from("!H", buf, head - 2)[0] if qos2 else 0
+        self.skip_note = "skipped a %d-byte message on %s: over the %d-byte limit" % (
+            length, _text(bytes(buf[i + 2:min(head - qos2, i + 82)])), _MAX_PACKET)
+        self.skip = i + length
+        return True
+
     def _handle(self, kind, body):
-        typ = kind & 0xF0
-        if typ == 0x20:  # CONNACK
-            if len(body) < 2 or body[1]:
-                raise MQTTError("broker refused the connection (code %d)" % (body[1] if len(body) > 1 else -1))
-            self.state = UP
-            self.last_rx = ticks_ms()
-        elif typ == 0x30:  # PUBLISH
-            qos = (kind >> 1) & 3
-            tlen = unpack_from("!H", body)[0]
-            pos = 2 + tlen
-            if qos:
-                pos += 2
-            if self.on_message is not None:
-                self.on_message(body[2:2 + tlen].decode(), body[pos:], bool(kind & 1))
-            if qos == 1:
-                self._write(b"\x40\x02" + body[pos - 2:pos])
-        elif typ == 0x40:  # PUBACK
+        n, state = len(body), self.state
+        if kind & 0xF0 == 0x30 and kind & 6 <= 2 and state >= _WAIT_SUBACK and n >= 2:  # PUBLISH
+            qos2 = kind & 6  # QoS x 2: the size of its packet id
+            pos = 2 + (body[0] << 8 | body[1]) + qos2
+            if pos <= n:
+                topic = _text(body[2:pos - qos2])
+                try:
+                    if self.on_message is not None:
+                        self.on_message(topic, body[pos:], bool(kind & 1))
+                finally:  # acked whatever the handler made of it: never redelivered forever
+                    if qos2:
+                        self._write(b"\x40\x02" + body[pos - 2:pos])
+                return
+        elif kind == 0x20 and n == 2 and state == _WAIT_CONNACK:
+            if body[1]:
+                why = ("", "unacceptable protocol version", "client id rejected", "server unavailable",
+                       "bad user name or password", "not authorised", "?")[min(body[1], 6)]
+                raise MQTTError("the broker refused the login: %s (CONNACK %d)" % (why, body[1]))
+            if self.subs:
+                msg = bytearray(pack("!H", self.next_pid()))
+                for topic, qos in self.subs:
+                    msg += _str(topic)
+                    msg.append(qos)
+                self._write(b"\x82" + _varint(len(msg)) + msg)
+                self.state = _WAIT_SUBACK
+            else:
+                self.state = UP
+            return
+        elif kind == 0x90 and state == _WAIT_SUBACK and n == 2 + len(self.subs) and body[0] << 8 | body[1] == self.pid:
+            for i in range(2, n):  # the SUBSCRIBE took the last packet id: self.pid is its id
+                if body[i] == 0x80:
+                    self._write(b"\xe0\x00")
+                    raise MQTTError("the broker refused the subscription to %s (SUBACK 0x80)" % self.subs[i - 2][0])
+                if body[i] > 2:
+                    break
+            else:
+                self.state = UP
+                return
+        elif kind == 0x40 and n == 2 and state >= _WAIT_SUBACK:  # PUBACK
             pid = unpack_from("!H", body)[0]
-            for i in range(RING):
+            for i in range(_RING):
                 if self.inflight[i] == pid:
                     self.inflight[i] = 0
-        elif typ not in (0x90, 0xD0):  # SUBACK, PINGRESP
-            raise MQTTError("unexpected packet type 0x%02x" % typ)
+            return
+        elif kind == 0xD0 and n == 0 and state == UP:  # PINGRESP
+            self.ping_out = None
+            return
+        raise MQTTError("bad packet from the broker: 0x%02x of %d bytes (expected %s)" % (kind, n, _EXPECTED[state]))

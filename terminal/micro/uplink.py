@@ -5,6 +5,10 @@
 - The client is handed a bounded window of rows beyond the acked pointer, never the backlog.
 - The window is sent again on (re)connect, when the hub's state turns online, and whenever the
   ack has not moved for ``resend_s`` while rows are pending.
+- Broker trouble is logged with the broker's host:port and the reason: at once, then every
+  ``broker.report_s`` (60 s) while it lasts, not at every retry. Retries back off from 1 s to
+  10 s; the backoff starts again only after a link stayed up for 30 s, so a broker that drops
+  every link at once is not hammered.
 
 Single-threaded: :meth:`Uplink.step` is called by the main loop and never blocks longer than its
 ``wait_ms`` plus the socket send timeout. Frames are built in one buffer allocated at start.
@@ -14,15 +18,22 @@ from binascii import unhexlify
 from json import dumps, loads
 from time import sleep_ms, ticks_add, ticks_diff, ticks_ms
 
+from micropython import const
+
 import mqtt
 import wire
 
 FW = "micro-0.1.0"
-#: Ceilings for a 64 KB heap, whatever the config asks for.
-MAX_WINDOW = 200
-MAX_BATCH = 8
-#: A frame is closed once it passes this many bytes (the buffer has room for one more event).
-FRAME_BYTES = 2560
+# Names set by ``const`` with a leading underscore cost no RAM.
+# Ceilings for a 64 KB heap, whatever the config asks for.
+_MAX_WINDOW = const(200)
+_MAX_BATCH = const(8)
+# A frame is closed once it passes this many bytes (the buffer has room for one more event).
+_FRAME_BYTES = const(2560)
+# Reconnect backoff: doubles per failed attempt; back to the start once a link stayed up.
+_BACKOFF_MS = const(1000)
+_MAX_BACKOFF_MS = const(10000)
+_STABLE_MS = const(30000)
 
 
 class Uplink:
@@ -31,8 +42,8 @@ class Uplink:
         self.on_command, self.log = on_command, log
         self.hall, self.device = cfg["hall"], cfg["device"]
         up = cfg.get("uplink", {})
-        self.window = max(1, min(int(up.get("window", 1000)), MAX_WINDOW))
-        self.batch = max(1, min(int(up.get("batch", 50)), MAX_BATCH))
+        self.window = max(1, min(int(up.get("window", 1000)), _MAX_WINDOW))
+        self.batch = max(1, min(int(up.get("batch", 50)), _MAX_BATCH))
         self.resend_ms = int(up.get("resend_s", 5.0) * 1000)
         self.state_ms = int(up.get("state_s", 30.0) * 1000)
         self.mac = wire.Mac(unhexlify(cfg["key"]))
@@ -42,15 +53,21 @@ class Uplink:
         b = cfg.get("broker", {})
         self.client = mqtt.Client("haocha-%s-%s" % (self.hall, self.device), b.get("host", "127.0.0.1"),
                                   int(b.get("port", 1883)), b.get("user") or self.device, b.get("password", ""),
-                                  int(b.get("keepalive_s", 15)), (self.t_state, b'{"online":false}'))
+                                  int(b.get("keepalive_s", 15)), (self.t_state, b'{"online":false}'),
+                                  ((self.t_ack, 1), (self.t_cmd, 1), (self.t_hub, 1)), log)
         self.client.on_message = self._on_message
+        self.report_ms = int(b.get("report_s", 60) * 1000)
         self.hub_online = None
         self.resend_due = True
         self.latest_ack = 0
         self.sent_upto = journal.acked
         self.last_progress = self.retry_at = ticks_ms()
         self.next_state = None
-        self.backoff_ms = 1000
+        self.backoff_ms = _BACKOFF_MS
+        self.up_at = None  # when the link came up; None while it is down
+        self.failures = 0  # failed attempts since the link was last up
+        self.reported = None  # the trouble last logged, and when
+        self.reported_at = 0
         self.net_ok = None  # () -> bool: the board says whether Wi-Fi is up
 
     def _on_message(self, topic, payload, retained):
@@ -74,46 +91,60 @@ class Uplink:
         """Connect when due, handle what arrived (waiting at most ``wait_ms``), apply the ack,
         send what the window allows, publish the state when due."""
         c = self.client
-        if c.state == mqtt.DOWN and ticks_diff(ticks_ms(), self.retry_at) >= 0 and (not self.net_ok or self.net_ok()):
-            try:
-                c.start()
-            except OSError as exc:  # no route, no address: try again later
-                c.error = str(exc)
-                self._retry_later()
         if c.state == mqtt.DOWN:
-            self._apply_ack()
-            if wait_ms:
-                sleep_ms(wait_ms)
-            return
-        if c.poll(wait_ms):
-            self.backoff_ms = 1000
-            c.subscribe(((self.t_ack, 1), (self.t_cmd, 1), (self.t_hub, 1)))
-            self.resend_due = True
-            self.next_state = None
-            self.log("connected")
+            if ticks_diff(ticks_ms(), self.retry_at) < 0 or (self.net_ok and not self.net_ok()):
+                self._apply_ack()
+                if wait_ms:
+                    sleep_ms(wait_ms)
+                return
+            c.start()  # DOWN again at once when there is no address or no route
+        if c.state != mqtt.DOWN and c.poll(wait_ms):
+            self._linked()
         self._apply_ack()
-        if not c.connected:
-            if c.state == mqtt.DOWN:
-                self.log("link down: %s" % c.error)
-                self._retry_later()
-            return
-        now = ticks_ms()
-        if self.resend_due or (self.sent_upto > self.journal.acked and self.hub_online is not False
-                               and ticks_diff(now, self.last_progress) >= self.resend_ms):
-            self.resend_due = False
-            self.sent_upto = self.journal.acked
-            self.last_progress = now
-        try:
-            self._send_window()
-            if self.next_state is None or ticks_diff(now, self.next_state) >= 0:
-                self.publish_state(True)
-        except OSError as exc:
-            self.log("send failed: %s" % exc)
-            self._retry_later()
+        if c.connected:
+            now = ticks_ms()
+            if self.resend_due or (self.sent_upto > self.journal.acked and self.hub_online is not False
+                                   and ticks_diff(now, self.last_progress) >= self.resend_ms):
+                self.resend_due = False
+                self.sent_upto = self.journal.acked
+                self.last_progress = now
+            if self.backoff_ms > _BACKOFF_MS and ticks_diff(now, self.up_at) >= _STABLE_MS:
+                self.backoff_ms = _BACKOFF_MS  # only a link that stayed up earns quick retries
+            try:
+                self._send_window()
+                if self.next_state is None or ticks_diff(now, self.next_state) >= 0:
+                    self.publish_state(True)
+            except OSError:
+                pass  # the client closed the link and says why in ``error``
+        if c.state == mqtt.DOWN:
+            self._failed()
 
-    def _retry_later(self):
-        self.retry_at = ticks_add(ticks_ms(), self.backoff_ms)
-        self.backoff_ms = min(self.backoff_ms * 2, 10000)
+    def _linked(self):
+        c = self.client
+        if self.failures:
+            self.log("connected to %s:%d after %d failed attempts" % (c.host, c.port, self.failures))
+        else:
+            self.log("connected to %s:%d" % (c.host, c.port))
+        self.up_at, self.failures, self.reported = ticks_ms(), 0, None
+        self.resend_due = True
+        self.next_state = None
+
+    def _failed(self):
+        """Log a lost link or a failed attempt (at once, then every ``report_ms`` while the same
+        trouble lasts, not at every retry) and schedule the next attempt."""
+        c, now = self.client, ticks_ms()
+        why = c.error or "closed"
+        if self.up_at is not None:
+            self.log("lost the link to %s:%d: %s" % (c.host, c.port, why))
+            self.up_at, self.reported, self.reported_at = None, why, now
+        else:
+            self.failures += 1
+            if why != self.reported or ticks_diff(now, self.reported_at) >= self.report_ms:
+                self.log("cannot connect to %s:%d: %s%s" % (
+                    c.host, c.port, why, " (%d attempts so far)" % self.failures if self.failures > 1 else ""))
+                self.reported, self.reported_at = why, now
+        self.retry_at = ticks_add(now, self.backoff_ms)
+        self.backoff_ms = min(self.backoff_ms * 2, _MAX_BACKOFF_MS)
 
     def _apply_ack(self):
         j, upto = self.journal, self.latest_ack
@@ -145,7 +176,7 @@ class Uplink:
                 ev["age_ms"] = self.clock.age_ms(ev.get("boot"), ev.get("mono_ms", 0))
                 wire.put_event(out, self.mac, self.hall, self.device, ev)
                 last, ev = seq, None
-                if len(out) > FRAME_BYTES:
+                if len(out) > _FRAME_BYTES:
                     break
             if last == start:
                 return
