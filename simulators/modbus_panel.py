@@ -4,9 +4,11 @@ The server speaks RTU framing over a loopback TCP port (``socket://127.0.0.1:POR
 port 0), its own asyncio loop on its own thread. Several panels sit on the one simulated bus at
 their unit ids. Each :class:`SimPanel` keeps what the firmware of docs/panels.md keeps: press
 counters that restart at 0 at power-up, a boot counter and the previous boot's final counters in
-"FRAM", lights and buzzer driven by the terminal. ``unplug`` makes a panel stop answering
-(presses still count), ``reboot`` power-cycles it, ``corrupt_next``/``inject_noise`` damage
-answers on the line.
+"FRAM", lights and buzzer driven by the terminal. Given a :class:`PanelMemory`, the FRAM is a
+file that outlives the simulator: a new simulator on it is the same panel powered up again (same
+serial number, next boot number, the last counters as the previous boot's). ``unplug`` makes a
+panel stop answering (presses still count), ``reboot`` power-cycles it, ``wipe`` loses its
+memory, ``corrupt_next``/``inject_noise`` damage answers on the line.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from terminal.errors import PanelError
 from terminal.panel import Key
 from terminal.panels import modbusmap as m
 
+from .panel_memory import PanelMemory
+
 _LOG = logging.getLogger(__name__)
 LightsHook = Callable[[dict[str, bool]], None]
 
@@ -43,21 +47,27 @@ class SimPanel:
         serial: int = 1,
         model: int = 1,
         firmware: int = 0x0102,
+        memory: PanelMemory | None = None,
     ) -> None:
+        """``serial`` is the serial number of a new panel; one that ``memory`` remembers keeps its own."""
         if not 1 <= nbuttons <= m.MAX_BUTTONS or max(buttons.values(), default=1) > nbuttons:
             raise PanelError(f"a panel of {nbuttons} buttons cannot carry buttons {sorted(buttons.values())}")
         self.unit = unit
         self.buttons = dict(buttons)
-        self.ident = [m.VENDOR, model, firmware, serial >> 16, serial & 0xFFFF, nbuttons, m.MAP_VERSION]
         self._lock = threading.Lock()
+        self.memory = memory
+        self.serial = serial
         self.boot = 1
         self.counters = [0] * m.MAX_BUTTONS
         self.prev_boot = 0
         self.prev = [0] * m.MAX_BUTTONS
+        self.presses = 0  #: every press ever made on this panel, across reboots (and restarts, with memory)
+        if memory is not None:
+            self._power_up(memory)
+        self.ident = [m.VENDOR, model, firmware, self.serial >> 16, self.serial & 0xFFFF, nbuttons, m.MAP_VERSION]
         self._lights = {"ready": False, "reason": False, "thanks": False}
         self._beep_reg = [0, 0]
         self.beeps: list[m.Beep] = []
-        self.presses = 0  #: every press ever made on this panel, across reboots
         self.plugged = True
         #: Set once a terminal has read the counters: from then on every press is delivered (a
         #: terminal meeting a panel for the first time counts from the counters it first reads).
@@ -74,15 +84,53 @@ class SimPanel:
         with self._lock:
             self.counters[button - 1] = (self.counters[button - 1] + 1) % m.WRAP
             self.presses += 1
+            self._save()
 
     def reboot(self) -> None:
         """Power-cycle: the final counters go to FRAM, counters, lights and buzzer restart at 0."""
         with self._lock:
             self.prev_boot, self.prev = self.boot, list(self.counters)
             self.boot = (self.boot + 1) % m.WRAP
-            self.counters = [0] * m.MAX_BUTTONS
-            self._lights = dict.fromkeys(self._lights, False)
-            self._beep_reg = [0, 0]
+            self._forget()
+
+    def wipe(self, boot: int | None = None) -> None:
+        """Lose the memory (a firmware fault), or stand for a replaced unit with the same serial
+        number: counters and the previous boot's registers back to 0, lights off; the boot
+        counter stays as it is, or becomes ``boot``."""
+        with self._lock:
+            self.prev_boot, self.prev = 0, [0] * m.MAX_BUTTONS
+            if boot is not None:
+                self.boot = boot % m.WRAP
+            self._forget()
+
+    def _forget(self) -> None:
+        """Counters, lights and buzzer back to 0 (caller holds the lock)."""
+        self.counters = [0] * m.MAX_BUTTONS
+        self._lights = dict.fromkeys(self._lights, False)
+        self._beep_reg = [0, 0]
+        self._save()
+
+    def _power_up(self, memory: PanelMemory) -> None:
+        """Continue the panel ``memory`` remembers, as at power-up; a new panel if there is none."""
+        saved = memory.state
+        try:
+            serial, boot, counters, presses = saved["serial"], saved["boot"], saved["counters"], saved["presses"]
+            prev = [int(c) % m.WRAP for c in counters][: m.MAX_BUTTONS]
+            serial, boot, presses = int(serial) & 0xFFFFFFFF, int(boot) % m.WRAP, int(presses)
+        except KeyError:
+            pass  # a new panel
+        except (TypeError, ValueError) as exc:
+            _LOG.warning("simulated panel memory %s is not usable (%s): a new panel", memory.path, exc)
+        else:
+            self.serial, self.presses = serial, presses
+            self.prev_boot, self.prev = boot, prev + [0] * (m.MAX_BUTTONS - len(prev))
+            self.boot = (boot + 1) % m.WRAP
+        self._save()
+
+    def _save(self) -> None:
+        """Write the FRAM to the memory file, if any (caller holds the lock, or is __init__)."""
+        if self.memory is not None:
+            self.memory.save(serial=self.serial, boot=self.boot, counters=self.counters, presses=self.presses)
 
     def unplug(self) -> None:
         """Stop answering on the bus (presses still count)."""
@@ -168,6 +216,9 @@ class ModbusPanelSim:
 
     def reboot(self, unit: int | None = None) -> None:
         self.panel(unit).reboot()
+
+    def wipe(self, boot: int | None = None, unit: int | None = None) -> None:
+        self.panel(unit).wipe(boot)
 
     @property
     def lights(self) -> dict[str, bool]:

@@ -4,11 +4,19 @@
 :func:`simulated_panel` starts the simulator that ``config.kind`` needs and returns it with the
 config rewritten to reach it (the ``socket://`` URL of a free loopback port) and the extra
 options ``Terminal(config, **panel_options)`` needs.
+
+The panel is the device's own, as hardware is: its FRAM (serial number, boot counter, counters or
+queue) lives in ``sim-panel.json`` beside ``terminal.toml``, so a ``sim terminal`` run after
+another (after a ``kill -9`` too) meets the same panel, powered up again with the next boot
+number. A lock keeps two runs from simulating the same device's panel at once; ports are free
+loopback ports, never shared.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import random
+from pathlib import Path
 from typing import Any, Protocol
 
 from terminal.config import TerminalConfig
@@ -17,10 +25,23 @@ from terminal.panel import Key
 from terminal.panels.buttons import button_map
 
 from .modbus_panel import ModbusPanelSim, SimPanel
+from .panel_memory import PanelMemory
 from .serial_panel import SerialPanelSim
 
 #: How long ``press`` waits for a terminal's first poll of a simulated Modbus panel.
 FIRST_POLL_S = 30.0
+#: The simulated panel's FRAM, beside ``terminal.toml`` (relative paths resolve against its folder).
+MEMORY_FILE = "sim-panel.json"
+
+
+def panel_memory(config: TerminalConfig) -> PanelMemory:
+    """The FRAM of ``config``'s simulated panel; PanelError if another run holds it."""
+    return PanelMemory(config.resolve(Path(MEMORY_FILE)), config.kind)
+
+
+def new_serial_number() -> int:
+    """A serial number for a panel met for the first time (a factory would print one on it)."""
+    return random.randrange(1, 1 << 32)
 
 
 class SimulatedPanel(Protocol):
@@ -41,8 +62,16 @@ class SimulatedModbusPanel:
 
     def __init__(self, config: TerminalConfig) -> None:
         settings = config.modbus
-        self.sim = ModbusPanelSim([SimPanel(settings.unit, button_map(settings, config.reasons))])
-        url = self.sim.start()
+        self.memory = panel_memory(config)
+        try:
+            panel = SimPanel(
+                settings.unit, button_map(settings, config.reasons), serial=new_serial_number(), memory=self.memory
+            )
+            self.sim = ModbusPanelSim([panel])
+            url = self.sim.start()
+        except BaseException:
+            self.memory.close()
+            raise
         # Over socket:// pymodbus reads answers byte by byte: allow it the time of a long answer.
         settings = dataclasses.replace(settings, port=url, timeout_s=max(settings.timeout_s, 0.5))
         self.config = dataclasses.replace(config, modbus=settings)
@@ -56,12 +85,19 @@ class SimulatedModbusPanel:
 
     def close(self) -> None:
         self.sim.stop()
+        self.memory.close()
 
 
 class SimulatedSerialPanel:
     def __init__(self, config: TerminalConfig) -> None:
-        self.sim = SerialPanelSim(button_map(config.serial, config.reasons))
-        url = self.sim.start()
+        self.memory = panel_memory(config)
+        try:
+            buttons = button_map(config.serial, config.reasons)
+            self.sim = SerialPanelSim(buttons, serial=new_serial_number(), memory=self.memory)
+            url = self.sim.start()
+        except BaseException:
+            self.memory.close()
+            raise
         self.config = dataclasses.replace(config, serial=dataclasses.replace(config.serial, port=url))
         self.panel_options: dict[str, Any] = {}
 
@@ -70,6 +106,7 @@ class SimulatedSerialPanel:
 
     def close(self) -> None:
         self.sim.stop()
+        self.memory.close()
 
 
 def simulated_panel(config: TerminalConfig) -> SimulatedPanel:

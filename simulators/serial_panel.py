@@ -5,8 +5,10 @@ It speaks the line protocol of docs/panels.md as the firmware does: every press 
 order, one at a time; a heartbeat goes out every ``heartbeat_s``; an IDENT at power-up and on
 request. The terminal's LIGHTS frames set lights and sound the buzzer. ``unplug`` cuts the line
 (the terminal's connection is dropped, a new one gets silence) while presses keep queueing;
-``reboot`` power-cycles (queue kept, lights lost, ids restart under a new boot number);
-``inject_noise`` and ``corrupt_next`` damage the line.
+``reboot`` power-cycles (queue kept, lights lost, ids restart under a new boot number); ``wipe``
+loses the memory; ``inject_noise`` and ``corrupt_next`` damage the line. Given a
+:class:`PanelMemory`, the FRAM (serial number, boot number, queue) is a file that outlives the
+simulator: a new simulator on it is the same panel powered up again.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from terminal.panel import Key
 from terminal.panels.lineproto import Frame, FrameParser, Msg, encode
 from terminal.panels.modbusmap import VENDOR, Beep
 
+from .panel_memory import PanelMemory
+
 _LOG = logging.getLogger(__name__)
 LightsHook = Callable[[dict[str, bool]], None]
 
@@ -40,19 +44,25 @@ class SerialPanelSim:
         nbuttons: int = 12,
         heartbeat_s: float = 0.5,
         repeat_s: float = 0.1,
+        memory: PanelMemory | None = None,
     ) -> None:
+        """``serial`` is the serial number of a new panel; one that ``memory`` remembers keeps its own."""
         self.buttons = dict(buttons)
-        self.ident = (VENDOR, model, firmware, serial, nbuttons)
         self.heartbeat_s, self.repeat_s = heartbeat_s, repeat_s
         self.url = ""
         self._cond = threading.Condition()
+        self.memory = memory
+        self.serial = serial
         self.boot = 1
         self._next_id = 1
         self.queue: collections.deque[tuple[int, int, int]] = collections.deque()  # (boot, id, button)
+        self.presses = 0  #: presses ever made (across restarts, with memory)
+        if memory is not None:
+            self._power_up(memory)
+        self.ident = (VENDOR, model, firmware, self.serial, nbuttons)
         self._lights = {"ready": False, "reason": False, "thanks": False}
         self._beep_seq = 0
         self.beeps: list[Beep] = []
-        self.presses = 0  #: presses ever made
         self.acked = 0  #: presses the terminal acknowledged
         self.plugged = True
         self.parser = FrameParser()  #: what the panel received, with its error counts
@@ -78,16 +88,52 @@ class SerialPanelSim:
             self.queue.append((self.boot, self._next_id, button))
             self._next_id = self._next_id % 0xFFFF + 1
             self.presses += 1
+            self._save()
             self._cond.notify_all()
 
     def reboot(self) -> None:
         with self._cond:
             self.boot = (self.boot + 1) % 0x10000
-            self._next_id = 1
-            self._lights = dict.fromkeys(self._lights, False)
-            self._beep_seq = 0
-            self._due_ident = True
-            self._cond.notify_all()
+            self._forget()
+
+    def wipe(self, boot: int | None = None) -> None:
+        """Lose the memory (a firmware fault), or stand for a replaced unit with the same serial
+        number: the queue is gone, ids restart at 1, lights off; the boot number stays as it is,
+        or becomes ``boot``."""
+        with self._cond:
+            self.queue.clear()
+            if boot is not None:
+                self.boot = boot % 0x10000
+            self._forget()
+
+    def _forget(self) -> None:
+        """Ids from 1, lights and buzzer off, IDENT due (caller holds ``_cond``)."""
+        self._next_id = 1
+        self._lights = dict.fromkeys(self._lights, False)
+        self._beep_seq = 0
+        self._due_ident = True
+        self._save()
+        self._cond.notify_all()
+
+    def _power_up(self, memory: PanelMemory) -> None:
+        """Continue the panel ``memory`` remembers, as at power-up; a new panel if there is none."""
+        saved = memory.state
+        try:
+            serial, boot, presses = int(saved["serial"]) & 0xFFFFFFFF, int(saved["boot"]), int(saved["presses"])
+            queue = [(int(b), int(i), int(n)) for b, i, n in saved["queue"]]
+        except KeyError:
+            pass  # a new panel
+        except (TypeError, ValueError) as exc:
+            _LOG.warning("simulated panel memory %s is not usable (%s): a new panel", memory.path, exc)
+        else:
+            self.serial, self.presses, self.queue = serial, presses, collections.deque(queue)
+            self.boot = (boot + 1) % 0x10000
+        self._save()
+
+    def _save(self) -> None:
+        """Write the FRAM to the memory file, if any (caller holds ``_cond``, or is __init__)."""
+        if self.memory is not None:
+            self.memory.save(serial=self.serial, boot=self.boot, queue=list(self.queue), presses=self.presses)
 
     def unplug(self) -> None:
         """Cut the line: drop the terminal's connection; later ones hear nothing until replug."""
@@ -171,6 +217,7 @@ class SerialPanelSim:
                 elif self.queue and self.queue[0][:2] == frame.args:
                     self.queue.popleft()
                     self.acked += 1
+                    self._save()
                     self._cond.notify_all()
         elif frame.msg is Msg.LIGHTS:
             self._lights_frame(*frame.args)

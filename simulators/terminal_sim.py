@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from protocol.levels import Level
 from terminal.config import TerminalConfig
+from terminal.errors import TerminalError
 from terminal.panel import Key, KeyKind
 from terminal.runner import Terminal
 
@@ -25,8 +26,9 @@ _LOG = logging.getLogger(__name__)
 LEVEL_WEIGHTS = {"very_satisfied": 60, "satisfied": 25, "basic": 8, "dissatisfied": 5, "very_dissatisfied": 2}
 
 
-class SimError(RuntimeError):
-    """The simulated run could not finish (no invitation, no commit, no ack in time)."""
+class SimError(TerminalError, RuntimeError):
+    """The simulated run could not finish (no invitation, no commit, no ack in time): one line
+    on stderr from the command line, as every error of this project."""
 
 
 class SimulatedPanel(Protocol):

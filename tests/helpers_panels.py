@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from simulators.hall import wait_for
 from terminal.config import BrokerSettings, TerminalConfig, TimingSettings
 
@@ -41,3 +43,21 @@ def terminal_config(
 
 def level_rows(journal_bodies: list[dict[str, Any]]) -> list[str]:
     return [b["level"] for b in journal_bodies if b.get("kind") == "rating"]
+
+
+#: Fast timing for the bus drivers in terminal.toml (loopback simulators answer in ~1 ms).
+TABLES: dict[str, dict[str, Any]] = {
+    "modbus": {"poll_s": 0.01, "timeout_s": 0.5, "retries": 0, "reconnect_s": 0.2, "baudrate": 115200},
+    "serial": {"read_s": 0.01, "link_timeout_s": 1.0, "reconnect_s": 0.1, "refresh_s": 0.5},
+}
+
+
+def write_config(folder: Path, kind: str, url: str) -> Path:
+    """``folder/terminal.toml`` of a free-mode terminal whose panel is at ``url`` (no broker)."""
+    data = {
+        "device": "T01", "hall": "H1", "window": "W01", "key": "ab" * 32, "kind": kind, "clock": "unsynced",
+        "broker": {"port": NO_BROKER}, "timing": {"lockout_s": 0.0}, kind: {"port": url, **TABLES[kind]},
+    }  # fmt: skip
+    path = folder / "terminal.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path

@@ -15,10 +15,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import tomli_w
 
 from simulators.modbus_panel import ModbusPanelSim, SimPanel
 from simulators.serial_panel import SerialPanelSim
@@ -26,24 +24,10 @@ from terminal.config import load
 from terminal.journal import Journal, read_summary
 from terminal.panel import Key, KeyKind
 from terminal.panels.buttons import button_map
-from tests.helpers_panels import NO_BROKER, wait_until
+from tests.helpers_panels import wait_until, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = [Key(KeyKind.LEVEL, "satisfied"), Key(KeyKind.LEVEL, "basic")]
-TABLES: dict[str, dict[str, Any]] = {
-    "modbus": {"poll_s": 0.01, "timeout_s": 0.5, "retries": 0, "reconnect_s": 0.2, "baudrate": 115200},
-    "serial": {"read_s": 0.01, "link_timeout_s": 1.0, "reconnect_s": 0.1, "refresh_s": 0.5},
-}
-
-
-def write_config(folder: Path, kind: str, url: str) -> Path:
-    data = {
-        "device": "T01", "hall": "H1", "window": "W01", "key": "ab" * 32, "kind": kind, "clock": "unsynced",
-        "broker": {"port": NO_BROKER}, "timing": {"lockout_s": 0.0}, kind: {"port": url, **TABLES[kind]},
-    }  # fmt: skip
-    path = folder / "terminal.toml"
-    path.write_text(tomli_w.dumps(data))
-    return path
 
 
 def start_terminal(config: Path) -> subprocess.Popen[bytes]:

@@ -14,8 +14,14 @@ so each delivery is a small two-phase step in this SQLite file (WAL, ``synchrono
 
 If the process dies between 2 and 3, the next :class:`PressLedger` on the file finds the intent and decides from
 the journal itself: ``last_seq`` grew, so the press was journaled and the mark advances; it did
-not, so the press is delivered again. A press that journals nothing (a reason key outside a
-reason wait) may be offered twice after a crash; it journals nothing again.
+not, so the press is delivered again. Only the panel's thread journals (every row comes from a
+key), so nothing else makes ``last_seq`` grow meanwhile. A press that journals nothing (a reason
+key outside a reason wait) may be offered twice after a crash; it journals nothing again.
+
+A panel that counts from the start again (rebooted, wiped, replaced) gets a new baseline for all
+of its sources at once (:meth:`PressLedger.rebase`, one transaction) before any of its new
+presses is delivered, so a crash in the middle of delivering them finds marks that all belong to
+the new count.
 """
 
 from __future__ import annotations
@@ -82,6 +88,14 @@ class PressLedger:
         """Move the mark without a press (first contact, a panel reboot's new baseline)."""
         with self._lock:
             self._write("INSERT OR REPLACE INTO mark VALUES (?, ?, ?)", (source, mark.boot, mark.count))
+
+    def rebase(self, marks: dict[str, Mark]) -> None:
+        """Move several marks at once, in one transaction (a panel counting from 0 again)."""
+        statements: list[object] = []
+        for source, mark in marks.items():
+            statements += ["INSERT OR REPLACE INTO mark VALUES (?, ?, ?)", (source, mark.boot, mark.count)]
+        with self._lock:
+            self._write(*statements)
 
     def deliver(self, source: str, mark: Mark, key: Key, on_key: KeyHandler | None) -> None:
         """Hand ``key`` to ``on_key`` and then advance ``source`` to ``mark``.

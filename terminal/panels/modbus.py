@@ -5,7 +5,9 @@ loses a press: the driver delivers the difference between the panel's counter an
 it journaled (kept by :class:`~terminal.panels.ledger.PressLedger`), one press at a time, and
 advances its mark only after ``on_key`` returned. A boot counter tells a panel reboot (counters
 back at 0) from presses; the panel keeps the final counters of its previous boot, so presses
-made just before a reboot are delivered too. Register map: ``modbusmap`` and docs/panels.md.
+made just before a reboot are delivered too. A panel that counts from 0 again without a reboot
+(wiped memory, a replaced unit with the same serial number: a counter or the boot counter gone
+back) gets a new baseline at once. Register map: ``modbusmap`` and docs/panels.md.
 
 One :class:`ModbusBus` (one client, one lock, one poll thread) serves every panel on a bus; each
 :class:`ModbusPanel` is one window's panel at its unit id. The common case, one panel per
@@ -40,8 +42,17 @@ _LOG = logging.getLogger(__name__)
 # LinkState reports the link going down and up once each instead. Left alone if configured.
 if logging.getLogger("pymodbus").level == logging.NOTSET:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-#: Polls in a row that must read a counter below its mark before the driver believes it.
-BACKWARDS_POLLS = 3
+
+
+def _behind(count: int, mark: int) -> bool:
+    """16-bit counters wrap: a value below ``mark`` by up to half the range went back (no panel
+    counts 32,768 presses between two polls)."""
+    return (count - mark) % m.WRAP >= m.WRAP // 2
+
+
+def _counts_again(boot: int, counters: list[int], marks: dict[int, Mark | None]) -> bool:
+    """Whether the panel no longer continues the marks: another boot, or a counter gone back."""
+    return any(mk is not None and (mk.boot != boot or _behind(counters[b - 1], mk.count)) for b, mk in marks.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +183,9 @@ class ModbusPanel:
         self.lights = PanelLights(config.modbus.refresh_s)
         self._beep_seq = 0
         self._closed = False
-        self._backwards: dict[int, int] = {}  # button → polls in a row that read it below its mark
-        #: Link figures: polls that got answers, failed requests, presses delivered, refused by on_key.
-        self.counts = {"polls": 0, "failures": 0, "presses": 0, "not_accepted": 0, "reboots": 0}
+        #: Link figures: polls that got answers, failed requests, presses delivered, refused by
+        #: on_key, reboots, and resets (counting from 0 again without a reboot: wiped, replaced).
+        self.counts = {"polls": 0, "failures": 0, "presses": 0, "not_accepted": 0, "reboots": 0, "resets": 0}
 
     # -- Panel protocol -------------------------------------------------------------------
     def start(self, on_key: KeyHandler, on_status: StatusHandler) -> None:
@@ -254,14 +265,20 @@ class ModbusPanel:
 
     def _poll(self, client: ModbusSerialClient) -> None:
         assert self._identity is not None
-        regs = self._read(client, m.IR_BOOT, 1 + self._identity.buttons)
+        buttons = self._identity.buttons
+        regs = self._read(client, m.IR_BOOT, 1 + buttons)
         self.counts["polls"] += 1
         boot, counters = regs[0], regs[1:]
         marks = {b: self.ledger.get(self._source(b)) for _, b in self._order}
-        if any(mk is not None and mk.boot != boot for mk in marks.values()):
-            if not self._settle_reboot(client, boot, marks):
-                return
-            marks = {b: self.ledger.get(self._source(b)) for _, b in self._order}
+        if _counts_again(boot, counters, marks):
+            # A second look in one request, which is also the atomic snapshot of the previous
+            # boot's final counters: one odd answer is not taken for a panel counting again.
+            snap = self._read(client, m.IR_BOOT, m.SNAPSHOT_COUNT)
+            boot, counters = snap[0], snap[1 : 1 + buttons]
+            if _counts_again(boot, counters, marks):
+                prev = snap[m.IR_PREV_BOOT - m.IR_BOOT :]
+                self._new_baseline(client, boot, counters, prev[0], prev[1:], marks)
+                marks = {b: self.ledger.get(self._source(b)) for _, b in self._order}
         for key, button in self._order:
             mark, now = marks[button], Mark(boot, counters[button - 1])
             if mark is None:
@@ -270,54 +287,76 @@ class ModbusPanel:
             else:
                 self._deliver_upto(client, key, button, mark, now)
 
-    def _settle_reboot(self, client: ModbusSerialClient, boot: int, marks: dict[int, Mark | None]) -> bool:
-        """The panel rebooted since the marks: deliver what its previous boot counted past the
-        marks, then count the new boot from 0. False if it rebooted again while we read."""
-        regs = self._read(client, m.IR_BOOT, m.SNAPSHOT_COUNT)
-        if regs[0] != boot:
-            return False
-        prev_boot = regs[m.IR_PREV_BOOT - m.IR_BOOT]
-        prev = regs[m.IR_PREV_COUNTERS - m.IR_BOOT :]
-        self.counts["reboots"] += 1
-        _LOG.warning("unit %d rebooted (boot %d, previous %d)", self.unit, boot, prev_boot)
-        for key, button in self._order:
-            mark = marks[button]
-            if mark is None or mark.boot == boot:
-                continue
-            if mark.boot == prev_boot:
-                self._deliver_upto(client, key, button, mark, Mark(prev_boot, prev[button - 1]))
+    def _new_baseline(
+        self,
+        client: ModbusSerialClient,
+        boot: int,
+        counters: list[int],
+        prev_boot: int,
+        prev: list[int],
+        marks: dict[int, Mark | None],
+    ) -> None:
+        """The panel counts from 0 again: rebooted, or wiped or replaced (same serial number).
+
+        After a reboot, first deliver what the previous boot counted past the marks (its final
+        counters are in FRAM). Then every mark of the panel moves to (boot, 0) in one
+        transaction, and the caller delivers the presses counted since: presses made after the
+        panel came back are never taken for old ones, and a crash meanwhile finds marks that all
+        belong to the new count.
+        """
+        known = {b: mk for b, mk in marks.items() if mk is not None}
+        wiped = [b for b, mk in known.items() if mk.boot == boot and _behind(counters[b - 1], mk.count)]
+        assert self._identity is not None
+        panel = f"unit {self.unit} (serial {self._identity.serial})"
+        if wiped:
+            b = wiped[0]
+            self.counts["resets"] += 1
+            _LOG.warning(
+                "%s: press counter of button %d went back from %d to %d without a reboot (boot %d): "
+                "a wiped or replaced panel; counting its presses from 0",
+                panel, b, known[b].count, counters[b - 1], boot,
+            )  # fmt: skip
+        else:
+            old = next(mk.boot for mk in known.values() if mk.boot != boot)
+            if _behind(boot, old):
+                self.counts["resets"] += 1
+                _LOG.warning(
+                    "%s: boot counter went back from %d to %d: a replaced or wiped panel; counting its presses from 0",
+                    panel, old, boot,
+                )  # fmt: skip
             else:
-                _LOG.error(
-                    "unit %d button %d: presses of boots %d..%d are gone (the panel rebooted more than "
-                    "once between polls)",
-                    self.unit,
-                    button,
-                    mark.boot,
-                    (boot - 1) % m.WRAP,
-                )
-            self.ledger.set(self._source(button), Mark(boot, 0))
+                self._finish_previous_boot(client, panel, boot, prev_boot, prev, known)
+        self.ledger.rebase({self._source(b): Mark(boot, 0) for b, mk in known.items() if wiped or mk.boot != boot})
         self.lights.forget()
-        return True
+
+    def _finish_previous_boot(
+        self, client: ModbusSerialClient, panel: str, boot: int, prev_boot: int, prev: list[int], known: dict[int, Mark]
+    ) -> None:
+        """A reboot: deliver the presses of boot ``prev_boot`` made after the last poll."""
+        self.counts["reboots"] += 1
+        _LOG.warning("%s rebooted (boot %d, previous %d)", panel, boot, prev_boot)
+        gone = sorted({mk.boot for mk in known.values() if mk.boot not in (boot, prev_boot)})
+        if gone:
+            _LOG.error(
+                "%s: presses of boots %d..%d are gone (the panel rebooted more than once between polls)",
+                panel, gone[0], (boot - 1) % m.WRAP,
+            )  # fmt: skip
+        odd = []
+        for key, button in self._order:
+            mark = known.get(button)
+            if mark is None or mark.boot != prev_boot:
+                continue
+            final = Mark(prev_boot, prev[button - 1])
+            if _behind(final.count, mark.count):
+                odd.append(button)  # FRAM does not continue the mark: nothing of it is delivered
+            else:
+                self._deliver_upto(client, key, button, mark, final)
+        if odd:
+            _LOG.error("%s: the final counters of boot %d are below the marks of buttons %s", panel, prev_boot, odd)
 
     def _deliver_upto(self, client: ModbusSerialClient, key: Key, button: int, mark: Mark, now: Mark) -> None:
-        """Deliver the presses between ``mark`` and ``now`` (same boot), one at a time.
-
-        A counter below the mark (by half the 16-bit range or more) is not 60,000 presses: one
-        such read may be a late answer to an earlier request, so the mark stays; after
-        BACKWARDS_POLLS such reads in a row the panel did reset it without a reboot (a fault):
-        count from the new value.
-        """
-        presses = (now.count - mark.count) % m.WRAP
-        if presses >= m.WRAP // 2:
-            self._backwards[button] = self._backwards.get(button, 0) + 1
-            if self._backwards[button] >= BACKWARDS_POLLS:
-                _LOG.error("unit %d button %d: counter went back from %d to %d without a reboot; counting from %d",
-                           self.unit, button, mark.count, now.count, now.count)  # fmt: skip
-                self.ledger.set(self._source(button), now)
-                self._backwards.pop(button)
-            return
-        self._backwards.pop(button, None)
-        for i in range(1, presses + 1):
+        """Deliver the presses between ``mark`` and ``now`` (same boot, ``now`` not behind), one at a time."""
+        for i in range(1, (now.count - mark.count) % m.WRAP + 1):
             self.ledger.deliver(self._source(button), Mark(now.boot, (mark.count + i) % m.WRAP), key, self._on_key)
             self.counts["presses"] += 1
             self._flush_lights(client)

@@ -5,7 +5,9 @@ The panel keeps each press (boot, press id, button) until the terminal acknowled
 repeats it meanwhile, so nothing made while the line was down is lost. The terminal sends the
 ack only after ``on_key`` returned, that is after the journal commit; the press id already
 journaled is kept by :class:`~terminal.panels.ledger.PressLedger`, so a repeat of it (the ack was
-lost, or the terminal restarted) is acknowledged again but never delivered twice.
+lost, or the terminal restarted) is acknowledged again but never delivered twice. A press id
+below the mark cannot be a repeat (the panel sends in order): the panel restarted its ids
+(wiped, or replaced with the same serial number), and the press is delivered.
 
 One thread per panel reads the port, handles frames and is the only writer: ``show`` records the
 wanted lights, which go out within ``read_s``. Noise, framing errors and bad checksums are
@@ -64,8 +66,9 @@ class SerialPanel:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: Driver figures beside the parser's: presses delivered, repeats acked again, unmapped
-        #: buttons, presses refused by on_key, port (re)opens.
-        self.counts = {"presses": 0, "duplicates": 0, "unknown_button": 0, "not_accepted": 0, "opens": 0}
+        #: buttons, presses refused by on_key, port (re)opens, panels numbering from the start
+        #: again without a reboot (wiped, replaced).
+        self.counts = {"presses": 0, "duplicates": 0, "unknown_button": 0, "not_accepted": 0, "opens": 0, "resets": 0}
 
     # -- Panel protocol -------------------------------------------------------------------
     def start(self, on_key: KeyHandler, on_status: StatusHandler) -> None:
@@ -178,7 +181,8 @@ class SerialPanel:
 
     def _heartbeat(self, boot: int) -> None:
         if self._panel_boot is not None and boot != self._panel_boot:
-            _LOG.warning("serial panel on %s rebooted (boot %d)", self.settings.port, boot)
+            if is_newer(boot, self._panel_boot):  # a boot number gone back is told by _check_restart
+                _LOG.warning("serial panel on %s rebooted (boot %d)", self.settings.port, boot)
             self.lights.forget()
         self._panel_boot = boot
         self._up()
@@ -198,9 +202,11 @@ class SerialPanel:
             return  # the journal refused a press moments ago: let the panel repeat it, unacked
         source = self._source()
         mark = self.ledger.get(source)
-        if mark is not None and mark.boot == boot and not is_newer(press_id, mark.count):
-            self.counts["duplicates"] += 1
+        if mark == Mark(boot, press_id):
+            self.counts["duplicates"] += 1  # the journaled press again: its ack was lost
         else:
+            if mark is not None:
+                self._check_restart(mark, boot, press_id)
             try:
                 self.ledger.deliver(source, Mark(boot, press_id), key, self._on_key)
             except NotAccepted as exc:
@@ -211,6 +217,26 @@ class SerialPanel:
             self.counts["presses"] += 1
         self._send(encode(Msg.ACK, boot, press_id))
         self._flush_lights()  # the ack and the thank-you light leave in one write
+
+    def _check_restart(self, mark: Mark, boot: int, press_id: int) -> None:
+        """Log a panel that numbers its presses from the start again (it is delivered all the same).
+
+        The panel repeats only its oldest unacknowledged press and sends them in order, so once
+        press ``mark`` was journaled, no earlier press of that boot can come again: an older id
+        means the panel lost its queue and restarted its ids (wiped, or replaced with the same
+        serial number), and a boot number gone back means the same without a reboot.
+        """
+        if mark.boot == boot and not is_newer(press_id, mark.count):
+            what = f"press id went back from {mark.count} to {press_id} without a reboot (boot {boot})"
+        elif mark.boot != boot and not is_newer(boot, mark.boot):
+            what = f"boot number went back from {mark.boot} to {boot}"
+        else:
+            return
+        self.counts["resets"] += 1
+        _LOG.warning(
+            "serial panel on %s (serial %d): %s: a wiped or replaced panel; taking its presses from here",
+            self.settings.port, self._identity[3] if self._identity else 0, what,
+        )  # fmt: skip
 
     def _flush_lights(self) -> None:
         due = self.lights.due()
