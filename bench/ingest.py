@@ -127,11 +127,23 @@ def add_bare_user(hall: Hall) -> str:
         f.write(f"{BARE_USER}:{mosquitto_hash(password)}\n")
     with open(folder / "acl", "a") as f:
         f.write(f"\nuser {BARE_USER}\ntopic read haocha/v1/{hall.hall}/+/ev\n")
-    reloads = hall.log("broker").count("Reloading config.")
     for pid in child_pids(hall.procs["broker"].pid):
         os.kill(pid, signal.SIGHUP)
-    wait_for(lambda: hall.log("broker").count("Reloading config.") > reloads, 10, "the broker to reload")
+    wait_for(lambda: logs_in(hall.broker_port, BARE_USER, password), 10, "the broker to know the bare subscriber")
     return password
+
+
+def logs_in(port: int, user: str, password: str) -> bool:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user)
+    client.username_pw_set(user, password)
+    answers: list[bool] = []
+    client.on_connect = lambda c, u, flags, reason, props: answers.append(not reason.is_failure)
+    client.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 5
+    while not answers and time.monotonic() < deadline:
+        client.loop(0.05)
+    client.disconnect()
+    return bool(answers and answers[0])
 
 
 def hub_progress(hall: Hall) -> int:

@@ -7,6 +7,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -37,10 +38,17 @@ class LinkReport:
 
     Call :meth:`failed` and :meth:`connected` from paho's callbacks (its network thread)."""
 
-    def __init__(self, log: logging.Logger, address: str, again_s: float = REPORT_AGAIN_S) -> None:
+    def __init__(
+        self,
+        log: logging.Logger,
+        address: str,
+        again_s: float = REPORT_AGAIN_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.log = log
         self.address = address
         self.again_s = again_s
+        self.clock = clock
         self._lock = threading.Lock()
         self._failures = 0
         self._attempt_failed = False
@@ -60,7 +68,7 @@ class LinkReport:
     def failed(self, reason: str) -> None:
         """This attempt failed (a second call for the same attempt, e.g. the disconnect after a
         refused CONNACK, changes nothing)."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             if self._attempt_failed:
                 return
@@ -78,11 +86,7 @@ class LinkReport:
         with self._lock:
             failures, self._failures, self._reported_at = self._failures, 0, None
         if failures:
-            self.log.warning("connected to the MQTT broker at %s after %d failed attempts", self.address, failures)
-
-    @property
-    def failures(self) -> int:
-        return self._failures
+            self.log.info("connected to the MQTT broker at %s after %d failed attempts", self.address, failures)
 
 
 def _current_error() -> str:
