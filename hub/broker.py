@@ -217,6 +217,7 @@ class BrokerRunner:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log: LogWatch | None = None
         self._unsaved_refusals = 0
+        self._db_failing = False
 
     def run(self) -> int:
         conf, version = write_files(self.config, self.home)
@@ -235,9 +236,14 @@ class BrokerRunner:
             with Store(self.home / DB_NAME) as store:
                 self._save_refusals(store)
                 current = store.meta("registry_version", "0") or "0"
-        except (sqlite3.Error, OSError) as exc:
-            _LOG.warning("cannot read or write the hub database (retrying): %s", exc)
+        except (sqlite3.Error, OSError) as exc:  # the broker keeps running meanwhile
+            if not self._db_failing:
+                _LOG.warning("cannot read or write the hub database (retrying every second): %s", exc)
+            self._db_failing = True
             return version
+        if self._db_failing:
+            _LOG.info("the hub database is readable again")
+            self._db_failing = False
         if current != version and self.proc is not None:
             write_files(self.config, self.home)
             self.proc.send_signal(signal.SIGHUP)

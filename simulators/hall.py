@@ -143,7 +143,8 @@ class Hall:
         def up() -> bool:
             proc = self.procs.get(name)
             if proc is not None and proc.poll() is not None:
-                raise HallError(f"`{name}` exited with code {proc.returncode}: {self.last_line(name)}")
+                last = self.last_line(name).removeprefix("Error: ")
+                raise HallError(f"the {name} process exited with code {proc.returncode}: {last}")
             return port_open(port)
 
         wait_for(up, timeout, f"{name} to listen on port {port}")
