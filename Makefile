@@ -49,8 +49,11 @@ mosquitto:
 test-debs:
 	@$(MAKE) --no-print-directory debs DEBS="$(TEST_DEBS)"
 
+# A package counts only when dpkg says "installed": `dpkg -s` also succeeds for one removed but
+# not purged (state rc), whose binaries are gone.
 debs:
-	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(DEBS); do \
+		[ "$$(dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null)" = installed ] || echo $$p; done); \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		echo "installing from Debian: $$missing" >&2; \

@@ -55,7 +55,7 @@ def main() -> None:
         fill(config.journal_path, "T01", "W01", args.events)
         hall.start_broker()
         hall.start_hub()
-        wait_for(lambda: "haocha-hub" in hall.log("broker"), 30, "the hub to connect")
+        wait_for(lambda: "hub connected to" in hall.log("hub"), 30, "the hub to connect")
         start = time.perf_counter()
         proc = hall.sim_terminal("T01", 0)
         assert proc.wait(timeout=600) == 0, hall.log("sim-T01")

@@ -18,6 +18,7 @@ import argparse
 import multiprocessing as mp
 import os
 import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -31,8 +32,11 @@ import paho.mqtt.client as mqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from hub.secrets import mosquitto_hash
 from protocol.frames import Event, encode_batch
-from simulators.hall import Hall, wait_for
+from simulators.hall import Hall, child_pids, wait_for
+
+BARE_USER = "bench-bare"
 
 
 def frames_for(settings: dict[str, object], events: int, batch: int) -> list[bytes]:
@@ -112,6 +116,36 @@ def bare_process(
     out.put((bare.count, bare.last - bare.first))
 
 
+def add_bare_user(hall: Hall) -> str:
+    """A broker user of the bench's own for the bare subscriber, reading what the hub reads. The
+    broker ties a connection to its user (``use_username_as_clientid``): with the hub's login the
+    bare subscriber would push the hub off. Appended to the files ``broker run`` wrote, which
+    Mosquitto then reloads (SIGHUP). Returns the password."""
+    password = secrets.token_urlsafe(16)
+    folder = hall.home / "broker"
+    with open(folder / "passwd", "a") as f:
+        f.write(f"{BARE_USER}:{mosquitto_hash(password)}\n")
+    with open(folder / "acl", "a") as f:
+        f.write(f"\nuser {BARE_USER}\ntopic read haocha/v1/{hall.hall}/+/ev\n")
+    for pid in child_pids(hall.procs["broker"].pid):
+        os.kill(pid, signal.SIGHUP)
+    wait_for(lambda: logs_in(hall.broker_port, BARE_USER, password), 10, "the broker to know the bare subscriber")
+    return password
+
+
+def logs_in(port: int, user: str, password: str) -> bool:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user)
+    client.username_pw_set(user, password)
+    answers: list[bool] = []
+    client.on_connect = lambda c, u, flags, reason, props: answers.append(not reason.is_failure)
+    client.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 5
+    while not answers and time.monotonic() < deadline:
+        client.loop(0.05)
+    client.disconnect()
+    return bool(answers and answers[0])
+
+
 def hub_progress(hall: Hall) -> int:
     with hall.store() as store:
         return int(
@@ -124,13 +158,13 @@ def run(publishers: int, events: int, batch: int) -> dict[str, float]:
         configs = [str(hall.add_device(f"B{i:02d}", "W01")) for i in range(publishers)]
         hall.start_broker()
         hall.start_hub()
-        wait_for(lambda: "haocha-hub" in hall.log("broker"), 20, "the hub to connect")
+        wait_for(lambda: "hub connected to" in hall.log("hub"), 20, "the hub to connect")
         total = publishers * events
-        broker = hall.config.broker
+        password = add_bare_user(hall)
         ready = mp.Event()
         answer: mp.Queue[tuple[int, float]] = mp.Queue()
         bare = mp.Process(
-            target=bare_process, args=(broker.user, broker.password, hall.broker_port, hall.hall, total, ready, answer)
+            target=bare_process, args=(BARE_USER, password, hall.broker_port, hall.hall, total, ready, answer)
         )
         bare.start()
         ready.wait(20)

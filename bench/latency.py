@@ -47,7 +47,7 @@ def measure(presses: int, rate: float) -> tuple[list[float], list[float]]:
         hall.add_device("T01", "W01")
         hall.start_broker()
         hall.start_hub()
-        wait_for(lambda: "haocha-hub" in hall.log("broker"), 20, "the hub to connect")
+        wait_for(lambda: "hub connected to" in hall.log("hub"), 20, "the hub to connect")
         rig = TerminalRig(hall, "T01")
         journal = rig.term.journal
         commit, ack = [], []

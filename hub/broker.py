@@ -4,21 +4,33 @@ The ACL ties every topic a terminal may use to its authenticated user (``%u``): 
 write only its own ``ev`` and ``state`` and read only its own ``ack`` and ``cmd`` (plus the hub's
 state). Anonymous access is off. When the registry changes (device add, revoke, rotate) the files
 are written again and Mosquitto is told to reload them (SIGHUP).
+
+Hostile clients (SPEC section 10): a client id is replaced by the user name
+(``use_username_as_clientid``), so a user can hold only its own connection and session; packets
+over :data:`protocol.transport.MAX_PACKET_BYTES` are refused before Mosquitto buffers them; each
+offline client's queue is capped in messages and in bytes. Mosquitto's log passes through the
+runner, which counts refused logins into the hub database for ``/metrics``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import getpass
 import logging
 import os
+import re
 import shutil
 import signal
+import sqlite3
 import subprocess
+import sys
 import threading
 from pathlib import Path
+from typing import IO
 
 from protocol.topics import PREFIX
+from protocol.transport import MAX_PACKET_BYTES
 
 from .config import DB_NAME, HubConfig
 from .errors import BrokerError
@@ -78,6 +90,14 @@ def config_text(config: HubConfig, home: Path) -> str:
             "persistence_file mosquitto.db",
             f"autosave_interval {config.broker.autosave_interval_s}",
             f"max_queued_messages {config.broker.max_queued_messages}",
+            f"max_queued_bytes {config.broker.max_queued_bytes}",
+            f"max_packet_size {MAX_PACKET_BYTES}",
+            # A connection's client id becomes its user name: a terminal's credentials can no longer
+            # connect as the hub's or another terminal's client id and push that party off.
+            "use_username_as_clientid true",
+            # Persistent sessions of clients gone this long are dropped (e.g. those left under the
+            # client ids used before use_username_as_clientid, which would queue acks forever).
+            "persistent_client_expiration 14d",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
@@ -116,6 +136,77 @@ def find_mosquitto(name: str) -> str:
     return path
 
 
+#: What Mosquitto 2.0 logs for a refused login: wrong password, unknown user, no user name. It
+#: names no user (``Client <unknown> disconnected, not authorised.``), so refusals are counted in
+#: total. Only logins end a connection as "not authorised"; a denied publish does not.
+REFUSED_LOGIN = b" disconnected, not authorised.\n"
+#: Mosquitto's own fatal errors (``1700000000: Error: Address already in use``), never a client's text.
+MOSQUITTO_ERROR = re.compile(rb"\d+: Error: ")
+#: Longest log line read (and passed on) at once: client ids are the clients' own text.
+LOG_LINE_BYTES = 1024
+#: ``meta`` key of the refused logins counted so far (read by ``/metrics``).
+REFUSED_LOGINS_KEY = "broker_logins_refused"
+
+
+class LogWatch:
+    """Reads Mosquitto's log (its stderr) on its own thread: passes each line on to ``out`` (cut to
+    :data:`LOG_LINE_BYTES`) and counts refused logins. It never stops reading while Mosquitto
+    runs: a full pipe would stall the broker."""
+
+    def __init__(self, stream: IO[bytes], out: IO[bytes]) -> None:
+        self.stream = stream
+        self.out = out
+        self._refused = 0
+        self._lock = threading.Lock()
+        #: Mosquitto's last "Error: …" line, for the one line saying why it exited.
+        self.last_error = ""
+        self.thread = threading.Thread(target=self._pump, name="mosquitto-log", daemon=True)
+
+    def start(self) -> LogWatch:
+        self.thread.start()
+        return self
+
+    def take_refused(self) -> int:
+        """Refused logins seen since the last call."""
+        with self._lock:
+            n, self._refused = self._refused, 0
+        return n
+
+    def _pump(self) -> None:
+        line_start = True
+        ending = b""  # the last bytes of the line read so far (a long line comes in chunks)
+        for chunk in iter(lambda: self.stream.readline(LOG_LINE_BYTES), b""):
+            whole = chunk.endswith(b"\n")
+            ending = (chunk if line_start else ending + chunk)[-len(REFUSED_LOGIN) :]
+            if whole and ending == REFUSED_LOGIN:
+                with self._lock:
+                    self._refused += 1
+            if line_start:
+                if MOSQUITTO_ERROR.match(chunk):
+                    self.last_error = chunk.decode(errors="replace").partition(": ")[2].strip()[:200]
+                self._pass_on(chunk if whole else chunk + b" [cut]\n")
+            line_start = whole
+
+    def _pass_on(self, line: bytes) -> None:
+        try:
+            self.out.write(line)
+            self.out.flush()
+        except (OSError, ValueError):
+            pass  # our own stderr is gone: keep draining Mosquitto's
+
+
+def add_refused_logins(store: Store, n: int) -> None:
+    store.conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER)",
+        (REFUSED_LOGINS_KEY, str(n)),
+    )
+
+
+def refused_logins(store: Store) -> int:
+    return int(store.meta(REFUSED_LOGINS_KEY, "0") or 0)
+
+
 class BrokerRunner:
     """Runs Mosquitto in the foreground and reloads its files when the registry changes."""
 
@@ -124,27 +215,50 @@ class BrokerRunner:
         self.home = home
         self.stopping = threading.Event()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log: LogWatch | None = None
+        self._unsaved_refusals = 0
+        self._db_failing = False
 
     def run(self) -> int:
         conf, version = write_files(self.config, self.home)
         binary = find_mosquitto(self.config.broker.mosquitto)
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+        assert self.proc.stderr is not None
+        self.log = LogWatch(self.proc.stderr, sys.stderr.buffer).start()
         _LOG.info("mosquitto (pid %d) on %s:%d", self.proc.pid, self.config.broker.host, self.config.broker.port)
         while self.proc.poll() is None and not self.stopping.wait(1.0):
-            version = self._reload_if_changed(version)
+            version = self._tick(version)
         return self._finish()
 
-    def _reload_if_changed(self, version: str) -> str:
-        with Store(self.home / DB_NAME) as store:
-            current = store.meta("registry_version", "0") or "0"
+    def _tick(self, version: str) -> str:
+        """Once a second: reload the files if the registry changed, save refused logins."""
+        try:
+            with Store(self.home / DB_NAME) as store:
+                self._save_refusals(store)
+                current = store.meta("registry_version", "0") or "0"
+        except (sqlite3.Error, OSError) as exc:  # the broker keeps running meanwhile
+            if not self._db_failing:
+                _LOG.warning("cannot read or write the hub database (retrying every second): %s", exc)
+            self._db_failing = True
+            return version
+        if self._db_failing:
+            _LOG.info("the hub database is readable again")
+            self._db_failing = False
         if current != version and self.proc is not None:
             write_files(self.config, self.home)
             self.proc.send_signal(signal.SIGHUP)
             _LOG.info("device registry changed: broker reloaded its password file and ACL")
         return current
 
+    def _save_refusals(self, store: Store) -> None:
+        assert self.log is not None
+        self._unsaved_refusals += self.log.take_refused()
+        if self._unsaved_refusals:
+            add_refused_logins(store, self._unsaved_refusals)
+            self._unsaved_refusals = 0
+
     def _finish(self) -> int:
-        assert self.proc is not None
+        assert self.proc is not None and self.log is not None
         if self.proc.poll() is None:
             self.proc.terminate()  # SIGTERM: Mosquitto writes its persistence file
             try:
@@ -152,8 +266,12 @@ class BrokerRunner:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         code = self.proc.wait()
+        self.log.thread.join(timeout=5)
+        with contextlib.suppress(sqlite3.Error, OSError), Store(self.home / DB_NAME) as store:
+            self._save_refusals(store)
         if not self.stopping.is_set() and code != 0:
-            raise BrokerError(f"mosquitto exited with code {code}")
+            reason = f": {self.log.last_error}" if self.log.last_error else ""
+            raise BrokerError(f"mosquitto exited with code {code}{reason}")
         return 0
 
     def stop(self) -> None:

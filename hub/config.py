@@ -36,6 +36,12 @@ class BrokerSettings:
     max_queued_messages: int = field(
         100000, "broker queue per offline client (Mosquitto's default is 1000)", check=positive
     )
+    max_queued_bytes: int = field(
+        128 * 1024 * 1024,
+        "broker queue per offline client in payload bytes, whichever limit comes first; the default "
+        "holds max_queued_messages single-event frames and bounds what hostile frames can fill",
+        check=positive,
+    )
     autosave_interval_s: int = field(60, "Mosquitto persistence snapshot interval", check=positive)
     mosquitto: str = field("mosquitto", "the Mosquitto binary `broker run` starts")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +30,7 @@ from paho.mqtt.properties import Properties
 
 from protocol.frames import Ack, encode_state
 from protocol.topics import Leaf, hub_state_topic, topic, wildcard
-from protocol.transport import no_delay
+from protocol.transport import MAX_PACKET_BYTES, LinkReport, no_delay
 
 from .commands import CommandPublisher
 from .config import DB_NAME, HubConfig
@@ -48,6 +49,15 @@ GIL_SWITCH_S = 0.0005
 WRITER_EXIT_S = 10.0
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The HTTP API's listening socket; HubError (one line, exit non-zero) when it cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise HubError(f"cannot serve the HTTP API on {host}:{port}: {exc.strerror or exc}") from None
+
+
 class HubDaemon:
     def __init__(self, config: HubConfig, home: Path) -> None:
         self.config = config
@@ -62,6 +72,7 @@ class HubDaemon:
         self._in_writer_lock = threading.Lock()
         self.writer: subprocess.Popen[bytes] | None = None
         self.writer_died = False
+        self.link = LinkReport(_LOG, f"{config.broker.host}:{config.broker.port}")
         self.client = self._make_client()
         self.commands = CommandPublisher(self.client, config.hall, home / DB_NAME, self.connected)
         self.http: uvicorn.Server | None = None
@@ -69,8 +80,10 @@ class HubDaemon:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
+        # The client id is the user name, as the hall's broker enforces (use_username_as_clientid):
+        # no terminal's credentials can take over the hub's connection or session.
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"haocha-hub-{cfg.hall}", protocol=mqtt.MQTTv5, manual_ack=True
+            mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.broker.user, protocol=mqtt.MQTTv5, manual_ack=True
         )
         client.username_pw_set(cfg.broker.user, cfg.broker.password)
         client.will_set(hub_state_topic(cfg.hall), encode_state(False), qos=1, retain=True)
@@ -80,13 +93,15 @@ class HubDaemon:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         no_delay(client)
+        self.link.watch(client)
         return client
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         """paho network thread."""
         if reason.is_failure:
-            _LOG.error("broker refused the hub: %s", reason)
+            self.link.failed(f"the broker refused the hub's login as {client.username!r}: {reason}")
             return
+        self.link.connected()
         hall = self.config.hall
         client.subscribe([(wildcard(hall, Leaf.EV), 1), (wildcard(hall, Leaf.STATE), 1)])
         client.publish(hub_state_topic(hall), encode_state(True), qos=1, retain=True)
@@ -100,9 +115,15 @@ class HubDaemon:
         )
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        """paho network thread."""
+        was_connected = self.connected.is_set()
         self.connected.clear()
-        if not self.stopping.is_set():
+        if self.stopping.is_set():
+            return
+        if was_connected:
             _LOG.warning("hub lost the broker: %s", reason)
+        else:
+            self.link.failed(f"the connection closed before the broker accepted it: {reason}")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         """paho network thread: stamp and queue, nothing else. An exception here would end paho's
@@ -115,7 +136,9 @@ class HubDaemon:
             client.ack(msg.mid, msg.qos)
 
     def run(self) -> None:
-        """Connect and ingest until :meth:`stop`; HubError if the writer process died."""
+        """Connect and ingest until :meth:`stop`; HubError if the writer process died or the HTTP
+        address cannot be bound (checked first, before the writer, the broker or the upstream)."""
+        listener = listen(self.config.http.host, self.config.http.port)
         # The forwarding and reporting threads would otherwise hold the GIL for 5 ms slices while
         # paho's network thread waits to read and PUBACK: switch more often.
         sys.setswitchinterval(GIL_SWITCH_S)
@@ -124,6 +147,7 @@ class HubDaemon:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = self.config.broker.receive_maximum
+        props.MaximumPacketSize = MAX_PACKET_BYTES
         self.client.connect_async(
             self.config.broker.host, self.config.broker.port, keepalive=15, clean_start=False, properties=props
         )
@@ -132,7 +156,7 @@ class HubDaemon:
         self._start_thread("forward", lambda: self._forward(batches))
         reporting = threading.Thread(target=self._take_reports, args=(reports,), name="reports", daemon=True)
         reporting.start()
-        self._start_http()
+        self._start_http(listener)
         sender = start_sender(self.config, self.home)
         try:
             self.stopping.wait()
@@ -147,7 +171,7 @@ class HubDaemon:
         def guarded() -> None:
             try:
                 target()
-            except (Exception, SystemExit):  # uvicorn exits when it cannot bind its port
+            except (Exception, SystemExit):  # uvicorn calls sys.exit on some startup failures
                 _LOG.exception("hub thread %s died; stopping the hub", name)
                 self.stop()
 
@@ -155,8 +179,9 @@ class HubDaemon:
         thread.start()
         self._threads.append(thread)
 
-    def _start_http(self) -> None:
-        """The HTTP API on its own thread (uvicorn installs no signal handlers off the main thread)."""
+    def _start_http(self, listener: socket.socket) -> None:
+        """The HTTP API on its own thread (uvicorn installs no signal handlers off the main thread),
+        serving the socket :meth:`run` bound."""
         app = create_app(self.home, self.config, on_command=self.commands.wake, health=self.health)
         cfg = uvicorn.Config(
             app,
@@ -167,7 +192,8 @@ class HubDaemon:
             lifespan="off",
         )
         self.http = uvicorn.Server(cfg)
-        self._start_thread("http", self.http.run)
+        server = self.http
+        self._start_thread("http", lambda: server.run(sockets=[listener]))
 
     def _forward(self, batches: PipeEnd) -> None:
         """Hand queued messages to the writer, as many as are waiting at once (up to ``max_batch``)."""

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+
+#: The largest MQTT packet the hall's broker accepts (``max_packet_size``) and the hub announces
+#: (MQTT 5 Maximum Packet Size): a frame of ``protocol.frames.MAX_FRAME_BYTES`` plus its topic and
+#: headers fits, a 100 MiB one is refused before the broker holds it in memory.
+MAX_PACKET_BYTES = 70_000
+#: How often a link that keeps failing is reported again (the first failure is logged at once).
+REPORT_AGAIN_S = 60.0
 
 
 def no_delay(client: mqtt.Client) -> None:
@@ -17,3 +29,66 @@ def no_delay(client: mqtt.Client) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     client.on_socket_open = on_socket_open
+
+
+class LinkReport:
+    """Says in the log that a client cannot reach or log in to its broker: at the first failure,
+    then at most every ``again_s`` while it keeps failing (paho retries every few seconds; a log
+    line per retry would bury everything else), and once more when the link is up again.
+
+    Call :meth:`failed` and :meth:`connected` from paho's callbacks (its network thread)."""
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        address: str,
+        again_s: float = REPORT_AGAIN_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.log = log
+        self.address = address
+        self.again_s = again_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._attempt_failed = False
+        self._reported_at: float | None = None
+
+    def watch(self, client: mqtt.Client) -> None:
+        """Count each connection attempt once, and report the attempts paho gives up on before any
+        CONNACK (refused, unreachable, unknown host, timeout): paho calls ``on_connect_fail``
+        inside its ``except OSError``, where the error is still at hand."""
+        client.on_pre_connect = lambda client, userdata: self._new_attempt()
+        client.on_connect_fail = lambda client, userdata: self.failed(_current_error())
+
+    def _new_attempt(self) -> None:
+        with self._lock:
+            self._attempt_failed = False
+
+    def failed(self, reason: str) -> None:
+        """This attempt failed (a second call for the same attempt, e.g. the disconnect after a
+        refused CONNACK, changes nothing)."""
+        now = self.clock()
+        with self._lock:
+            if self._attempt_failed:
+                return
+            self._attempt_failed = True
+            self._failures += 1
+            due = self._reported_at is None or now - self._reported_at >= self.again_s
+            if due:
+                self._reported_at = now
+            failures = self._failures
+        if due:
+            again = f" ({failures} failed attempts so far; retrying)" if failures > 1 else " (retrying)"
+            self.log.error("cannot connect to the MQTT broker at %s: %s%s", self.address, reason, again)
+
+    def connected(self) -> None:
+        with self._lock:
+            failures, self._failures, self._reported_at = self._failures, 0, None
+        if failures:
+            self.log.info("connected to the MQTT broker at %s after %d failed attempts", self.address, failures)
+
+
+def _current_error() -> str:
+    error = sys.exception()
+    return f"{type(error).__name__}: {error}" if error is not None else "connection failed"

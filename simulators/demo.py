@@ -16,7 +16,7 @@ from pathlib import Path
 from hub.stats import render
 
 from .business import BusinessSystem
-from .hall import Hall, port_open, wait_for
+from .hall import Hall, HallError
 
 WINDOWS = [
     ("W01", "综合受理一号窗 General intake 1"),
@@ -42,35 +42,47 @@ def available_kinds() -> list[str]:
 
 
 def run_demo(home: Path | None, presses: int, echo: Callable[[str], None], out: Callable[[str], None]) -> None:
+    """Run the demo hall in ``home`` (default: a temporary folder, removed when the demo succeeds).
+    If it fails, the last lines of the broker's and the hub's logs are shown and the folder is kept."""
     folder = Path(home) if home else Path(tempfile.mkdtemp(prefix="haocha-demo-"))
+    hall: Hall | None = None
+    keep = home is not None
     try:
-        with Hall(folder, hall="DEMO") as hall:
-            invited = _provision(hall, echo)
-            echo(
-                f"broker on 127.0.0.1:{hall.broker_port}, hub API on http://127.0.0.1:{hall.http_port}/; "
-                f"hub home {folder}"
-            )
-            hall.start_broker()
-            hall.start_hub()
-            wait_for(lambda: port_open(hall.http_port), 30, "the hub's HTTP API")
-            business = BusinessSystem(
-                f"http://127.0.0.1:{hall.http_port}",
-                hall.config.http.token,
-                invited,
-                [code for code, _ in ITEMS],
-                interval_s=0.4,
-            )
-            business.start()
-            echo(f"business system opening cases at {', '.join(invited)}")
-            try:
-                _press(hall, presses, echo)
-            finally:
-                business.stop()
-            result = hall.stats(("window",))
-            out(render(result, ["window"], "table"))
+        hall = Hall(folder, hall="DEMO")
+        with hall:
+            _run(hall, presses, echo, out)
+    except Exception:
+        keep = True
+        if hall is not None and (tails := hall.tails()):
+            echo(tails)
+        echo(f"the demo failed; its hall, with every process's log, is kept in {folder}")
+        raise
     finally:
-        if home is None:
+        if not keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(hall: Hall, presses: int, echo: Callable[[str], None], out: Callable[[str], None]) -> None:
+    invited = _provision(hall, echo)
+    echo(f"broker on 127.0.0.1:{hall.broker_port}, hub API on http://127.0.0.1:{hall.http_port}/; hub home {hall.home}")
+    hall.start_broker()
+    hall.start_hub()
+    hall.wait_listening("hub", hall.http_port, 30)
+    business = BusinessSystem(
+        f"http://127.0.0.1:{hall.http_port}",
+        hall.config.http.token,
+        invited,
+        [code for code, _ in ITEMS],
+        interval_s=0.4,
+    )
+    business.start()
+    echo(f"business system opening cases at {', '.join(invited)}")
+    try:
+        _press(hall, presses, echo)
+    finally:
+        business.stop()
+    result = hall.stats(("window",))
+    out(render(result, ["window"], "table"))
 
 
 def _provision(hall: Hall, echo: Callable[[str], None]) -> list[str]:
@@ -102,7 +114,5 @@ def _press(hall: Hall, presses: int, echo: Callable[[str], None]) -> None:
     for device, proc in procs.items():
         code = proc.wait(timeout=600)
         if code != 0:
-            raise RuntimeError(
-                f"simulated terminal {device} failed (exit {code}):\n{hall.log(f'sim-{device}')[-2000:]}"
-            )
+            raise HallError(f"simulated terminal {device} failed (exit {code}): {hall.last_line(f'sim-{device}')}")
     echo("every press stored once and acknowledged by the hub:")

@@ -23,6 +23,11 @@ from hub import provision
 from hub.stats import stats as hub_stats
 from hub.store import Store
 from hub.store import registry as reg
+from protocol.errors import HaochaError
+
+
+class HallError(HaochaError, RuntimeError):
+    """A process of the hall did not start, or exited; the message ends with its log's last line."""
 
 
 def free_port() -> int:
@@ -126,10 +131,36 @@ class Hall:
         if fresh:
             (self.home / "mosquitto.db").unlink(missing_ok=True)
         self.spawn("broker", "broker", "run", "--home", str(self.home))
-        wait_for(lambda: port_open(self.broker_port), 15, "the broker to listen")
+        self.wait_listening("broker", self.broker_port, 15)
 
     def start_hub(self) -> None:
         self.spawn("hub", "hub", "run", "--home", str(self.home))
+
+    def wait_listening(self, name: str, port: int, timeout: float) -> None:
+        """Wait until process ``name`` accepts connections on ``port``; HallError with the last
+        line of its log as soon as it exits instead."""
+
+        def up() -> bool:
+            proc = self.procs.get(name)
+            if proc is not None and proc.poll() is not None:
+                last = self.last_line(name).removeprefix("Error: ")
+                raise HallError(f"the {name} process exited with code {proc.returncode}: {last}")
+            return port_open(port)
+
+        wait_for(up, timeout, f"{name} to listen on port {port}")
+
+    def last_line(self, name: str) -> str:
+        lines = self.log(name).strip().splitlines()
+        return lines[-1][:300] if lines else "(nothing logged)"
+
+    def tails(self, names: tuple[str, ...] = ("broker", "hub"), lines: int = 10) -> str:
+        """The last lines of these processes' logs, for a person to see why a run failed."""
+        parts = []
+        for name in names:
+            text = self.log(name).strip().splitlines()[-lines:]
+            if text:
+                parts.append(f"--- last lines of {self.logs / (name + '.log')}:\n" + "\n".join(t[:300] for t in text))
+        return "\n".join(parts)
 
     def sim_terminal(
         self, device: str, presses: int, rate: float = 50.0, seed: int = 1, *extra: str

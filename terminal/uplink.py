@@ -24,7 +24,7 @@ import paho.mqtt.client as mqtt
 from protocol.errors import ProtocolError
 from protocol.frames import Ack, Event, decode_state, encode_batch, encode_state
 from protocol.topics import Leaf, hub_state_topic, topic
-from protocol.transport import no_delay
+from protocol.transport import LinkReport, no_delay
 
 from . import __version__
 from .clock import Clock
@@ -57,6 +57,7 @@ class Uplink:
         self._panel = {"ok": True, "detail": ""}
         self.counts = {"published_events": 0, "resends": 0, "acks": 0, "commands": 0}
         self._thread: threading.Thread | None = None
+        self.link = LinkReport(_LOG, f"{config.broker.host}:{config.broker.port}")
         self.client = self._make_client()
 
     # -- MQTT client ------------------------------------------------------------------------
@@ -65,13 +66,15 @@ class Uplink:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
+        user = cfg.broker.user or cfg.device
+        # The client id is the user name: the hall's broker replaces it with that anyway
+        # (use_username_as_clientid), so no one else can hold or take over this session.
+        # MQTT 3.1.1 has no Maximum Packet Size to announce: the broker's max_packet_size bounds
+        # what reaches this client (only the hub writes its topics).
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"haocha-{cfg.hall}-{cfg.device}",
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+            mqtt.CallbackAPIVersion.VERSION2, client_id=user, clean_session=False, protocol=mqtt.MQTTv311
         )
-        client.username_pw_set(cfg.broker.user or cfg.device, cfg.broker.password)
+        client.username_pw_set(user, cfg.broker.password)
         client.will_set(self._topic(Leaf.STATE), encode_state(False), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.max_inflight_messages_set(max(20, cfg.uplink.window // cfg.uplink.batch + 1))
@@ -80,6 +83,7 @@ class Uplink:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         no_delay(client)
+        self.link.watch(client)
         return client
 
     def start(self) -> None:
@@ -93,8 +97,9 @@ class Uplink:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         """paho network thread."""
         if reason.is_failure:
-            _LOG.error("broker refused the connection: %s", reason)
+            self.link.failed(f"the broker refused the login as {client.username!r}: {reason}")
             return
+        self.link.connected()
         client.subscribe(
             [(self._topic(Leaf.ACK), 1), (self._topic(Leaf.CMD), 1), (hub_state_topic(self.config.hall), 1)]
         )
@@ -110,6 +115,8 @@ class Uplink:
         with self._cond:
             if self._connected and not self._stopping:
                 _LOG.warning("disconnected from broker: %s", reason)
+            elif not self._stopping:
+                self.link.failed(f"the connection closed before the broker accepted it: {reason}")
             self._connected = False
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:

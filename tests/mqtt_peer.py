@@ -14,12 +14,16 @@ from simulators.hall import Hall, wait_for
 class RawDevice:
     """Connected with MQTT 5 so that an ACL denial comes back as a reason code."""
 
-    def __init__(self, hall: Hall, device: str) -> None:
+    def __init__(self, hall: Hall, device: str, client_id: str | None = None) -> None:
         self.settings: dict[str, Any] = tomllib.loads(Path(hall.terminal_config(device)).read_text())
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"raw-{device}", protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"raw-{device}", protocol=mqtt.MQTTv5
+        )
         self.client.username_pw_set(device, self.settings["broker"]["password"])
         self.acks: dict[int, Any] = {}
+        self.disconnects: list[Any] = []
         self.client.on_publish = lambda c, u, mid, reason, props: self.acks.__setitem__(mid, reason)
+        self.client.on_disconnect = lambda c, u, flags, reason, props: self.disconnects.append(reason)
         self.client.connect("127.0.0.1", hall.broker_port)
         self.client.loop_start()
         wait_for(self.client.is_connected, 10, "the raw client to connect")

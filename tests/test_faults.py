@@ -97,7 +97,7 @@ def test_broker_queue_overflow_while_the_hub_is_down(tmp_path: Path) -> None:
             path.write_text(path.read_text() + "\n[uplink]\nbatch = 1\n")  # one event per message
         hall.start_broker()
         hall.start_hub()
-        wait_for(lambda: "haocha-hub-H1" in hall.log("broker"), 20, "the hub's persistent session")
+        wait_for(lambda: "hub connected to" in hall.log("hub"), 20, "the hub's persistent session")
         hall.kill("hub")
         start_terminals(hall, devices, 800, 400)
         wait_for(lambda: all(last_seq(hall, d) >= 800 for d in devices), 60, "1,600 events journaled")

@@ -12,6 +12,7 @@ from .. import provision, stats
 from ..broker import BrokerRunner
 from ..daemon import HubDaemon
 from ..errors import AlreadyExists
+from ..lock import HomeLock
 from ..store import Store
 from ..store import registry as reg
 from .common import (
@@ -60,15 +61,16 @@ def hub_token(home: Path | None) -> None:
 @home_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def hub_run(home: Path | None, verbose: bool) -> None:
-    """Run the hub daemon in the foreground (SIGTERM stops it)."""
+    """Run the hub daemon in the foreground (SIGTERM stops it); one hub per home."""
     folder = home_path(home)
     cfg = hub_config.load(folder)
-    open_hub(folder)[1].close()
-    setup_logging(verbose)
-    own_process_group()
-    daemon = HubDaemon(cfg, folder)
-    with stop_on_signals(daemon.stop):
-        daemon.run()
+    with HomeLock(folder):  # before the database, the broker, the HTTP port or the upstream
+        open_hub(folder)[1].close()
+        setup_logging(verbose)
+        own_process_group()
+        daemon = HubDaemon(cfg, folder)
+        with stop_on_signals(daemon.stop):
+            daemon.run()
 
 
 @click.group("window")

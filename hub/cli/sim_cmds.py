@@ -58,7 +58,7 @@ def sim_terminal(
     "--home",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Keep the demo hall in this folder (default: a temporary folder, removed at the end).",
+    help="Keep the demo hall in this folder (default: a temporary folder, removed unless the demo fails).",
 )
 @click.option(
     "--presses", type=click.IntRange(min=1), default=30, show_default=True, help="Ratings per simulated terminal."

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from ..broker import refused_logins
 from ..store import Store
 from ..store.registry import stored_state
 from ..upstream.metrics import upstream_metrics
@@ -47,6 +48,21 @@ class StoreCollector(Collector):
         )
 
 
+class BrokerCollector(Collector):
+    """What ``broker run`` counted in Mosquitto's log. Mosquitto 2.0 names no user for a refused
+    login, so this is one total (wrong password, unknown or revoked user, no user name)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "haocha_broker_logins_refused",
+            "Broker logins refused (bad credentials), counted by `haocha broker run`",
+            value=refused_logins(self.store),
+        )
+
+
 class IngestCollector(Collector):
     """The running daemon's writer, which the database cannot tell: a full disk shows here."""
 
@@ -70,6 +86,7 @@ def render_metrics(store: Store, health: dict[str, int] | None = None) -> bytes:
 
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
+    registry.register(BrokerCollector(store))
     if health is not None:
         registry.register(IngestCollector(health))
     return generate_latest(registry)
