@@ -150,6 +150,7 @@ def test_pingreq_leaves_at_half_the_keepalive_and_a_missing_pingresp_ends_the_li
         closed = first.wait_closed(10)
         assert 1.5 <= ping.at - before.at <= 3.0  # 2 s of a 4 s keepalive: the broker never waits
         assert 1.5 <= closed - ping.at <= 3.5
+        wait_for(lambda: logged(board, "lost the link"), 5, "the board to log the dead link")
         assert logged(board, "lost the link") == [
             f"lost the link to 127.0.0.1:{broker.port}: no PINGRESP within 2000 ms: the link is dead"
         ]
