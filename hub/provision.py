@@ -1,7 +1,9 @@
 """Provisioning terminals: broker user, password and MAC key, and the ``terminal.toml`` to copy.
 
 ``device add`` puts everything a terminal needs in ``{home}/devices/{DEV}/``: its config (secrets
-inside, mode 0600) with the journal path relative to that folder.
+inside, mode 0600) with the journal path relative to that folder. The settings pass the terminal's
+own config check before anything is registered or written: provisioning never makes a file the
+terminal would refuse to start with.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from typing import Any
 
 import tomli_w
 
+from protocol.topics import check_device_id
 from terminal.config import KINDS, MODES, panel_table
+from terminal.config import parse as parse_terminal_config
 
 from .config import HubConfig
 from .secrets import mosquitto_hash, new_mac_key, new_password, write_private
@@ -52,19 +56,26 @@ def add_device(
         raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    check_device_id(device)  # a bad id gets the registry's message, before the config check
     password, mac_key = new_password(), new_mac_key()
+    settings = _checked(terminal_settings(config, device, window, kind, mode, password, mac_key))
     insert_device(store, device, window, kind, mode, mac_key, mosquitto_hash(password))
-    return _write_terminal_files(config, home, terminal_settings(config, device, window, kind, mode, password, mac_key))
+    return _write_terminal_files(config, home, settings)
 
 
 def rotate_device(store: Store, config: HubConfig, home: Path, device: str) -> Path:
     """New password and MAC key for ``device`` (also un-revokes it); rewrites its terminal.toml."""
     dev = get_device(store, device)
     password, mac_key = new_password(), new_mac_key()
+    settings = _checked(terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key))
     set_device_secrets(store, device, mac_key, mosquitto_hash(password))
-    return _write_terminal_files(
-        config, home, terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key)
-    )
+    return _write_terminal_files(config, home, settings)
+
+
+def _checked(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` if the terminal would start with them; ConfigError naming the key otherwise."""
+    parse_terminal_config(settings, f"the terminal.toml of device {settings['device']!r}")
+    return settings
 
 
 def _write_terminal_files(config: HubConfig, home: Path, settings: dict[str, Any]) -> Path:

@@ -1,18 +1,22 @@
 """``terminal.toml``: the one file a technician copies onto a terminal (written by ``device add``).
 
-Relative paths resolve against the folder of the file.
+Relative paths resolve against the folder of the file. Every value that rows carry (window, staff,
+item, reason and level ids, the device id in a staff key's local case number) is checked with
+:mod:`protocol.rules`: a terminal refuses to start with a config that would make rows the hub can
+only store as invalid, rather than light "thank you" for them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from protocol.config import ConfigError, build, field, non_negative, one_of, port_number, positive, read_toml
-from protocol.levels import DEFAULT_REASONS, LEVEL_IDS
-from protocol.topics import valid_id
+from protocol.levels import DEFAULT_REASONS, LEVEL_IDS, UNSPECIFIED_REASON
+from protocol.rules import TEXT_MAX, valid_id, valid_text
 
 KINDS = ("gpio", "modbus", "serial", "micro")
 MODES = ("free", "invited", "staff")
@@ -29,6 +33,11 @@ def _hall_or_window_id(value: str) -> str | None:
     return None if valid_id(value) else "must be 1-32 of A-Z a-z 0-9 _ -"
 
 
+def _text(value: str | None) -> str | None:
+    """A case, item or staff value that events carry."""
+    return None if value is None or valid_text(value) else f"must be 1-{TEXT_MAX} characters without control characters"
+
+
 def _mac_key(value: str) -> str | None:
     return None if re.fullmatch(r"[0-9a-f]{64}", value) else "must be 64 lowercase hex digits (32 bytes)"
 
@@ -41,7 +50,7 @@ def _key_pins(value: dict[str, int]) -> str | None:
 
 
 def _reason_ids(value: tuple[str, ...] | dict[str, int]) -> str | None:
-    bad = [r for r in value if not valid_id(r) or r == "unspecified"]
+    bad = [r for r in value if not valid_id(r) or r == UNSPECIFIED_REASON]
     return f"has invalid reason ids {bad}" if bad else None
 
 
@@ -207,8 +216,8 @@ class TerminalConfig:
     kind: str = field("gpio", "panel driver: gpio, modbus, serial or micro", check=one_of(*KINDS))
     mode: str = field("free", "free (lockout), invited (business system) or staff (staff key)", check=one_of(*MODES))
     journal: Path = field(Path("journal.db"), "journal file (SQLite), relative to this file")
-    staff: str | None = field(None, "staff member signed in at this window, carried by every event")
-    item: str | None = field(None, "default service item code for free and staff-key ratings")
+    staff: str | None = field(None, "staff member signed in at this window, carried by every event", check=_text)
+    item: str | None = field(None, "default service item code for free and staff-key ratings", check=_text)
     reasons: tuple[str, ...] = field(DEFAULT_REASONS, "bad-review reason ids offered at this hall", check=_reason_ids)
     clock: str = field(
         "auto", "auto (systemd-timesyncd flag), synced or unsynced", check=one_of("auto", "synced", "unsynced")
@@ -246,11 +255,15 @@ def panel_table(kind: str) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Path) else v for k, v in table.items() if v is not None}
 
 
+def parse(data: Mapping[str, Any], source: str, base: Path = Path(".")) -> TerminalConfig:
+    """Validate the contents of a ``terminal.toml`` (read, or about to be written by ``device
+    add``); ConfigError names ``source`` and the bad key in one line."""
+    if "base" in data:
+        raise ConfigError(f"{source}: unknown key 'base'")
+    return dataclasses.replace(build(TerminalConfig, data, source), base=base)
+
+
 def load(path: Path | str) -> TerminalConfig:
     """Read and validate ``terminal.toml``; ConfigError names the file and the bad key."""
     path = Path(path)
-    data = read_toml(path)
-    if "base" in data:
-        raise ConfigError(f"{path}: unknown key 'base'")
-    config = build(TerminalConfig, data, str(path))
-    return dataclasses.replace(config, base=path.resolve().parent)
+    return parse(read_toml(path), str(path), path.resolve().parent)

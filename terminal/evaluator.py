@@ -6,7 +6,9 @@ press is journaled as ``ignored`` (staff pressing the keys themselves is the fra
 rules forbid). After a bad rating the terminal waits for a reason key.
 
 Feedback is shown only after the journal commit returns: a citizen never sees "thank you" for a
-press that a power cut could still lose.
+press that a power cut could still lose, nor for a row the journal refused because it breaks a rule
+of :mod:`protocol.rules` (that press gets the refused feedback and an ERROR line, and changes
+nothing else).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from protocol.levels import Level
 
 from .clock import Clock
 from .config import TerminalConfig
+from .errors import InvalidRow
 from .journal import Journal
 from .panel import Feedback, Key, KeyKind, Panel
 
@@ -63,26 +66,37 @@ class Evaluator:
         self._feedback_until_ms = 0
         #: The staff member signed in at the window (config, or a ``staff`` command from the hub).
         self.staff = config.staff
-        self.counts = {"ratings": 0, "ignored": 0, "reasons": 0, "staff": 0}
+        self.counts = {"ratings": 0, "ignored": 0, "reasons": 0, "staff": 0, "invalid": 0}
 
     # -- inputs -----------------------------------------------------------------------------
     def press(self, key: Key) -> int | None:
         """Handle one key; return the committed seq, or None if nothing was journaled.
-        Runs on the panel's thread; raises JournalError if the commit failed (nothing accepted)."""
-        with self._lock:
-            now = self.clock.mono_ms()
-            self._expire(now)
-            if key.kind is KeyKind.REASON:
-                seq, feedback = self._reason(key.value, now)
-            elif key.kind is KeyKind.STAFF:
-                seq, feedback = self._staff_key(now)
-            else:
-                seq, feedback = self._rating(Level.parse(key.value), now)
+        Runs on the panel's thread; raises JournalError if the commit failed (nothing accepted).
+        A row that breaks a rule is not journaled: the press is consumed with the refused feedback."""
+        try:
+            seq, feedback = self._handle(key)
+        except InvalidRow as exc:
+            _LOG.error("press of %s %r not journaled: %s", key.kind.value, key.value, exc)
+            seq, feedback = None, Feedback.REFUSED
         if feedback is not None:
             self.panel.show(feedback)
         if seq is not None:
             self.on_commit(seq)
         return seq
+
+    def _handle(self, key: Key) -> tuple[int | None, Feedback | None]:
+        with self._lock:
+            now = self.clock.mono_ms()
+            self._expire(now)
+            try:
+                if key.kind is KeyKind.REASON:
+                    return self._reason(key.value, now)
+                if key.kind is KeyKind.STAFF:
+                    return self._staff_key(now)
+                return self._rating(Level.parse(key.value), now)
+            except InvalidRow:
+                self.counts["invalid"] += 1
+                raise
 
     def invite(self, case: str, item: str | None, staff: str | None, expires_mono_ms: int | None = None) -> bool:
         """Open an invitation (from the hub's ``cmd``); False if it has already expired."""
@@ -209,13 +223,15 @@ class Evaluator:
         return seq, Feedback.READY
 
     def _commit(self, kind: Kind, case_from_seq: bool = False, **fields: Any) -> int:
+        """Journal one row (InvalidRow if it breaks a rule: then nothing changes)."""
+        wall_ms = self.clock.wall_ms()
         body = {
             "kind": kind.value,
             "window": self.config.window,
             "boot": self.clock.boot_id,
             "mono_ms": self.clock.mono_ms(),
-            "wall_ms": self.clock.wall_ms(),
-            "synced": self.clock.synced(),
+            "wall_ms": wall_ms,
+            "synced": self.clock.synced(wall_ms),
         }
         body.update({k: v for k, v in fields.items() if v is not None})
         return self.journal.append(body, case_from_seq=case_from_seq)

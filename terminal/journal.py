@@ -5,6 +5,10 @@ SQLite in WAL mode with ``synchronous=FULL`` on every connection, so a commit su
 deleted (plain INTEGER PRIMARY KEY would reuse the largest). ``epoch`` is made once, with the file:
 a wiped card gets a new epoch, so the hub never mistakes new events for old ones.
 Rows are deleted only at or below the hub's ack; the acked pointer only grows.
+
+Every row is checked against :mod:`protocol.rules` as the event it will travel as (its epoch, the
+seq it gets, a staff-key row's local case number) before it is committed: a row the hub could only
+store as invalid is never journaled, and never lights "thank you".
 """
 
 from __future__ import annotations
@@ -13,11 +17,15 @@ import json
 import secrets
 import sqlite3
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import JournalError
+from protocol.frames import Event
+from protocol.rules import event_problem
+
+from .errors import InvalidRow, JournalError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,6 +40,23 @@ CREATE TABLE IF NOT EXISTS journal (
 class Row:
     seq: int
     body: dict[str, Any]
+
+
+def row_event(epoch: str, seq: int, body: Mapping[str, Any], age_ms: int | None = None) -> Event:
+    """The event a journal row travels as; TypeError if the body holds a field events do not."""
+    fields = dict(body)
+    if fields.get("reasons") is not None:
+        fields["reasons"] = tuple(fields["reasons"])
+    return Event(epoch=epoch, seq=seq, age_ms=age_ms, **fields)
+
+
+def row_problem(epoch: str, seq: int, body: Mapping[str, Any]) -> str | None:
+    """Why the row would break a rule of :mod:`protocol.rules` once sent, or None."""
+    try:
+        event = row_event(epoch, seq, body)
+    except TypeError as exc:
+        return f"not an event row: {exc}"
+    return event_problem(event)
 
 
 class Journal:
@@ -78,19 +103,29 @@ class Journal:
 
     def append(self, body: dict[str, Any], case_from_seq: bool = False) -> int:
         """Commit one event and return its seq. With ``case_from_seq`` the row's ``case`` becomes
-        the local case number ``{device}-{epoch[:8]}-{seq}`` (staff key), in the same commit."""
+        the local case number ``{device}-{epoch[:8]}-{seq}`` (staff key), in the same commit.
+
+        InvalidRow, with nothing written and no seq used, if the row breaks a rule of
+        :mod:`protocol.rules`; JournalError if the commit failed."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                seq = int(self._db.execute("INSERT INTO journal (body) VALUES (?)", (json.dumps(body),)).lastrowid or 0)
+                # The seq AUTOINCREMENT would give: sqlite_sequence only grows, and rows only go.
+                seq = self._last_seq() + 1
                 if case_from_seq:
                     body = {**body, "case": self.local_case(seq)}
-                    self._db.execute("UPDATE journal SET body = ? WHERE seq = ?", (json.dumps(body), seq))
+                problem = row_problem(self.epoch, seq, body)
+                if problem is not None:
+                    raise InvalidRow(f"the row would break a rule, {problem}")
+                self._db.execute("INSERT INTO journal (seq, body) VALUES (?, ?)", (seq, json.dumps(body)))
                 self._db.execute("COMMIT")
                 return seq
             except sqlite3.Error as exc:
                 self._rollback()
                 raise JournalError(f"journal commit failed: {exc}") from exc
+            except BaseException:
+                self._rollback()
+                raise
 
     def local_case(self, seq: int) -> str:
         return f"{self.device}-{self.epoch[:8]}-{seq}"

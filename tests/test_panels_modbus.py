@@ -233,7 +233,7 @@ def test_ledger_settles_an_intent_left_by_a_crash(tmp_path: Path) -> None:
     db = ledger._conn()
     # As if killed after on_key committed a's press 5, and before b's press 10 was committed:
     db.execute("INSERT INTO intent VALUES ('a', 1, 5, 0)")
-    journal.append({"kind": "rating", "level": "basic"})
+    journal.append({"kind": "rating", "level": "basic", "trigger": "free", "window": "W01", "boot": "b"})
     db.execute("INSERT INTO intent VALUES ('b', 1, 10, 1)")
     ledger.close()
     with PressLedger(tmp_path / "state.db", journal.path) as again:

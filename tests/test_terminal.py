@@ -12,11 +12,14 @@ from gpiozero.pins.mock import MockFactory
 
 from terminal.clock import Clock
 from terminal.config import load
-from terminal.errors import ConfigError, JournalError
+from terminal.errors import ConfigError, InvalidRow, JournalError
 from terminal.journal import Journal, read_summary
+from terminal.panel import Feedback
 from terminal.runner import Terminal
 
 KEY_HEX = "ab" * 32
+#: A row that obeys protocol.rules, for tests of the journal's mechanics.
+ROW = {"kind": "rating", "level": "basic", "trigger": "free", "window": "W01", "boot": "b", "mono_ms": 1, "wall_ms": 0}
 
 
 def write_config(folder: Path, extra: str = "") -> Path:
@@ -63,12 +66,12 @@ def press(factory: MockFactory, pin: int) -> None:
 def test_seq_is_never_reused_after_every_row_is_acked(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.db", "T01") as journal:
         epoch = journal.epoch
-        assert [journal.append({"kind": "staff"}) for _ in range(3)] == [1, 2, 3]
+        assert [journal.append(ROW) for _ in range(3)] == [1, 2, 3]
         assert journal.ack(3)
         assert journal.rows_after(0, 10) == []
     with Journal(tmp_path / "j.db", "T01") as journal:
         assert journal.epoch == epoch
-        assert journal.append({"kind": "staff"}) == 4
+        assert journal.append(ROW) == 4
         assert read_summary(tmp_path / "j.db") == {
             "device": "T01",
             "epoch": epoch,
@@ -81,7 +84,7 @@ def test_seq_is_never_reused_after_every_row_is_acked(tmp_path: Path) -> None:
 def test_ack_pointer_only_grows_and_cannot_pass_last_seq(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.db", "T01") as journal:
         for _ in range(5):
-            journal.append({"kind": "staff"})
+            journal.append(ROW)
         assert journal.ack(4)
         assert not journal.ack(2)
         assert journal.acked == 4
@@ -229,3 +232,135 @@ def test_bad_config_gives_one_clear_line(tmp_path: Path, extra: str, message: st
 def test_relative_journal_path_resolves_against_the_config_folder(tmp_path: Path) -> None:
     config = load(write_config(tmp_path, 'journal = "data/j.db"'))
     assert config.journal_path == tmp_path / "data" / "j.db"
+
+
+# -- rows that would break protocol.rules (SPEC section 10) --------------------------------------
+@pytest.mark.parametrize("extra, message", [
+    ('staff = ""', "'staff' must be 1-64 characters"),
+    (f'item = "{"x" * 65}"', "'item' must be 1-64 characters"),
+    ('item = "A\\u2028B"', "'item' must be 1-64 characters"),
+    ('staff = "S\\u0000"', "'staff' must be 1-64 characters"),
+    ('reasons = ["cold", "lazy\\n"]', "'reasons' has invalid reason ids"),
+    ('[gpio.reason_keys]\n"cold\\n" = 17', "'gpio.reason_keys' has invalid reason ids"),
+])  # fmt: skip
+def test_config_that_would_make_invalid_rows_is_refused(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load(write_config(tmp_path, extra))
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(tmp_path / "terminal.toml"))
+
+
+def test_window_id_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace('window = "W01"', 'window = "W01\\n"'))
+    with pytest.raises(ConfigError, match="'window' must be 1-32 of") as info:
+        load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_64_character_item_is_fine(tmp_path: Path) -> None:
+    assert load(write_config(tmp_path, f'item = "{"办" * 64}"')).item == "办" * 64
+
+
+def test_an_invalid_row_is_not_journaled_and_uses_no_seq(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db", "T01") as journal:
+        with pytest.raises(InvalidRow, match="item: expected 1-64 characters"):
+            journal.append({**ROW, "item": "x" * 65})
+        with pytest.raises(InvalidRow, match="kind: a staff event needs"):
+            journal.append({"kind": "staff", "trigger": "staff", "window": "W01", "boot": "b"})
+        assert journal.last_seq == 0 and journal.rows_after(0, 9) == []
+        assert journal.append(ROW) == 1
+        staff_row = {"kind": "staff", "trigger": "staff", "window": "W01", "boot": "b"}
+        assert journal.append(staff_row, case_from_seq=True) == 2  # its local case number makes it valid
+        assert journal.rows_after(1, 9)[0].body["case"] == f"T01-{journal.epoch[:8]}-2"
+
+
+def test_a_press_whose_row_breaks_a_rule_is_refused_and_the_terminal_goes_on(
+    tmp_path: Path, factory: MockFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bad value that got past every check (here set directly) still never reaches the journal:
+    the citizen gets the refused beep, never "thank you", and the next good press works."""
+    clock = FakeClock()
+    with make_terminal(tmp_path, factory, clock=clock) as term:
+        shown: list[Feedback] = []
+        show = term.panel.show
+        term.evaluator.panel.show = lambda feedback: (shown.append(feedback), show(feedback))  # type: ignore[method-assign]
+        term.evaluator.sign_in("")
+        press(factory, 5)
+        assert term.journal.last_seq == 0
+        assert shown == [Feedback.REFUSED] and not factory.pin(20).state
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1 and "staff: expected 1-64 characters" in errors[0].getMessage()
+        term.evaluator.sign_in("S1")
+        press(factory, 5)
+        assert factory.pin(20).state  # thank you
+        assert [(r.seq, r.body["staff"]) for r in term.journal.rows_after(0, 9)] == [(1, "S1")]
+        assert term.evaluator.counts["invalid"] == 1
+
+
+@pytest.mark.parametrize("offset_years", [-57, 125])  # a clock at 1970, or at 2150
+def test_a_synced_clock_outside_the_rules_range_counts_as_unsynced(
+    tmp_path: Path, factory: MockFactory, offset_years: int
+) -> None:
+    clock = Clock("synced", boot_id="boot", wall_offset_s=offset_years * 365.25 * 86_400)
+    with make_terminal(tmp_path, factory, clock=clock) as term:
+        press(factory, 5)
+        [row] = term.journal.rows_after(0, 9)
+    assert row.body["synced"] is False and row.body["wall_ms"] >= 0
+    assert Clock("synced").synced()  # today's clock is in range
+
+
+def _invite(item: object = "ITEM", **extra: object) -> dict[str, object]:
+    return {"cmd": "invite", "case": "C-1", "item": item, "staff": "S1", "ttl_ms": 60_000, **extra}
+
+
+BAD_COMMANDS = [
+    _invite(item="x" * 65),
+    _invite(case=""),
+    _invite(case=None),
+    _invite(staff="S\n1"),
+    _invite(case=["C-1"]),
+    _invite(ttl_ms=True),
+    _invite(ttl_ms=1.5),
+    _invite(ttl_ms=-5),
+    _invite(ttl_ms=2**70),
+    {"cmd": "staff", "staff": ""},
+    {"cmd": "staff", "staff": "x" * 65},
+    {"cmd": "cancel", "case": {"a": 1}},
+    {"cmd": ["invite"]},
+]
+
+
+def test_a_bad_command_is_refused_with_one_warning_and_changes_nothing(
+    tmp_path: Path, factory: MockFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    with make_terminal(tmp_path, factory, 'mode = "invited"\nstaff = "S0"', clock=clock) as term:
+        term.commands.handle(_invite(case="C-0"))
+        for bad in BAD_COMMANDS:
+            caplog.clear()
+            term.commands.handle(bad)  # never raises
+            warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+            assert len(warnings) == 1 and len(warnings[0]) < 200, (bad, warnings)
+            invitation = term.evaluator.invitation
+            assert invitation is not None and invitation.case == "C-0", bad
+            assert term.evaluator.staff == "S0", bad
+        press(factory, 6)
+        [row] = term.journal.rows_after(0, 9)
+    assert (row.body["kind"], row.body["case"], row.body["item"]) == ("rating", "C-0", "ITEM")
+    assert term.commands.counts["refused"] == len(BAD_COMMANDS) - 1  # and one unknown command
+
+
+def test_an_invitation_with_a_65_character_item_is_refused_and_the_next_one_works(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    clock = FakeClock()
+    with make_terminal(tmp_path, factory, 'mode = "invited"', clock=clock) as term:
+        term.commands.handle(_invite(item="x" * 65))
+        assert term.evaluator.invitation is None and term.commands.counts["refused"] == 1
+        press(factory, 6)  # no invitation: an ignored press, journaled
+        assert not factory.pin(20).state
+        term.commands.handle(_invite(case="C-2", item="I" * 64))
+        press(factory, 6)
+        rows = [(r.body["kind"], r.body.get("case"), r.body.get("item")) for r in term.journal.rows_after(0, 9)]
+        assert factory.pin(20).state  # thank you
+    assert rows == [("ignored", None, None), ("rating", "C-2", "I" * 64)]

@@ -6,9 +6,15 @@ first press during a live invitation is a rating. Every other rating press is jo
 keys). Feedback is shown only after the journal append returned: never a "thank you" for a press
 a power cut could still lose.
 
+Every row is checked against the rules of ``protocol/rules.py`` (``wire.row_problem``) before it is
+journaled, and every command before it changes anything: a row the hub could only store as invalid
+is never journaled and never lights "thank you" (the press gets the refused beep and a log line).
+
 Keys are tuples: ``("level", id)``, ``("reason", id)``, ``("staff", "")``. Single-threaded: the
 main loop calls everything.
 """
+
+from wire import row_problem, valid
 
 IDLE = "idle"
 READY = "ready"
@@ -17,6 +23,10 @@ THANKS = "thanks"
 REFUSED = "refused"
 
 BAD_LEVELS = ("dissatisfied", "very_dissatisfied")
+
+
+class InvalidRow(ValueError):
+    """A row that breaks a rule: not journaled."""
 
 
 class Evaluator:
@@ -41,16 +51,21 @@ class Evaluator:
     # -- inputs -----------------------------------------------------------------------------
     def press(self, key):
         """Handle one key; return (seq or None, kind or None). Raises JournalError when the
-        commit failed (nothing accepted, no feedback)."""
+        commit failed (nothing accepted, no feedback). A row that breaks a rule is not journaled:
+        the press is consumed with the refused feedback."""
         now = self.clock.mono_ms()
         self._expire(now)
         kind, value = key
-        if kind == "reason":
-            seq, row_kind, feedback = self._reason(value, now)
-        elif kind == "staff":
-            seq, row_kind, feedback = self._staff_key(now)
-        else:
-            seq, row_kind, feedback = self._rating(value, now)
+        try:
+            if kind == "reason":
+                seq, row_kind, feedback = self._reason(value, now)
+            elif kind == "staff":
+                seq, row_kind, feedback = self._staff_key(now)
+            else:
+                seq, row_kind, feedback = self._rating(value, now)
+        except InvalidRow as exc:
+            self.board.log("press of %s %s not journaled: its row breaks the rule of field %s" % (kind, value, exc))
+            seq, row_kind, feedback = None, None, REFUSED
         if feedback is not None:
             self.board.show(feedback)
         return seq, row_kind
@@ -135,13 +150,20 @@ class Evaluator:
         return seq, "staff", READY
 
     def _commit(self, kind, case_from_seq=False, **fields):
-        clock = self.clock
+        """Journal one row; InvalidRow (nothing written, nothing changed) if it breaks a rule."""
+        clock, seq = self.clock, self.journal.last_seq + 1  # the seq the append gives it
+        wall = clock.wall_ms()
         body = {"kind": kind, "window": self.cfg["window"], "boot": clock.boot_id,
-                "mono_ms": clock.mono_ms(), "wall_ms": clock.wall_ms(), "synced": clock.synced()}
+                "mono_ms": clock.mono_ms(), "wall_ms": wall, "synced": clock.synced(wall)}
         for name in fields:
             if fields[name] is not None:
                 body[name] = fields[name]
-        return self.journal.append(body, case_from_seq=case_from_seq)
+        if case_from_seq:
+            body["case"] = self.journal.local_case(seq)
+        problem = row_problem(body, seq)
+        if problem:
+            raise InvalidRow(problem)
+        return self.journal.append(body)
 
     # -- helpers ----------------------------------------------------------------------------
     def _has_reason_keys(self):
@@ -159,22 +181,28 @@ class Evaluator:
 
 
 def handle_command(evaluator, clock, cmd):
-    """A ``cmd`` message from the hub (invite, cancel, staff), as ``terminal/commands.py``."""
-    name = cmd.get("cmd")
-    if name == "invite":
-        case, ttl_ms, sent_ms = cmd.get("case"), cmd.get("ttl_ms"), cmd.get("sent_ms")
-        if not isinstance(case, str) or not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool):
-            raise ValueError("invitation without case or ttl_ms")
+    """A ``cmd`` message from the hub (invite, cancel, staff), as ``terminal/commands.py``: None
+    once applied, else the field that made it refused (then nothing changed)."""
+    if not isinstance(cmd, dict) or not isinstance(cmd.get("cmd"), str):
+        return "cmd"
+    g = cmd.get
+    name, case, ttl_ms, sent_ms = g("cmd"), g("case"), g("ttl_ms"), g("sent_ms")
+    fields = {"invite": ("case", "item", "staff"), "cancel": ("case",), "staff": ("staff",)}.get(name)
+    if fields is None:
+        return "cmd"
+    for field in fields:
+        if g(field) is not None and not valid(g(field)):
+            return field
+    if name == "cancel":
+        evaluator.cancel(case)
+    elif name == "staff":
+        evaluator.staff = g("staff")  # staff sign-in: later events carry this id
+    elif case is None:
+        return "case"
+    elif not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool) or not 0 <= ttl_ms <= 604800000:
+        return "ttl_ms"  # a week at most, as TTL_MAX_MS of terminal/commands.py
+    else:
         if clock.synced() and isinstance(sent_ms, int):
             ttl_ms -= max(0, clock.wall_ms() - sent_ms)
-        return evaluator.invite(case, cmd.get("item"), cmd.get("staff"), clock.mono_ms() + ttl_ms)
-    if name == "cancel":
-        evaluator.cancel(cmd.get("case"))
-        return True
-    if name == "staff":
-        staff = cmd.get("staff")
-        if staff is not None and not (isinstance(staff, str) and 0 < len(staff) <= 64):
-            raise ValueError("bad staff id")
-        evaluator.staff = staff  # staff sign-in: later events carry this id
-        return True
-    return False
+        evaluator.invite(case, g("item"), g("staff"), clock.mono_ms() + ttl_ms)
+    return None

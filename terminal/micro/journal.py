@@ -188,11 +188,10 @@ class Journal:
     def local_case(self, seq):
         return "%s-%s-%d" % (self.device, self.epoch[:8], seq)
 
-    def append(self, body, case_from_seq=False):
-        """Commit one event body (a dict) and return its seq; JournalError if it was not written."""
+    def append(self, body):
+        """Commit one event body (a dict) and return its seq (``last_seq + 1``); JournalError if it
+        was not written. The evaluator checks the row against the rules first."""
         seq = self.last_seq + 1
-        if case_from_seq:
-            body["case"] = self.local_case(seq)
         payload = struct.pack("<Q", seq) + json.dumps(body).encode()
         if len(payload) > MAX_PAYLOAD:
             raise JournalError("event body too large")

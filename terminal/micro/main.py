@@ -23,6 +23,7 @@ from clock import Clock  # noqa: E402
 from evaluator import REFUSED, Evaluator, handle_command  # noqa: E402
 from journal import Journal, JournalError  # noqa: E402
 from uplink import Uplink  # noqa: E402
+from wire import config_problem  # noqa: E402
 
 
 def make_board(cfg):
@@ -47,7 +48,9 @@ class Firmware:
         self.peak_alloc = self.peak_live = 0
 
     def _command(self, cmd):
-        handle_command(self.evaluator, self.clock, cmd)
+        problem = handle_command(self.evaluator, self.clock, cmd)
+        if problem:
+            self.board.log("refused a command from the hub: bad %s" % problem)
 
     def summary(self, extra=""):
         j = self.journal
@@ -109,6 +112,10 @@ def main(argv=None):
     argv = sys.argv if argv is None else argv
     with open(argv[1] if len(argv) > 1 else "config.json") as f:
         cfg = loads(f.read())
+    problem = config_problem(cfg)
+    if problem:  # it would make rows the hub can only store as invalid: stop before any press
+        print("log config.json refused: its %s would make rows the hub stores as invalid" % problem)
+        return
     Firmware(cfg, make_board(cfg)).run()
 
 
