@@ -239,7 +239,9 @@ def compile_firmware(dest: Path) -> Path:
             shutil.copyfile(src, dest / name)
             continue
         out = dest / (name[:-3] + ".mpy")
-        proc = subprocess.run([compiler, "-o", str(out), str(src)], capture_output=True, text=True)
+        # ``-s``: the bare file name, as on a board; the default embeds the whole source path as
+        # one more string in the 64 KB heap's string table.
+        proc = subprocess.run([compiler, "-s", name, "-o", str(out), str(src)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise MicroSimError(f"mpy-cross failed on {name}: {proc.stderr.strip()}")
     return dest

@@ -60,7 +60,7 @@ def test_oversize_message_is_read_in_chunks_acked_and_the_link_kept(tmp_path: Pa
         assert conn.expect(PUBACK, 20).pid == 7  # acked: a persistent session will not redeliver it
         wait_for(lambda: logged(board, "skipped"), 5, "the log line")
         assert logged(board, "skipped") == [
-            f"skipped a {len(big) - 4}-byte message on {PREFIX}cmd: over the 4096-byte limit"
+            f"skipped a {len(big) - 4}-byte message on {PREFIX}cmd: over the 2048-byte limit"
         ]
         # the stream is still in step: a press goes out, and the ack after it is applied
         assert board.press("press satisfied") == (1, "rating")

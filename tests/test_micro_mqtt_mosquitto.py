@@ -116,7 +116,7 @@ def test_an_oversize_command_in_the_session_is_skipped_once_and_not_redelivered(
                 assert logged(board, "skipped") == (
                     [
                         f"skipped a {len(big) + 2 + len(PREFIX + 'cmd') + 2}-byte message on {PREFIX}cmd: "
-                        "over the 4096-byte limit"
+                        "over the 2048-byte limit"
                     ]
                     if start == 0
                     else []

@@ -7,7 +7,7 @@ Everything lives in one folder:
   and its segment deleted;
 - ``seg-<first seq>.log``: segments of records. A record is ``<u32 length><u32 crc32>`` followed
   by its payload, ``<u64 seq>`` and the event body as JSON. A segment holds at most
-  :data:`SEG_RECORDS` records; once every record of a segment is acked the file is deleted, so
+  :data:`_SEG_RECORDS` records; once every record of a segment is acked the file is deleted, so
   flash use stays bounded by the unacked backlog plus one segment.
 
 A power cut mid-write leaves a torn record at the end of the last segment: :class:`Journal`
@@ -23,11 +23,13 @@ import json
 import os
 import struct
 
+from micropython import const
+
 META = "meta.json"
 META_TMP = "meta.tmp"
-SEG_RECORDS = 128
-MAX_PAYLOAD = 2048
-_COPY_CHUNK = 256
+_SEG_RECORDS = const(128)
+_MAX_PAYLOAD = const(2048)
+_COPY_CHUNK = const(256)
 
 
 class JournalError(OSError):
@@ -68,7 +70,7 @@ def read_record(f):
     if not head or len(head) < 8:
         return None
     length, crc = struct.unpack("<II", head)
-    if length < 8 or length > MAX_PAYLOAD:
+    if length < 8 or length > _MAX_PAYLOAD:
         return None
     payload = f.read(length)
     if payload is None or len(payload) < length or binascii.crc32(payload) & 0xFFFFFFFF != crc:
@@ -193,11 +195,11 @@ class Journal:
         was not written. The evaluator checks the row against the rules first."""
         seq = self.last_seq + 1
         payload = struct.pack("<Q", seq) + json.dumps(body).encode()
-        if len(payload) > MAX_PAYLOAD:
+        if len(payload) > _MAX_PAYLOAD:
             raise JournalError("event body too large")
         head = struct.pack("<II", len(payload), binascii.crc32(payload) & 0xFFFFFFFF)
         try:
-            if self._f is None or self._seg_count >= SEG_RECORDS:
+            if self._f is None or self._seg_count >= _SEG_RECORDS:
                 self._open_segment(seq)
             self._f.write(head)
             self._f.write(payload)
@@ -214,7 +216,7 @@ class Journal:
         if self._f is not None:
             self._f.close()
             self._f = None
-        if self.segs and self._seg_count < SEG_RECORDS:
+        if self.segs and self._seg_count < _SEG_RECORDS:
             self._f = open(self._seg_path(self.segs[-1]), "ab")
             return
         self._f = open(self._seg_path(seq), "ab")
@@ -289,7 +291,7 @@ class Journal:
     def _compact(self):
         while len(self.segs) > 1 and self.segs[1] - 1 <= self.acked:
             self._drop(self.segs[0])
-        if self.segs and self.acked >= self.last_seq and self._seg_count >= SEG_RECORDS:
+        if self.segs and self.acked >= self.last_seq and self._seg_count >= _SEG_RECORDS:
             if self._f is not None:
                 self._f.close()
                 self._f = None

@@ -32,16 +32,22 @@ from time import ticks_add, ticks_diff, ticks_ms
 
 from micropython import const
 
-DOWN, UP = const(0), const(4)
-_CONNECTING, _WAIT_CONNACK, _WAIT_SUBACK = const(1), const(2), const(3)
+# One name per line: MicroPython folds ``_X = const(n)`` away, but not a tuple of them.
+DOWN = const(0)
+_CONNECTING = const(1)
+_WAIT_CONNACK = const(2)
+_WAIT_SUBACK = const(3)
+UP = const(4)
 _TIMEOUT_MS = const(5000)
 _RING = const(32)
-_MAX_PACKET = const(4096)  # hub commands, acks and states are a few hundred bytes
+_MAX_PACKET = const(2048)  # the longest invitation (three 64-character CJK texts) is under 800 bytes
 _CHUNK = const(256)  # bytes per socket read
 _READS = const(8)  # socket reads per poll at most: the main loop gets back to the keys
 _EXPECTED = ("", "answer", "CONNACK", "SUBACK", "QoS 0/1 PUBLISH, PUBACK or PINGRESP")  # by state
 # select's flags, the same on the unix port and on lwIP (extmod/modselect.c)
-_POLLIN, _POLLOUT, _POLLBAD = const(0x01), const(0x04), const(0x18)
+_POLLIN = const(0x01)
+_POLLOUT = const(0x04)
+_POLLBAD = const(0x18)
 
 
 class MQTTError(OSError):

@@ -1,0 +1,38 @@
+"""The firmware's fixed memory cost, measured in the real interpreter: a guard on a cliff.
+
+MicroPython's string table grows in pools; its first four hold 300 names and the fifth costs
+3.7 KB of heap at once, enough to take the 10,000-press soak out of its 64 KB heap (it did once,
+when two changes added 20 names between them). A change that crosses it must buy the memory back
+elsewhere and re-measure ``bench/micro_soak.py`` (docs/micro.md, "Limits and figures").
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from terminal.micro_host import compile_firmware, find_micropython
+
+NAME_POOLS_BEFORE_THE_CLIFF = 4
+#: The live heap right after importing the firmware, on the 64-bit unix port (44.4 KB measured).
+IMPORTED_HEAP_MAX = 46 * 1024
+
+
+def test_the_firmware_stays_below_the_string_table_cliff(tmp_path: Path) -> None:
+    code = compile_firmware(tmp_path / "fw")
+    script = f"""
+import sys, gc, micropython
+sys.path.insert(0, {str(code)!r})
+for name in ("wire", "clock", "journal", "evaluator", "mqtt", "uplink", "main"):
+    __import__(name)
+micropython.qstr_info()
+gc.collect()
+print("heap", gc.mem_alloc())
+"""
+    out = subprocess.run(
+        [find_micropython(), "-X", "heapsize=256k", "-c", script], capture_output=True, text=True, timeout=60
+    ).stdout
+    pools = int(out.split("n_pool=")[1].split(",")[0])
+    heap = int(out.split("heap ")[1].split()[0])
+    assert pools <= NAME_POOLS_BEFORE_THE_CLIFF, out
+    assert heap <= IMPORTED_HEAP_MAX, out
