@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tomli_w
 
-from protocol.config import ConfigError, build, field, one_of, port_number, positive, read_toml
+from protocol.config import ConfigError, build, field, one_of, port_number, positive, read_toml, shown
 from protocol.levels import LEVEL_IDS
+from protocol.rules import INVITE_TTL_MAX_MS
 from protocol.topics import valid_id
 
 CONFIG_NAME = "hub.toml"
@@ -82,7 +83,7 @@ def _dates(value: tuple[str, ...]) -> str | None:
         try:
             dt.date.fromisoformat(text)
         except ValueError:
-            return f"must hold YYYY-MM-DD dates ({text!r} is not one)"
+            return f"must hold YYYY-MM-DD dates ({shown(text)} is not one)"
     return None
 
 
@@ -145,7 +146,11 @@ class HubConfig:
         "Asia/Shanghai", "hall local time zone: days, months and years of the counters", check=_timezone
     )
     satisfaction_threshold: str = field("basic", "lowest level counted as satisfied", check=one_of(*LEVEL_IDS))
-    invite_s: float = field(60.0, "how long an invitation stays open", check=positive)
+    invite_s: float = field(
+        60.0,
+        "how long an invitation stays open (at most a week: terminals refuse longer ones)",
+        check=lambda v: None if 0 < v * 1000 <= INVITE_TTL_MAX_MS else "must be more than 0 and at most a week",
+    )
     broker: BrokerSettings = field(default_factory=BrokerSettings, doc="[broker] table")
     http: HttpSettings = field(default_factory=HttpSettings, doc="[http] table")
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings, doc="[upstream] table")
@@ -173,7 +178,7 @@ def load(home: Path) -> HubConfig:
 def split_address(text: str, what: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not (port.isascii() and port.isdigit()) or port_number(int(port)):
-        raise ConfigError(f"{what} {text!r} must be HOST:PORT")
+        raise ConfigError(f"{what} {shown(text)} must be HOST:PORT")
     return host, int(port)
 
 

@@ -59,9 +59,15 @@ def build(cls: type[T], data: Mapping[str, Any], source: str, where: str = "") -
         check = fld.metadata.get("check")
         problem = check(value) if check else None
         if problem:
-            raise ConfigError(f"{source}: '{where}{name}' {problem}, got {data[name]!r}")
+            raise ConfigError(f"{source}: '{where}{name}' {problem}, got {shown(data[name])}")
         values[name] = value
     return cls(**values)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut short: an error stays one readable line whatever the file holds."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _type_name(tp: Any) -> str:
@@ -97,7 +103,7 @@ def _scalar(tp: Any, value: Any, source: str, key: str) -> Any:
         return Path(value)
     if tp in (int, str, bool) and type(value) is tp:
         return value
-    raise ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got {value!r}")
+    raise ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got {shown(value)}")
 
 
 def positive(value: float) -> str | None:

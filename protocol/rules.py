@@ -27,6 +27,8 @@ REASONS_MAX = 8
 #: A synchronised wall clock outside [2000-01-01, 2100-01-01) UTC is wrong, not a time.
 WALL_MIN_MS = 946_684_800_000
 WALL_MAX_MS = 4_102_444_800_000
+#: The longest an invitation may stay open: the hub's ``invite_s`` and a ``cmd``'s ``ttl_ms``.
+INVITE_TTL_MAX_MS = 7 * 86_400_000
 #: ``age_ms`` is measured on the terminal's monotonic clock within one boot: never years.
 AGE_MAX_MS = 10 * 366 * 86_400_000
 #: Free text: 1-64 characters, no control characters, line separators or lone surrogates (which
@@ -123,4 +125,4 @@ def event_problem(event: Event) -> str | None:
 
 def check_text_setting(name: str, value: object) -> str | None:
     """For config checks: why ``value`` cannot be carried as ``name`` in an event, or None."""
-    return None if value is None or valid_text(value) else _bad(name, value, f"1-{TEXT_MAX} characters")
+    return None if value is None or valid_text(value) else _bad(name, value, f"1-{TEXT_MAX} characters without control characters")

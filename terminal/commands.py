@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from protocol.rules import check_text_setting
+from protocol.rules import INVITE_TTL_MAX_MS, check_text_setting
 
 from .clock import Clock
 from .evaluator import Evaluator
 
 _LOG = logging.getLogger(__name__)
-#: The longest invitation a terminal accepts: one citizen at one window, never days.
-TTL_MAX_MS = 7 * 86_400_000
+#: The longest invitation a terminal accepts (the hub never sends longer: its invite_s is capped too).
+TTL_MAX_MS = INVITE_TTL_MAX_MS
 
 
 def _short(value: Any) -> str:

@@ -12,7 +12,6 @@ wake the sender thread; the sender thread alone publishes and writes acks to the
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from protocol.errors import ProtocolError
-from protocol.frames import Ack, Event, decode_state, encode_batch, encode_state
+from protocol.frames import Ack, Event, decode_state, encode_batch, encode_state, loads_object
 from protocol.topics import Leaf, hub_state_topic, topic
 from protocol.transport import LinkReport, no_delay
 
@@ -30,7 +29,7 @@ from . import __version__
 from .clock import Clock
 from .config import TerminalConfig
 from .errors import JournalError
-from .journal import Journal, Row
+from .journal import Journal, Row, row_event
 
 _LOG = logging.getLogger(__name__)
 CommandHandler = Callable[[dict[str, Any]], None]
@@ -128,7 +127,7 @@ class Uplink:
                 self._record_hub_state(bool(decode_state(bytes(msg.payload))["online"]))
             elif msg.topic == self._topic(Leaf.CMD) and self.on_command is not None:
                 self.counts["commands"] += 1
-                self.on_command(json.loads(msg.payload))
+                self.on_command(loads_object(bytes(msg.payload)))
         except (ProtocolError, ValueError) as exc:
             _LOG.warning("ignored a bad message on %s: %s", msg.topic, exc)
         except Exception:
@@ -234,12 +233,8 @@ class Uplink:
             self.wake()  # more rows fit the window: keep going without waiting
 
     def _event(self, row: Row) -> Event:
-        body = dict(row.body)
-        if body.get("reasons") is not None:
-            body["reasons"] = tuple(body["reasons"])
-        return Event(
-            epoch=self.journal.epoch, seq=row.seq, age_ms=self.clock.age_ms(body["boot"], body["mono_ms"]), **body
-        )
+        body = row.body
+        return row_event(self.journal.epoch, row.seq, body, self.clock.age_ms(body["boot"], body["mono_ms"]))
 
     def _publish_state(self, now: float) -> None:
         self._next_state = now + self.config.uplink.state_s
