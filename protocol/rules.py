@@ -125,4 +125,6 @@ def event_problem(event: Event) -> str | None:
 
 def check_text_setting(name: str, value: object) -> str | None:
     """For config checks: why ``value`` cannot be carried as ``name`` in an event, or None."""
-    return None if value is None or valid_text(value) else _bad(name, value, f"1-{TEXT_MAX} characters without control characters")
+    if value is None or valid_text(value):
+        return None
+    return _bad(name, value, f"1-{TEXT_MAX} characters without control characters")

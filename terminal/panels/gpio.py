@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from gpiozero import LED, Button, Buzzer
+from gpiozero import LED, Button, Buzzer, GPIOZeroError, PinFactoryFallback
 
 from ..config import GpioSettings
+from ..errors import PanelError
 from ..panel import Feedback, Key, KeyHandler, KeyKind, StatusHandler
 
 _LOG = logging.getLogger(__name__)
@@ -28,13 +30,24 @@ class GpioPanel:
         self._on_key: KeyHandler | None = None
         self._lock = threading.Lock()
         bounce = settings.bounce_ms / 1000
-        self.buttons: dict[Key, Button] = {
-            key: Button(pin, pull_up=settings.pull_up, bounce_time=bounce, pin_factory=pin_factory)
-            for key, pin in self._key_pins()
-        }
-        self.ready_light = self._output(LED, settings.ready_light)
-        self.thanks_light = self._output(LED, settings.thanks_light)
-        self.buzzer = self._output(Buzzer, settings.buzzer)
+        # gpiozero warns once per pin library it could not load: one log line, not a screenful.
+        with warnings.catch_warnings(record=True) as fallbacks:
+            warnings.simplefilter("always", PinFactoryFallback)
+            try:
+                self.buttons: dict[Key, Button] = {
+                    key: Button(pin, pull_up=settings.pull_up, bounce_time=bounce, pin_factory=pin_factory)
+                    for key, pin in self._key_pins()
+                }
+                self.ready_light = self._output(LED, settings.ready_light)
+                self.thanks_light = self._output(LED, settings.thanks_light)
+                self.buzzer = self._output(Buzzer, settings.buzzer)
+            except GPIOZeroError as exc:  # no GPIO chip (not a Pi, no lgpio), a pin taken twice, …
+                tried = "; ".join(str(w.message) for w in fallbacks)
+                raise PanelError(
+                    f"cannot open the GPIO keys and lights: {exc} ({tried or type(exc).__name__})"
+                ) from None
+        if fallbacks:
+            _LOG.info("GPIO: %s", "; ".join(str(w.message) for w in fallbacks))
 
     def _key_pins(self) -> Iterator[tuple[Key, int]]:
         for level, pin in self.settings.keys.items():
