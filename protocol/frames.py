@@ -171,18 +171,9 @@ def _short(value: Any) -> str:
 _WIRE_FIELDS = frozenset((*EVENT_FIELDS, "mac"))
 #: Types the canonical encoding covers; anything else (floats, objects) cannot carry a MAC.
 _SCALARS = frozenset((str, int, bool, type(None)))
-_OPTIONAL = ("level", "ref", "case", "item", "staff", "window", "trigger", "age_ms")
 
 
-def _scalar(obj: Mapping[str, Any], name: str, default: Any = None) -> Any:
-    value = obj.get(name, default)
-    if type(value) not in _SCALARS:
-        raise _malformed(name, f"a {type(value).__name__} cannot be encoded, got {_short(value)}")
-    return value
-
-
-def _reasons(obj: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    value = obj.get("reasons")
+def _reasons(value: Any) -> tuple[Any, ...] | None:
     if value is None:
         return None
     if type(value) is not list or any(type(r) not in _SCALARS for r in value):
@@ -203,25 +194,35 @@ def parse_event(obj: Any) -> tuple[Event, str]:
     unknown = obj.keys() - _WIRE_FIELDS
     if unknown:
         raise MalformedFrame(f"unknown event fields: {_short(sorted(unknown))}")
-    epoch, seq, mac = obj.get("epoch"), obj.get("seq"), obj.get("mac")
+    get: Any = obj.get  # values of any type: the rules judge them after the MAC
+    epoch, seq, mac = get("epoch"), get("seq"), get("mac")
     if type(epoch) is not str or _EPOCH_RE.fullmatch(epoch) is None:
         raise _malformed("epoch", f"expected 16-32 lowercase hex digits, got {_short(epoch)}")
     if type(seq) is not int or not 0 < seq <= MAX_SEQ:
         raise _malformed("seq", f"expected an integer in 1..{MAX_SEQ}, got {_short(seq)}")
     if type(mac) is not str or _MAC_RE.fullmatch(mac) is None:
         raise _malformed("mac", "expected 64 lowercase hex digits")
-    optional = {name: _scalar(obj, name) for name in _OPTIONAL}
+    for name, value in obj.items():  # one pass: this runs for every event the hub receives
+        if type(value) not in _SCALARS and name != "reasons":
+            raise _malformed(name, f"a {type(value).__name__} cannot be encoded, got {_short(value)}")
     event = Event(
         epoch=epoch,
         seq=seq,
-        kind=_scalar(obj, "kind"),
-        reasons=_reasons(obj),
-        boot=_scalar(obj, "boot", ""),
-        mono_ms=_scalar(obj, "mono_ms", 0),
-        wall_ms=_scalar(obj, "wall_ms", 0),
-        synced=_scalar(obj, "synced", False),
-        v=_scalar(obj, "v"),
-        **optional,
+        kind=get("kind"),
+        window=get("window"),
+        level=get("level"),
+        reasons=_reasons(get("reasons")),
+        ref=get("ref"),
+        case=get("case"),
+        item=get("item"),
+        staff=get("staff"),
+        trigger=get("trigger"),
+        boot=get("boot", ""),
+        mono_ms=get("mono_ms", 0),
+        wall_ms=get("wall_ms", 0),
+        synced=get("synced", False),
+        age_ms=get("age_ms"),
+        v=get("v"),
     )
     return event, mac
 
