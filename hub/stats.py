@@ -44,7 +44,8 @@ def rectification_rate(rectified: int, valid: int) -> float | None:
 
 def summarize(counts: dict[str, Any], threshold: str) -> dict[str, Any]:
     """The contract row fields from summed counters."""
-    c = {k: int(counts.get(k) or 0) for k in TALLY_COLUMNS}
+    get = counts.get
+    c = {k: get(k) or 0 for k in TALLY_COLUMNS}  # SQLite sums are ints already, or NULL
     levels = {lv: c[f"lv_{lv}"] for lv in LEVEL_IDS}
     clean = {lv: levels[lv] - c[f"fl_{lv}"] for lv in LEVEL_IDS}
     n_clean = sum(clean.values())
@@ -79,7 +80,10 @@ def stats(
     """``{"rows": [...], "total": {...}}`` as ``haocha stats --format json`` prints it."""
     raw = [] if start and end and start > end else query(store.conn, by, start, end)
     rows = [{**{k: str(r[k]) for k in by}, **summarize(r, threshold)} for r in raw]
-    total_counts = {c: sum(int(r[c] or 0) for r in raw) for c in TALLY_COLUMNS}
+    total_counts = dict.fromkeys(TALLY_COLUMNS, 0)
+    for r in raw:  # one pass over the rows, not one per counter: window×item can be 100,000 rows
+        for c in TALLY_COLUMNS:
+            total_counts[c] += r[c] or 0
     return {"rows": rows, "total": summarize(total_counts, threshold)}
 
 
