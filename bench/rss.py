@@ -20,15 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulators.hall import Hall, child_pids, port_open, wait_for
+from simulators.hall import Hall, child_pids, peak_rss_mb, port_open, wait_for
 from simulators.load import LoadGenerator
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
 def terminal_rss(hall: Hall) -> float:

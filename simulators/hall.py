@@ -56,6 +56,14 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far (``VmHWM``), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll until ``predicate()`` is truthy; TimeoutError naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout

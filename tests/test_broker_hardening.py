@@ -8,26 +8,17 @@ import re
 import time
 import tomllib
 import urllib.request
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
 from hub.config import BrokerSettings
 from protocol.frames import Event, encode_batch
-from simulators.hall import Hall, child_pids, wait_for
+from simulators.hall import Hall, child_pids, peak_rss_mb, wait_for
 
 from .invariant import assert_invariant
 from .mqtt_peer import RawDevice
 
 MiB = 1024 * 1024
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident memory (VmHWM) so far, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmHWM for pid {pid}")
 
 
 def mosquitto_pid(hall: Hall) -> int:

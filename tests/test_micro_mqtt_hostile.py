@@ -12,36 +12,20 @@ import pytest
 
 from terminal.micro_host import compile_firmware
 
-try:
-    from .micro_harness import board_on, logged, wait_for
-    from .mqtt_scripted import (
-        CONNACK,
-        CONNECT,
-        DISCONNECT,
-        PINGREQ,
-        PUBACK,
-        PUBLISH,
-        Connection,
-        ScriptedBroker,
-        packet,
-        publish,
-        varint,
-    )
-except ImportError:
-    from micro_harness import board_on, logged, wait_for  # type: ignore[no-redef]
-    from mqtt_scripted import (  # type: ignore[no-redef]
-        CONNACK,
-        CONNECT,
-        DISCONNECT,
-        PINGREQ,
-        PUBACK,
-        PUBLISH,
-        Connection,
-        ScriptedBroker,
-        packet,
-        publish,
-        varint,
-    )
+from .micro_harness import board_on, logged, wait_for
+from .mqtt_scripted import (
+    CONNACK,
+    CONNECT,
+    DISCONNECT,
+    PINGREQ,
+    PUBACK,
+    PUBLISH,
+    Connection,
+    ScriptedBroker,
+    packet,
+    publish,
+    varint,
+)
 
 PREFIX = "haocha/v1/H1/M01/"
 
