@@ -72,6 +72,8 @@ class HubDaemon:
         self._in_writer_lock = threading.Lock()
         self.writer: subprocess.Popen[bytes] | None = None
         self.writer_died = False
+        #: A thread of the daemon that ended by an exception: the hub stops and exits non-zero.
+        self.thread_died: str | None = None
         self.link = LinkReport(_LOG, f"{config.broker.host}:{config.broker.port}")
         self.client = self._make_client()
         self.commands = CommandPublisher(self.client, config.hall, home / DB_NAME, self.connected)
@@ -166,6 +168,8 @@ class HubDaemon:
             self._shutdown(batches, reporting)
         if self.writer_died:
             raise HubError(f"the hub's writer process died (exit code {self.writer.returncode}); see the log above")
+        if self.thread_died is not None:  # non-zero, so that systemd's Restart=on-failure restarts it
+            raise HubError(f"the hub's {self.thread_died} thread died; see the log above")
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
         def guarded() -> None:
@@ -173,6 +177,7 @@ class HubDaemon:
                 target()
             except (Exception, SystemExit):  # uvicorn calls sys.exit on some startup failures
                 _LOG.exception("hub thread %s died; stopping the hub", name)
+                self.thread_died = name
                 self.stop()
 
         thread = threading.Thread(target=guarded, name=name, daemon=True)

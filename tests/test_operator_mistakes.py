@@ -166,3 +166,18 @@ def test_make_counts_a_removed_but_not_purged_package_as_missing() -> None:
         )
     assert result.returncode != 0
     assert "missing Debian packages: run 'sudo apt-get install mosquitto' and try again" in result.stderr
+
+
+def test_a_dead_daemon_thread_stops_the_hub_with_an_error(hall: Hall) -> None:
+    """A thread of the daemon that dies (its HTTP server, the command publisher) stops the hub,
+    and run() then raises, so `hub run` exits non-zero and systemd's Restart=on-failure acts."""
+    from hub.daemon import HubDaemon
+
+    daemon = HubDaemon(hall.config, hall.home)
+
+    def boom() -> None:
+        raise RuntimeError("the disk is gone")
+
+    daemon._start_thread("commands", boom)
+    daemon._threads[-1].join(5)
+    assert daemon.stopping.is_set() and daemon.thread_died == "commands"
