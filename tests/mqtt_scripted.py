@@ -77,7 +77,9 @@ class Connection:
         self.closed_at: float | None = None
         self.packets: list[Packet] = []
         self.auto_puback = self.auto_pingresp = True
-        self._seen = 0  # packets already returned by expect()
+        #: Per thread, packets expect() already went past: the script's thread and the test's
+        #: thread both expect packets, and one must never pass over a packet the other awaits.
+        self._seen: dict[int, int] = {}
         self._changed = threading.Condition()
         self._send_lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
@@ -126,13 +128,14 @@ class Connection:
     def expect(self, kind: int, timeout: float = 10.0) -> Packet:
         """The next packet of type ``kind`` the client sends (packets before it are passed over)."""
         deadline = time.monotonic() + timeout
+        me = threading.get_ident()
         with self._changed:
             while True:
-                for i in range(self._seen, len(self.packets)):
+                for i in range(self._seen.get(me, 0), len(self.packets)):
                     if self.packets[i].type == kind:
-                        self._seen = i + 1
+                        self._seen[me] = i + 1
                         return self.packets[i]
-                self._seen = len(self.packets)
+                self._seen[me] = len(self.packets)
                 left = deadline - time.monotonic()
                 if self.closed_at is not None or left <= 0:
                     raise AssertionError(
