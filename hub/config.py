@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tomli_w
 
-from protocol.config import ConfigError, build, field, one_of, port_number, positive, read_toml, shown
+from protocol.config import ConfigError, build, field, non_negative, one_of, port_number, positive, read_toml, shown
 from protocol.levels import LEVEL_IDS
 from protocol.rules import INVITE_TTL_MAX_MS
 from protocol.topics import valid_id
@@ -151,6 +151,12 @@ class HubConfig:
         "how long an invitation stays open (at most a week: terminals refuse longer ones)",
         check=lambda v: None if 0 < v * 1000 <= INVITE_TTL_MAX_MS else "must be more than 0 and at most a week",
     )
+    key_grace_s: float = field(
+        7 * 86400.0,
+        "after a device's key is rotated, how long frames signed with its old key are still accepted "
+        "(frames in flight or held by the broker while the hub was down)",
+        check=non_negative,
+    )
     broker: BrokerSettings = field(default_factory=BrokerSettings, doc="[broker] table")
     http: HttpSettings = field(default_factory=HttpSettings, doc="[http] table")
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings, doc="[upstream] table")
@@ -173,6 +179,24 @@ def load(home: Path) -> HubConfig:
     if not path.exists():
         raise ConfigError(f"{path}: no such file (run `haocha hub init --home {home} --hall H` first)")
     return build(HubConfig, read_toml(path), str(path))
+
+
+def rotate_token(home: Path) -> str:
+    """A new HTTP bearer token in ``hub.toml`` (a running hub checks the next request against it);
+    the old one stops at once. Returns the new token."""
+    path = home / CONFIG_NAME
+    load(home)  # a valid file first: never rewrite one that is broken
+    data = read_toml(path)
+    token = secrets.token_urlsafe(32)
+    data.setdefault("http", {})["token"] = token
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        tomli_w.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return token
 
 
 def split_address(text: str, what: str) -> tuple[str, int]:

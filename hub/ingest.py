@@ -14,17 +14,18 @@ import dataclasses
 import json
 import logging
 import sqlite3
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from protocol.errors import BadTopic, ProtocolError
-from protocol.frames import Event, Kind, Trigger, decode_state, parse_batch, verify_event
+from protocol.errors import BadTopic, ProtocolError, UnknownKey
+from protocol.frames import Event, Kind, Trigger, decode_state, parse_frame, verify_event
 from protocol.rules import event_problem
 from protocol.topics import Leaf, hub_state_topic, parse_topic
 
 from .cases import get_case
-from .store import Store, now_ms
+from .store import Store, keys, now_ms
 from .store.registry import Device, all_devices, set_device_state
 from .store.tallies import DayCache, TallyDelta
 from .upstream import hook as upstream_hook
@@ -33,11 +34,17 @@ _LOG = logging.getLogger(__name__)
 
 _INSERT = """INSERT OR IGNORE INTO events (device, epoch, seq, kind, status, status_reason, level, reasons, ref,
     case_no, item, staff, window, trigger, boot, mono_ms, wall_ms, synced, age_ms, t_ms, t_source, day,
-    received_ms, mac)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+    received_ms, mac, kid)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 #: An event that breaks a field rule keeps only its key, its raw JSON and why (SPEC section 10).
 _INSERT_INVALID = """INSERT OR IGNORE INTO events (device, epoch, seq, kind, status, status_reason, window, t_ms,
-    t_source, day, received_ms, mac, raw) VALUES (?, ?, ?, 'invalid', 'invalid', ?, ?, ?, 'receipt', ?, ?, ?, ?)"""
+    t_source, day, received_ms, mac, kid, raw)
+    VALUES (?, ?, ?, 'invalid', 'invalid', ?, ?, ?, 'receipt', ?, ?, ?, ?, ?)"""
+#: How often a pending key's rekey command is sent again to a terminal still on its old key.
+REKEY_RESEND_MS = 60_000
+#: How often the devices and their keys are read again even when the registry did not change
+#: (a retired key's grace period ends with time, not with a change).
+REGISTRY_MAX_AGE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +78,12 @@ def event_time(event: Event, received_ms: int) -> tuple[int, str]:
 class Ingestor:
     """Owns one :class:`Store` connection; used by one thread (the hub's writer)."""
 
-    def __init__(self, store: Store, hall: str, tz: ZoneInfo, burst_gap_s: float = 0.0) -> None:
+    def __init__(
+        self, store: Store, hall: str, tz: ZoneInfo, burst_gap_s: float = 0.0, key_grace_s: float = 7 * 86400
+    ) -> None:
         self.store = store
+        #: After a rotation, frames signed with the old key are accepted this long.
+        self.key_grace_ms = int(key_grace_s * 1000)
         self.hall = hall
         self.tz = tz
         #: Free-mode ratings closer than this on one terminal are flagged as misuse (0: off).
@@ -81,6 +92,7 @@ class Ingestor:
         self._hub_state = hub_state_topic(hall)
         self.devices: dict[str, Device] = {}
         self._registry_version: str | None = None
+        self._registry_read = 0.0
         self._uptos: dict[tuple[str, str], int] = {}
         #: What the current batch stored, per (device, epoch): seq → the rating to release, or
         #: None for other kinds. Lets the common case release without reading back.
@@ -88,9 +100,10 @@ class Ingestor:
 
     def refresh_registry(self) -> None:
         version = self.store.meta("registry_version", "0")
-        if version != self._registry_version:
-            self.devices = all_devices(self.store)
+        if version != self._registry_version or time.monotonic() - self._registry_read > REGISTRY_MAX_AGE_S:
+            self.devices = all_devices(self.store, self.key_grace_ms)
             self._registry_version = version
+            self._registry_read = time.monotonic()
 
     def ingest(self, batch: list[Incoming]) -> BatchResult:
         """Store a batch in one transaction and say what to ack.
@@ -174,14 +187,21 @@ class Ingestor:
             return
         try:
             if leaf is Leaf.STATE:
-                set_device_state(self.store, device, json.dumps(decode_state(msg.payload)), msg.received_ms)
+                state = decode_state(msg.payload)
+                set_device_state(self.store, device, json.dumps(state), msg.received_ms)
                 frames[("state", device)] += 1
+                self._key_in_use(dev, state.get("kid"), from_state=True)
                 return
             if leaf is not Leaf.EV:
                 raise BadTopic(f"devices do not publish on {leaf.value}")
-            pairs = parse_batch(msg.payload)
+            batch = parse_frame(msg.payload)
+            kid = dev.kid if batch.kid is None else batch.kid
+            key = dev.key_for(kid)
+            if key is None:
+                raise UnknownKey(f"the frame names key {kid}, which {device} may not use now")
+            pairs = batch.events
             for event, mac in pairs:
-                verify_event(dev.mac_key, self.hall, device, event, mac)
+                verify_event(key, self.hall, device, event, mac)
         except ProtocolError as exc:
             _LOG.warning("rejected a frame from %s: %s", device, _cut(str(exc)))
             frames[(exc.reason, device)] += 1
@@ -189,16 +209,36 @@ class Ingestor:
         for event, mac in pairs:
             problem = event_problem(event)
             if problem is None:
-                stored = self._event(conn, dev, event, mac, msg.received_ms, delta)
+                stored = self._event(conn, dev, event, mac, msg.received_ms, delta, kid)
             else:
-                stored = self._invalid(conn, dev, event, mac, problem, msg.received_ms, delta)
+                stored = self._invalid(conn, dev, event, mac, problem, msg.received_ms, delta, kid)
             frames[("stored" if stored else "duplicate", device)] += 1
             if stored and problem is not None:
                 frames[("invalid", device)] += 1
             touched[(device, event.epoch)].add(event.seq)
+        self._key_in_use(dev, kid)
+
+    def _key_in_use(self, dev: Device, kid: object, from_state: bool = False) -> None:
+        """A MAC-valid frame or a state of ``dev`` shows the key it uses: a pending key in use is
+        promoted (the rotation completes); a state still on an older key gets its rekey again."""
+        if dev.pending_kid is None or type(kid) is not int:
+            return
+        if kid == dev.pending_kid:
+            if keys.promote(self.store, dev.id, kid):
+                _LOG.info("%s took up its new key %d: the old one is retired", dev.id, kid)
+                self._registry_version = None  # read the keys again for the next batch
+        elif from_state and kid < dev.pending_kid:
+            keys.resend_rekey(self.store, dev.id, dev.pending_kid, REKEY_RESEND_MS)
 
     def _event(
-        self, conn: sqlite3.Connection, dev: Device, ev: Event, mac: str, received_ms: int, delta: TallyDelta
+        self,
+        conn: sqlite3.Connection,
+        dev: Device,
+        ev: Event,
+        mac: str,
+        received_ms: int,
+        delta: TallyDelta,
+        kid: int | None = None,
     ) -> bool:
         """Insert one verified event unless it is a duplicate; True if inserted.
 
@@ -211,7 +251,7 @@ class Ingestor:
         reasons = None if ev.reasons is None else json.dumps(list(ev.reasons))
         row = (dev.id, ev.epoch, ev.seq, ev.kind, status, why, ev.level, reasons, ev.ref, ev.case, ev.item, ev.staff,
                dev.window, ev.trigger, ev.boot, ev.mono_ms, ev.wall_ms, int(ev.synced), ev.age_ms,
-               t_ms, t_source, day, received_ms, mac)  # fmt: skip
+               t_ms, t_source, day, received_ms, mac, kid)  # fmt: skip
         cur = conn.execute(_INSERT, row)
         if cur.rowcount == 0:
             return False
@@ -234,13 +274,14 @@ class Ingestor:
         problem: str,
         received_ms: int,
         delta: TallyDelta,
+        kid: int | None = None,
     ) -> bool:
         """Store a MAC-valid event that breaks a field rule: its key, raw JSON and the problem, at
         its receive time; counted as ``invalid`` and in no rate. True if inserted."""
         raw = json.dumps({**{k: v for k, v in ev.fields().items() if v is not None}, "mac": mac})  # ASCII: a
         # lone surrogate from a JSON escape cannot be stored as UTF-8
         day = self.day_of(received_ms)
-        row = (dev.id, ev.epoch, ev.seq, problem[:200], dev.window, received_ms, day, received_ms, mac, raw)
+        row = (dev.id, ev.epoch, ev.seq, problem[:200], dev.window, received_ms, day, received_ms, mac, kid, raw)
         if conn.execute(_INSERT_INVALID, row).rowcount == 0:
             return False
         _LOG.warning("stored an invalid event from %s, seq %d: %s", dev.id, ev.seq, _cut(problem))

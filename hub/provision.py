@@ -8,6 +8,7 @@ terminal would refuse to start with.
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ from terminal.config import parse as parse_terminal_config
 
 from .config import HubConfig
 from .secrets import mosquitto_hash, new_mac_key, new_password, write_private
-from .store import Store
-from .store.registry import get_device, insert_device, set_device_secrets
+from .store import Store, keys
+from .store.registry import get_device, insert_device
 
 JOURNAL_NAMES = {"gpio": "journal.db", "modbus": "journal.db", "serial": "journal.db", "micro": "journal"}
 
@@ -30,9 +31,20 @@ def device_dir(home: Path, device: str) -> Path:
 
 
 def terminal_settings(
-    config: HubConfig, device: str, window: str, kind: str, mode: str, password: str, mac_key: str
+    config: HubConfig,
+    device: str,
+    window: str,
+    kind: str,
+    mode: str,
+    password: str,
+    mac_key: str,
+    kid: int = 1,
+    previous_password: str | None = None,
 ) -> dict[str, Any]:
     """The ``terminal.toml`` contents for one device."""
+    broker = {"host": config.broker.host, "port": config.broker.port, "user": device, "password": password}
+    if previous_password is not None:
+        broker["previous_password"] = previous_password
     return {
         "device": device,
         "hall": config.hall,
@@ -40,8 +52,9 @@ def terminal_settings(
         "kind": kind,
         "mode": mode,
         "key": mac_key,
+        "key_id": kid,
         "journal": JOURNAL_NAMES[kind],
-        "broker": {"host": config.broker.host, "port": config.broker.port, "user": device, "password": password},
+        "broker": broker,
         "timing": {"invite_s": config.invite_s},
         # The panel's table with its defaults spelled out: port, unit, timings, key map.
         **({kind: panel_table(kind)} if kind in ("modbus", "serial") else {}),
@@ -63,13 +76,47 @@ def add_device(
     return _write_terminal_files(config, home, settings)
 
 
-def rotate_device(store: Store, config: HubConfig, home: Path, device: str) -> Path:
-    """New password and MAC key for ``device`` (also un-revokes it); rewrites its terminal.toml."""
+def rotate_device(store: Store, config: HubConfig, home: Path, device: str, at_once: bool = False) -> Path:
+    """New password and MAC key for ``device``; rewrites its terminal.toml.
+
+    By default the rotation is one a running terminal survives (:mod:`hub.store.keys`): the new
+    pair reaches it as a command and the old one works until it has taken the new one up; the file
+    names both passwords, so a terminal given the file by hand gets in either way. ``at_once``
+    (a key that may have leaked): the old password and key stop now; the terminal needs the file.
+    A MicroPython board is always rotated at once (its firmware takes no rekey command yet).
+    A revoked device stays revoked (DeviceRevoked)."""
+    dev = get_device(store, device)
+    at_once = at_once or dev.kind == "micro"  # the MicroPython firmware takes no rekey command yet
+    password, mac_key = new_password(), new_mac_key()
+    secrets = keys.NewSecrets(mac_key, password, mosquitto_hash(password))
+    previous = None if at_once else _current_password(home, device)
+    # Checked before anything changes: a rotation never leaves a file the terminal would refuse.
+    _checked(terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key, 2, previous))
+    rotate = keys.rotate_now if at_once else keys.start_rotation
+    kid = rotate(store, device, secrets)
+    settings = terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key, kid, previous)
+    return _write_terminal_files(config, home, settings)
+
+
+def reinstate_device(store: Store, config: HubConfig, home: Path, device: str) -> Path:
+    """A revoked device provisioned again on purpose: new pair, active at once."""
     dev = get_device(store, device)
     password, mac_key = new_password(), new_mac_key()
-    settings = _checked(terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key))
-    set_device_secrets(store, device, mac_key, mosquitto_hash(password))
-    return _write_terminal_files(config, home, settings)
+    _checked(terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key, 2))
+    kid = keys.reinstate(store, device, keys.NewSecrets(mac_key, password, mosquitto_hash(password)))
+    return _write_terminal_files(
+        config, home, terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key, kid)
+    )
+
+
+def _current_password(home: Path, device: str) -> str | None:
+    """The broker password in the device's current terminal.toml, if the hub still has that file."""
+    path = device_dir(home, device) / "terminal.toml"
+    try:
+        password = tomllib.loads(path.read_text())["broker"]["password"]
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
+        return None
+    return password if isinstance(password, str) and password else None
 
 
 def _checked(settings: dict[str, Any]) -> dict[str, Any]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
-from pathlib import Path
+
+from protocol.files import write_private
+
+__all__ = ["mosquitto_hash", "new_mac_key", "new_password", "write_private"]
 
 #: Mosquitto 2.x password hash: PBKDF2-SHA512, 101 iterations, 12-byte salt (``$7$``), the
 #: format ``mosquitto_passwd`` writes.
@@ -26,16 +28,3 @@ def mosquitto_hash(password: str, salt: bytes | None = None) -> str:
     salt = salt or secrets.token_bytes(12)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _PBKDF2_ITERATIONS)
     return f"$7${_PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically into a file readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)

@@ -75,7 +75,8 @@ class Writer:
 
     def run(self) -> None:
         with Store(self.home / DB_NAME) as store:
-            ingestor = Ingestor(store, self.config.hall, self.config.tz, self.config.misuse.burst_gap_s)
+            cfg = self.config
+            ingestor = Ingestor(store, cfg.hall, cfg.tz, cfg.misuse.burst_gap_s, cfg.key_grace_s)
             while True:
                 self._maybe_release_held(ingestor)
                 if not self.batches.wait(RELEASE_CHECK_S):

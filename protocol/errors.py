@@ -33,3 +33,10 @@ class BadTopic(ProtocolError):
     """A topic outside ``haocha/v1/{hall}/{device}/…`` or with an invalid id."""
 
     reason = "bad_topic"
+
+
+class UnknownKey(ProtocolError):
+    """The frame names a key id its device may not use now: unknown, retired past its grace
+    period, or distrusted by a rotation at once (SPEC section 11)."""
+
+    reason = "unknown_key"

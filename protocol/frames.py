@@ -130,12 +130,13 @@ def event_to_wire(key: bytes, hall: str, device: str, event: Event) -> dict[str,
     return out
 
 
-def encode_batch(key: bytes, hall: str, device: str, events: Iterable[Event]) -> bytes:
-    """An ``ev`` payload: ``{"v": 1, "ev": [...]}``, compact UTF-8 JSON."""
+def encode_batch(key: bytes, hall: str, device: str, events: Iterable[Event], kid: int | None = None) -> bytes:
+    """An ``ev`` payload: ``{"v": 1, "kid": K, "ev": [...]}``, compact UTF-8 JSON. ``kid`` names
+    the device key the MACs were made with (left out: the device's current key)."""
     wire = [event_to_wire(key, hall, device, e) for e in events]
     if not wire or len(wire) > MAX_BATCH_EVENTS:
         raise ValueError(f"a batch holds 1..{MAX_BATCH_EVENTS} events, not {len(wire)}")
-    return dumps({"v": SCHEMA_VERSION, "ev": wire})
+    return dumps({"v": SCHEMA_VERSION, "ev": wire} if kid is None else {"v": SCHEMA_VERSION, "kid": kid, "ev": wire})
 
 
 def dumps(obj: Any) -> bytes:
@@ -234,21 +235,42 @@ def verify_event(key: bytes, hall: str, device: str, event: Event, mac: str) -> 
         raise BadMac(f"bad MAC on {device} epoch {event.epoch} seq {event.seq}")
 
 
-def parse_batch(payload: bytes) -> list[tuple[Event, str]]:
-    """Parse an ``ev`` payload (a batch, or one bare event) into (event, mac) pairs.
+#: Key ids are small positive integers, counted per device from 1 (SPEC section 11).
+MAX_KID = 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Batch:
+    """An ``ev`` payload: its events with their claimed MACs, and the key id they name (None: the
+    device's current key, as frames from before key ids say)."""
+
+    events: list[tuple[Event, str]]
+    kid: int | None = None
+
+
+def parse_frame(payload: bytes) -> Batch:
+    """Parse an ``ev`` payload: a batch ``{"v": 1, ["kid": K,] "ev": [...]}`` or one bare event.
 
     The whole frame is refused if any event in it is misshapen: a terminal never mixes good and
     bad events, so a partly bad frame is corruption or forgery.
     """
     obj = loads_object(payload)
     if "ev" not in obj:
-        return [parse_event(obj)]
-    if set(obj) != {"v", "ev"} or obj["v"] != SCHEMA_VERSION:
-        raise MalformedFrame('batch frame must be exactly {"v": 1, "ev": [...]}')
+        return Batch([parse_event(obj)])
+    if not obj.keys() <= {"v", "kid", "ev"} or obj.get("v") != SCHEMA_VERSION or type(obj.get("v")) is not int:
+        raise MalformedFrame('batch frame must be exactly {"v": 1, "kid": K, "ev": [...]} (kid optional)')
+    kid = obj.get("kid")
+    if kid is not None and (type(kid) is not int or not 0 < kid <= MAX_KID):
+        raise _malformed("kid", f"expected a key id in 1..{MAX_KID}, got {_short(kid)}")
     events = obj["ev"]
     if not isinstance(events, list) or not 0 < len(events) <= MAX_BATCH_EVENTS:
         raise MalformedFrame(f"'ev' must be a list of 1..{MAX_BATCH_EVENTS} events")
-    return [parse_event(e) for e in events]
+    return Batch([parse_event(e) for e in events], kid)
+
+
+def parse_batch(payload: bytes) -> list[tuple[Event, str]]:
+    """The (event, claimed MAC) pairs of an ``ev`` payload (see :func:`parse_frame`)."""
+    return parse_frame(payload).events
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -304,6 +326,7 @@ STATE_FIELDS: dict[str, Any] = {
     "boot": _short_str(64),
     "clock": _short_str(16),
     "panel": _panel,
+    "kid": lambda v: type(v) is int and 0 < v <= MAX_KID,
 }
 
 

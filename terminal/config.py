@@ -60,6 +60,11 @@ class BrokerSettings:
     port: int = field(1883, "MQTT broker port", check=port_number)
     user: str = field("", "broker user name: the device id")
     password: str = field("", "broker password made by `device add`")
+    previous_password: str | None = field(
+        None,
+        "the password before a rotation: tried when the broker refuses `password` (the broker switches "
+        "once the hub has seen the new key in use)",
+    )
     keepalive_s: int = field(15, "MQTT keepalive; a dead link is noticed within 1.5x this", check=positive)
 
 
@@ -213,6 +218,9 @@ class TerminalConfig:
     hall: str = field(doc="hall id (topic prefix haocha/v1/{hall}/{device})", check=_hall_or_window_id)
     window: str = field(doc="the window this terminal serves", check=_hall_or_window_id)
     key: str = field(doc="MAC key, 64 hex digits (secret)", check=_mac_key)
+    key_id: int = field(
+        1, "id of the MAC key: frames name it, so the hub knows which of the device's keys to check", check=positive
+    )
     kind: str = field("gpio", "panel driver: gpio, modbus, serial or micro", check=one_of(*KINDS))
     mode: str = field("free", "free (lockout), invited (business system) or staff (staff key)", check=one_of(*MODES))
     journal: Path = field(Path("journal.db"), "journal file (SQLite), relative to this file")
@@ -230,6 +238,8 @@ class TerminalConfig:
     serial: SerialSettings = field(default_factory=SerialSettings, doc="[serial] table (kind = serial)")
     #: Folder of the file, for relative paths; not a TOML key.
     base: Path = dataclasses.field(default=Path("."), metadata={"doc": "", "internal": True})
+    #: The file itself, which a rotation from the hub updates (None: not read from a file).
+    source: Path | None = dataclasses.field(default=None, metadata={"doc": "", "internal": True})
 
     @property
     def journal_path(self) -> Path:
@@ -258,12 +268,14 @@ def panel_table(kind: str) -> dict[str, Any]:
 def parse(data: Mapping[str, Any], source: str, base: Path = Path(".")) -> TerminalConfig:
     """Validate the contents of a ``terminal.toml`` (read, or about to be written by ``device
     add``); ConfigError names ``source`` and the bad key in one line."""
-    if "base" in data:
-        raise ConfigError(f"{source}: unknown key 'base'")
+    for internal in ("base", "source"):
+        if internal in data:
+            raise ConfigError(f"{source}: unknown key '{internal}'")
     return dataclasses.replace(build(TerminalConfig, data, source), base=base)
 
 
 def load(path: Path | str) -> TerminalConfig:
     """Read and validate ``terminal.toml``; ConfigError names the file and the bad key."""
     path = Path(path)
-    return parse(read_toml(path), str(path), path.resolve().parent)
+    config = parse(read_toml(path), str(path), path.resolve().parent)
+    return dataclasses.replace(config, source=path.resolve())

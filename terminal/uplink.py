@@ -30,8 +30,13 @@ from .clock import Clock
 from .config import TerminalConfig
 from .errors import JournalError
 from .journal import Journal, Row, row_event
+from .secrets import TerminalSecrets
 
 _LOG = logging.getLogger(__name__)
+#: The ``cmd`` that carries a new key and password from the hub (hub.store.keys).
+REKEY = "rekey"
+#: CONNACK codes of a refused login: 3.1.1's 4 and 5, MQTT 5's 134 and 135.
+_LOGIN_REFUSED = frozenset((4, 5, 134, 135))
 CommandHandler = Callable[[dict[str, Any]], None]
 
 
@@ -57,6 +62,8 @@ class Uplink:
         self.counts = {"published_events": 0, "resends": 0, "acks": 0, "commands": 0}
         self._thread: threading.Thread | None = None
         self.link = LinkReport(_LOG, f"{config.broker.host}:{config.broker.port}")
+        self.secrets = TerminalSecrets(config)
+        self._password_switched = False
         self.client = self._make_client()
 
     # -- MQTT client ------------------------------------------------------------------------
@@ -73,7 +80,7 @@ class Uplink:
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=user, clean_session=False, protocol=mqtt.MQTTv311
         )
-        client.username_pw_set(user, cfg.broker.password)
+        client.username_pw_set(user, self.secrets.login_password())
         client.will_set(self._topic(Leaf.STATE), encode_state(False), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.max_inflight_messages_set(max(20, cfg.uplink.window // cfg.uplink.batch + 1))
@@ -96,9 +103,16 @@ class Uplink:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         """paho network thread."""
         if reason.is_failure:
-            self.link.failed(f"the broker refused the login as {client.username!r}: {reason}")
+            other = self.secrets.refused() if reason.value in _LOGIN_REFUSED else None
+            if other is None:
+                self.link.failed(f"the broker refused the login as {client.username!r}: {reason}")
+            else:  # a rotation under way: the broker takes the other password until the hub switches it
+                _LOG.info("the broker refused this password (%s); trying the other one of the rotation", reason)
+                client.username_pw_set(client.username, other)
+                self._password_switched = True  # the disconnect that follows is no failure to report
             return
         self.link.connected()
+        self.secrets.logged_in()
         client.subscribe(
             [(self._topic(Leaf.ACK), 1), (self._topic(Leaf.CMD), 1), (hub_state_topic(self.config.hall), 1)]
         )
@@ -114,6 +128,8 @@ class Uplink:
         with self._cond:
             if self._connected and not self._stopping:
                 _LOG.warning("disconnected from broker: %s", reason)
+            elif self._password_switched:
+                self._password_switched = False
             elif not self._stopping:
                 self.link.failed(f"the connection closed before the broker accepted it: {reason}")
             self._connected = False
@@ -125,13 +141,29 @@ class Uplink:
                 self._record_ack(Ack.decode(bytes(msg.payload)))
             elif msg.topic == hub_state_topic(self.config.hall):
                 self._record_hub_state(bool(decode_state(bytes(msg.payload))["online"]))
-            elif msg.topic == self._topic(Leaf.CMD) and self.on_command is not None:
+            elif msg.topic == self._topic(Leaf.CMD):
                 self.counts["commands"] += 1
-                self.on_command(loads_object(bytes(msg.payload)))
+                self._command(loads_object(bytes(msg.payload)))
         except (ProtocolError, ValueError) as exc:
             _LOG.warning("ignored a bad message on %s: %s", msg.topic, exc)
         except Exception:
             _LOG.exception("handling a message on %s failed", msg.topic)
+
+    def _command(self, command: dict[str, Any]) -> None:
+        """paho network thread: a rotation is the uplink's own business; the rest goes on."""
+        if command.get("cmd") != REKEY:
+            if self.on_command is not None:
+                self.on_command(command)
+            return
+        refused = self.secrets.rekey(command)
+        if refused is not None:
+            _LOG.warning("refused new secrets from the hub: %s", refused)
+            return
+        # The next login tries the new password first (this session goes on with the old one).
+        self.client.username_pw_set(self.client.username, self.secrets.login_password())
+        with self._cond:
+            self._next_state = 0.0  # say at once which key is in use: the hub completes the rotation
+            self._wake_locked()
 
     def _record_ack(self, ack: Ack) -> None:
         with self._cond:
@@ -221,9 +253,8 @@ class Uplink:
         rows = self.journal.rows_after(start, min(room, cfg.batch * 10))
         for i in range(0, len(rows), cfg.batch):
             chunk = rows[i : i + cfg.batch]
-            payload = encode_batch(
-                self.config.key_bytes, self.config.hall, self.config.device, [self._event(r) for r in chunk]
-            )
+            key, kid = self.secrets.signing
+            payload = encode_batch(key, self.config.hall, self.config.device, [self._event(r) for r in chunk], kid)
             info = self.client.publish(self._topic(Leaf.EV), payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 return  # disconnected meanwhile: resent on reconnect
@@ -252,6 +283,7 @@ class Uplink:
             boot=self.clock.boot_id,
             clock="synced" if self.clock.synced() else "unsynced",
             panel=self._panel,
+            kid=self.secrets.signing[1],
         )
         self.client.publish(self._topic(Leaf.STATE), state, qos=1, retain=True)
 

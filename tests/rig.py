@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +16,9 @@ from terminal.runner import Terminal
 
 
 class TerminalRig:
-    def __init__(self, hall: Hall, device: str) -> None:
-        self.config = load(hall.terminal_config(device))
+    def __init__(self, hall: Hall, device: str, config_path: Path | None = None) -> None:
+        """``config_path``: the terminal's own copy of its folder (as on a Pi), else the hub's."""
+        self.config = load(config_path or hall.terminal_config(device))
         self.sim = SimGpioPanel(self.config)
         self.term = Terminal(self.config, **self.sim.panel_options)
         self._thread = threading.Thread(target=self.term.run, daemon=True)

@@ -163,6 +163,9 @@ def test_migration_fills_the_counters_from_existing_tickets(home: Path) -> None:
         for column in ("tickets", "valid_tickets", "rectified", "invalid"):  # the tallies table of schema version 4
             store.conn.execute(f"ALTER TABLE tallies DROP COLUMN {column}")
         store.conn.execute("ALTER TABLE events DROP COLUMN raw")
+        store.conn.execute("ALTER TABLE events DROP COLUMN kid")  # migration 7
+        store.conn.execute("ALTER TABLE devices DROP COLUMN kid")
+        store.conn.execute("DROP TABLE device_keys")
         store.conn.execute("PRAGMA user_version = 4")
     with Store(path) as store:
         assert {names: stats(store, list(names), D0, D3) for names in expected} == expected

@@ -51,10 +51,18 @@ def hub_init(home: Path | None, hall: str, broker: str, http: str, upstream: str
 
 
 @hub_group.command("token")
+@click.option("--rotate", is_flag=True, help="make a new token (the old one stops at once) and print it")
 @home_option
-def hub_token(home: Path | None) -> None:
+def hub_token(rotate: bool, home: Path | None) -> None:
     """Print the bearer token of the hub's HTTP API."""
-    click.echo(hub_config.load(home_path(home)).http.token)
+    folder = home_path(home)
+    if not rotate:
+        click.echo(hub_config.load(folder).http.token)
+        return
+    token = hub_config.rotate_token(folder)
+    with open_hub(folder)[1] as store, store.transaction():
+        store.audit("cli", "hub.token.rotate", "http")
+    click.echo(token)
 
 
 @hub_group.command("run")
@@ -180,13 +188,38 @@ def device_revoke(device: str, home: Path | None) -> None:
 
 @device_group.command("rotate")
 @click.argument("device")
+@click.option(
+    "--now", "at_once", is_flag=True, help="the old key may have leaked: stop the old password and key at once"
+)
 @home_option
-def device_rotate(device: str, home: Path | None) -> None:
-    """New password and MAC key for DEVICE; rewrites its terminal.toml."""
+def device_rotate(device: str, at_once: bool, home: Path | None) -> None:
+    """New password and MAC key for DEVICE; rewrites its terminal.toml.
+
+    By default a running terminal takes the new pair up by itself (it arrives as a command) and
+    frames signed with the old key are still accepted for a while; a revoked device stays
+    revoked."""
     folder = home_path(home)
     cfg = hub_config.load(folder)
     with open_hub(folder)[1] as store:
-        path = provision.rotate_device(store, cfg, folder, device)
+        at_once = at_once or reg.get_device(store, device).kind == "micro"
+        path = provision.rotate_device(store, cfg, folder, device, at_once)
+    how = (
+        "the old password and key stop now: copy the file to the terminal"
+        if at_once
+        else ("the terminal takes it up by itself when it is connected")
+    )
+    click.echo(f"wrote {path} ({how})", err=True)
+
+
+@device_group.command("reinstate")
+@click.argument("device")
+@home_option
+def device_reinstate(device: str, home: Path | None) -> None:
+    """Provision a revoked DEVICE again: new password and MAC key; copy its terminal.toml to it."""
+    folder = home_path(home)
+    cfg = hub_config.load(folder)
+    with open_hub(folder)[1] as store:
+        path = provision.reinstate_device(store, cfg, folder, device)
     click.echo(f"wrote {path}", err=True)
 
 

@@ -22,12 +22,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .. import cases
-from ..config import DB_NAME, HubConfig
+from ..config import CONFIG_NAME, DB_NAME, HubConfig
 from ..display import display_data
 from ..errors import AlreadyExists, NotFound
 from ..stats import parse_by, stats
 from ..store import Store
-from .edge import BadBody, BodyLimit, RequireToken, error, json_object
+from .edge import BadBody, BodyLimit, HubToken, RequireToken, error, json_object
 from .metrics import render_metrics
 from .openapi import spec
 from .tickets import routes as ticket_routes
@@ -145,7 +145,8 @@ def create_app(
         *ticket_routes,
         *(extra_routes or []),
     ]
-    middleware = [Middleware(RequireToken, config=config), Middleware(BodyLimit)]
+    token = HubToken(home / CONFIG_NAME, config.http.token)
+    middleware = [Middleware(RequireToken, token=token), Middleware(BodyLimit)]
     handlers = {BadBody: _bad_body}
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
     app.state.home = home

@@ -10,14 +10,15 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..config import HubConfig
 from ..errors import HubError
 
 MAX_BODY = 64 * 1024
@@ -48,14 +49,39 @@ class Caller:
     name: str
 
 
-def authenticate(authorization: bytes, config: HubConfig) -> Caller | None:
+def authenticate(authorization: bytes, token: bytes) -> Caller | None:
     """The caller an ``Authorization`` header names, or None. Compared as bytes: a token of any
     bytes (non-ASCII, not UTF-8, megabytes long) is simply not the token."""
-    scheme, _, token = authorization.strip().partition(b" ")
-    expected = config.http.token.encode()
-    if scheme.lower() != b"bearer" or not expected or not hmac.compare_digest(token.lstrip(b" "), expected):
+    scheme, _, given = authorization.strip().partition(b" ")
+    if scheme.lower() != b"bearer" or not token or not hmac.compare_digest(given.lstrip(b" "), token):
         return None
     return Caller("hub")
+
+
+class HubToken:
+    """The hub's machine token as ``hub.toml`` says now: ``haocha hub token --rotate`` changes it
+    under a running hub, and the next request is checked against the new one."""
+
+    def __init__(self, path: Path, token: str) -> None:
+        self.path = path
+        self._token = token.encode()
+        self._mtime = self._stat()
+
+    def _stat(self) -> int:
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    def current(self) -> bytes:
+        mtime = self._stat()
+        if mtime != self._mtime:
+            self._mtime = mtime
+            try:
+                self._token = str(tomllib.loads(self.path.read_text())["http"]["token"]).encode()
+            except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
+                pass  # a file being rewritten: keep the last token, read it again next time
+        return self._token
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -67,13 +93,13 @@ class RequireToken:
     (a WebSocket, should one come, is refused before its handshake); the caller is left in
     ``request.state.caller``."""
 
-    def __init__(self, app: ASGIApp, config: HubConfig) -> None:
+    def __init__(self, app: ASGIApp, token: HubToken) -> None:
         self.app = app
-        self.config = config
+        self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and scope["path"] not in PUBLIC_PATHS:
-            caller = authenticate(_header(scope, b"authorization") or b"", self.config)
+            caller = authenticate(_header(scope, b"authorization") or b"", self.token.current())
             if caller is None and scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return

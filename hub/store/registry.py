@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.errors import ProtocolError
@@ -21,9 +21,21 @@ class Device:
     window: str
     kind: str
     mode: str
-    mac_key: bytes
+    mac_key: bytes  #: the active key
     password_hash: str
     revoked: bool
+    kid: int = 1  #: the active key's id
+    #: Every key a frame may name now: active, pending (a rotation the terminal has not taken up
+    #: yet) and retired ones within the grace period (see :mod:`hub.store.keys`).
+    keys: dict[int, bytes] = field(default_factory=dict)
+    pending_kid: int | None = None
+
+    def key_for(self, kid: int | None) -> bytes | None:
+        """The key a frame naming ``kid`` must be MACed with (None: the active one), or None if
+        that key is unknown, retired past its grace period, or distrusted."""
+        if kid is None or kid == self.kid:
+            return self.mac_key
+        return self.keys.get(kid)
 
 
 def _check_id(kind: str, value: str) -> None:
@@ -76,38 +88,60 @@ def insert_device(
     with store.transaction():
         try:
             store.conn.execute(
-                "INSERT INTO devices (id, window, kind, mode, mac_key, password_hash, revoked, created_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                "INSERT INTO devices (id, window, kind, mode, mac_key, password_hash, revoked, created_ms, kid)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0, ?, 1)",
                 (device, window, kind, mode, mac_key, password_hash, now_ms()),
             )
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"device {device} exists already (use `device rotate` for new secrets)") from None
+        store.conn.execute(
+            "INSERT INTO device_keys (device, kid, mac_key, password_hash, state, created_ms, active_ms) "
+            "VALUES (?, 1, ?, ?, 'active', ?, ?)",
+            (device, mac_key, password_hash, now_ms(), now_ms()),
+        )
         store.bump_registry()
         store.audit(actor, "device.add", device, window=window, kind=kind, mode=mode)
 
 
+_DEVICE_COLUMNS = "id, window, kind, mode, mac_key, password_hash, revoked, kid"
+
+
 def get_device(store: Store, device: str) -> Device:
-    row = store.conn.execute(
-        "SELECT id, window, kind, mode, mac_key, password_hash, revoked FROM devices WHERE id = ?", (device,)
-    ).fetchone()
+    row = store.conn.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device,)).fetchone()
     if row is None:
         raise NotFound(f"unknown device {device}")
     return _device(row)
 
 
-def _device(row: tuple[Any, ...]) -> Device:
-    return Device(row[0], row[1], row[2], row[3], bytes.fromhex(row[4]), row[5], bool(row[6]))
+def _device(row: tuple[Any, ...], keys: dict[int, bytes] | None = None, pending: int | None = None) -> Device:
+    return Device(
+        row[0], row[1], row[2], row[3], bytes.fromhex(row[4]), row[5], bool(row[6]), row[7], keys or {}, pending
+    )
 
 
-def all_devices(store: Store) -> dict[str, Device]:
-    cur = store.conn.execute("SELECT id, window, kind, mode, mac_key, password_hash, revoked FROM devices")
-    return {row[0]: _device(row) for row in cur}
+def all_devices(store: Store, grace_ms: int = 0) -> dict[str, Device]:
+    """Every device with the keys its frames may name now (``grace_ms``: how long a retired key
+    is still accepted)."""
+    keys: dict[str, dict[int, bytes]] = {}
+    pending: dict[str, int] = {}
+    cur = store.conn.execute(
+        "SELECT device, kid, mac_key, state FROM device_keys WHERE state IN ('active', 'pending') "
+        "OR (state = 'retired' AND trusted = 1 AND retired_ms > ?)",
+        (now_ms() - grace_ms,),
+    )
+    for device, kid, mac_key, state in cur:
+        keys.setdefault(device, {})[kid] = bytes.fromhex(mac_key)
+        if state == "pending":
+            pending[device] = kid
+    cur = store.conn.execute(f"SELECT {_DEVICE_COLUMNS} FROM devices")
+    return {row[0]: _device(row, keys.get(row[0]), pending.get(row[0])) for row in cur}
 
 
 def list_devices(store: Store) -> list[dict[str, Any]]:
     cur = store.conn.execute("""
         SELECT d.id, d.window, d.kind, d.mode, d.revoked, d.state, d.state_ms,
-               (SELECT coalesce(sum(n), 0) FROM frame_counts f WHERE f.device = d.id AND f.outcome = 'stored')
+               (SELECT coalesce(sum(n), 0) FROM frame_counts f WHERE f.device = d.id AND f.outcome = 'stored'),
+               d.kid, (SELECT k.kid FROM device_keys k WHERE k.device = d.id AND k.state = 'pending')
         FROM devices d ORDER BY d.id""")
     return [
         {
@@ -119,6 +153,8 @@ def list_devices(store: Store) -> list[dict[str, Any]]:
             "state": r[5],
             "state_ms": r[6],
             "events": r[7],
+            "kid": r[8],
+            "pending_kid": r[9],
         }
         for r in cur
     ]
@@ -130,17 +166,6 @@ def revoke_device(store: Store, device: str, actor: str = "cli") -> None:
         store.conn.execute("UPDATE devices SET revoked = 1 WHERE id = ?", (device,))
         store.bump_registry()
         store.audit(actor, "device.revoke", device)
-
-
-def set_device_secrets(store: Store, device: str, mac_key: str, password_hash: str, actor: str = "cli") -> None:
-    get_device(store, device)
-    with store.transaction():
-        store.conn.execute(
-            "UPDATE devices SET mac_key = ?, password_hash = ?, rotated_ms = ?, revoked = 0 WHERE id = ?",
-            (mac_key, password_hash, now_ms(), device),
-        )
-        store.bump_registry()
-        store.audit(actor, "device.rotate", device)
 
 
 def set_device_state(store: Store, device: str, state_json: str, at_ms: int) -> None:

@@ -146,6 +146,24 @@ def _m6_invalid_events(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE tallies ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
 
+def _m7_device_keys(db: sqlite_utils.Database) -> None:
+    """Every MAC key and broker password a device has had, by key id (SPEC section 11): frames
+    name their key, a rotation is ``pending`` until the terminal has its new secrets, old keys
+    stay ``retired`` (verifiable, accepted for a grace period) and never go. ``devices`` keeps the
+    ``active`` pair, which the broker's password file is made from."""
+    db.execute(
+        "CREATE TABLE device_keys (device TEXT NOT NULL REFERENCES devices(id), kid INTEGER NOT NULL, "
+        "mac_key TEXT NOT NULL, password_hash TEXT NOT NULL, state TEXT NOT NULL, created_ms INTEGER NOT NULL, "
+        "active_ms INTEGER, retired_ms INTEGER, trusted INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (device, kid))"
+    )
+    db.execute(
+        "INSERT INTO device_keys (device, kid, mac_key, password_hash, state, created_ms, active_ms) "
+        "SELECT id, 1, mac_key, password_hash, 'active', coalesce(created_ms, 0), coalesce(created_ms, 0) FROM devices"
+    )
+    db.execute("ALTER TABLE devices ADD COLUMN kid INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE events ADD COLUMN kid INTEGER")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_core,
     _m2_cases,
@@ -153,6 +171,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_lazy_ratings,
     _m5_ticket_counters,
     _m6_invalid_events,
+    _m7_device_keys,
 ]
 
 
