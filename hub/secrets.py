@@ -7,6 +7,7 @@ import base64
 import hashlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 #: Mosquitto 2.x password hash: PBKDF2-SHA512, 101 iterations, 12-byte salt (``$7$``), the
@@ -28,14 +29,19 @@ def mosquitto_hash(password: str, salt: bytes | None = None) -> str:
     return f"$7${_PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically into a file readable by its owner only."""
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` atomically into a file with ``mode`` (by default: readable by its owner only).
+    The temporary file has a name of its own, so two processes may write the same file at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")  # mode 0600
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.fchmod(fd, mode)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)  # a full disk must not leave a temporary file a second
+        raise
