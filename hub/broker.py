@@ -10,6 +10,13 @@ Hostile clients (SPEC section 10): a client id is replaced by the user name
 over :data:`protocol.transport.MAX_PACKET_BYTES` are refused before Mosquitto buffers them; each
 offline client's queue is capped in messages and in bytes. Mosquitto's log passes through the
 runner, which counts refused logins into the hub database for ``/metrics``.
+
+Who writes what. The hub's side writes the broker's files into ``HOME/broker/``: ``broker run``
+(one user: development, tests, small halls) and ``hub run`` (:class:`BrokerFiles`), at start and
+whenever the registry changes. The files are group-readable (:data:`SHARED_FILE_MODE`), the rest
+of the home stays private (0600): under systemd the broker runs as its own user, in the hub's
+group, reading only this folder, and writes its persistence file into its working directory,
+its own (``systemd/haocha-broker.service``); a path unit reloads it when the files change.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import re
 import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -40,8 +48,22 @@ from .store import Store
 _LOG = logging.getLogger(__name__)
 
 
+#: The broker's files: written by the hub's user, read by the broker's user through the group.
+SHARED_FILE_MODE = 0o640
+SHARED_DIR_MODE = 0o750
+
+
 def broker_dir(home: Path) -> Path:
     return home / "broker"
+
+
+def write_shared(path: Path, data: bytes) -> None:
+    """Write one of the broker's files (in :func:`broker_dir`): group-readable, atomically."""
+    folder = path.parent
+    folder.mkdir(mode=SHARED_DIR_MODE, parents=True, exist_ok=True)
+    if stat.S_IMODE(folder.stat().st_mode) != SHARED_DIR_MODE:  # made by an older version, or by hand
+        folder.chmod(SHARED_DIR_MODE)
+    write_private(path, data, SHARED_FILE_MODE)
 
 
 def acl_text(hall: str, hub_user: str) -> str:
@@ -86,7 +108,8 @@ def config_text(config: HubConfig, home: Path) -> str:
             f"password_file {folder / 'passwd'}",
             f"acl_file {folder / 'acl'}",
             "persistence true",
-            f"persistence_location {home}/",
+            # No persistence_location: the file is written in Mosquitto's working directory, the
+            # home under `broker run`, the broker user's own folder under systemd.
             "persistence_file mosquitto.db",
             f"autosave_interval {config.broker.autosave_interval_s}",
             f"max_queued_messages {config.broker.max_queued_messages}",
@@ -114,11 +137,41 @@ def write_files(config: HubConfig, home: Path) -> tuple[Path, str]:
     folder = broker_dir(home)
     with Store(home / DB_NAME) as store:
         version = store.meta("registry_version", "0") or "0"
-        write_private(folder / "passwd", passwd_text(config, store).encode())
-    write_private(folder / "acl", acl_text(config.hall, config.broker.user).encode())
+        write_shared(folder / "passwd", passwd_text(config, store).encode())
+    write_shared(folder / "acl", acl_text(config.hall, config.broker.user).encode())
     conf = folder / "mosquitto.conf"
-    write_private(conf, config_text(config, home).encode())
+    write_shared(conf, config_text(config, home).encode())
     return conf, version
+
+
+class BrokerFiles:
+    """``hub run``'s side of the broker: its files written at start and whenever the registry changes.
+    A database or disk that fails is logged once and retried; the hub runs on meanwhile."""
+
+    def __init__(self, config: HubConfig, home: Path) -> None:
+        self.config = config
+        self.home = home
+        self.version: str | None = None  # of the registry last written
+        self._failing = False
+
+    def refresh(self) -> None:
+        try:
+            with Store(self.home / DB_NAME) as store:
+                current = store.meta("registry_version", "0") or "0"
+            if current != self.version:
+                self.version = write_files(self.config, self.home)[1]
+        except (sqlite3.Error, OSError) as exc:
+            if not self._failing:
+                _LOG.warning("cannot write the broker's files (retrying every second): %s", exc)
+            self._failing = True
+            return
+        if self._failing:
+            _LOG.info("the broker's files are written again")
+            self._failing = False
+
+    def keep(self, stopping: threading.Event) -> None:
+        while not stopping.wait(1.0):
+            self.refresh()
 
 
 def _die_with_parent() -> None:
@@ -222,7 +275,9 @@ class BrokerRunner:
     def run(self) -> int:
         conf, version = write_files(self.config, self.home)
         binary = find_mosquitto(self.config.broker.mosquitto)
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stderr=subprocess.PIPE, cwd=self.home, preexec_fn=_die_with_parent
+        )
         assert self.proc.stderr is not None
         self.log = LogWatch(self.proc.stderr, sys.stderr.buffer).start()
         _LOG.info("mosquitto (pid %d) on %s:%d", self.proc.pid, self.config.broker.host, self.config.broker.port)

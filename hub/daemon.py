@@ -9,6 +9,12 @@ back; a reporting thread then PUBACKs every message of the batch (``manual_ack``
 the retained cumulative ack per terminal. If a commit fails (disk full, I/O error) nothing is
 acked and the writer retries. If the writer dies, the daemon stops with an error (systemd starts
 both again); if the daemon dies, the writer sees its pipe close and exits.
+
+Under systemd (``Type=notify``, :mod:`protocol.sdnotify`) the daemon says READY=1 once the writer
+has answered, the HTTP API serves and paho's loop runs; the forwarding thread pings the watchdog,
+and only while the writer keeps answering (an idle hub sends it an empty batch every
+:data:`WRITER_HEARTBEAT_S`). A stopped or stuck daemon or writer stops the pings, and systemd
+restarts the hub.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,9 +36,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from protocol.frames import Ack, encode_state
+from protocol.sdnotify import Notifier
 from protocol.topics import Leaf, hub_state_topic, topic, wildcard
 from protocol.transport import MAX_PACKET_BYTES, LinkReport, no_delay
 
+from .broker import BrokerFiles
 from .commands import CommandPublisher
 from .config import DB_NAME, HubConfig
 from .errors import HubError
@@ -40,13 +49,18 @@ from .ingest import Incoming
 from .pipes import PipeEnd
 from .store import now_ms
 from .upstream.sender import start_sender
-from .writer import CommitFailing, Stored, spawn
+from .writer import COMMIT_RETRY_MAX_S, CommitFailing, Stored, spawn
 
 _LOG = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600
 GIL_SWITCH_S = 0.0005
 #: How long a stopping daemon waits for the writer to finish its batch before killing it.
 WRITER_EXIT_S = 10.0
+#: An idle forwarding thread sends the writer an empty batch this often; the writer answers it.
+WRITER_HEARTBEAT_S = 1.0
+#: A writer silent this long is taken as stuck: the watchdog pings stop. A writer retrying a
+#: failing commit (disk full) reports every COMMIT_RETRY_MAX_S at the latest, so it is not stuck.
+WRITER_SILENT_S = 2 * COMMIT_RETRY_MAX_S
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -79,6 +93,10 @@ class HubDaemon:
         self.commands = CommandPublisher(self.client, config.hall, home / DB_NAME, self.connected)
         self.http: uvicorn.Server | None = None
         self._threads: list[threading.Thread] = []
+        self.notify = Notifier()
+        #: time.monotonic() of the writer's last report (None before its first) and of the last send.
+        self.writer_answered: float | None = None
+        self._sent_to_writer = -float("inf")
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
@@ -146,6 +164,9 @@ class HubDaemon:
         sys.setswitchinterval(GIL_SWITCH_S)
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
         self.writer, batches, reports = spawn(self.home, verbose)
+        broker_files = BrokerFiles(self.config, self.home)
+        broker_files.refresh()  # before READY: under systemd the broker starts after the hub
+        self._start_thread("broker-files", lambda: broker_files.keep(self.stopping))
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = self.config.broker.receive_maximum
@@ -161,8 +182,11 @@ class HubDaemon:
         self._start_http(listener)
         sender = start_sender(self.config, self.home)
         try:
+            if self._wait_ready():
+                self.notify.ready(self._status())
             self.stopping.wait()
         finally:
+            self.notify.stopping()
             if sender is not None:
                 sender.stop()
             self._shutdown(batches, reporting)
@@ -200,13 +224,39 @@ class HubDaemon:
         server = self.http
         self._start_thread("http", lambda: server.run(sockets=[listener]))
 
+    def _wait_ready(self) -> bool:
+        """Wait until the writer has answered and the HTTP API serves (paho's loop runs already);
+        False if the hub stops first."""
+        while not self.stopping.wait(0.02):
+            if self.writer_answered is not None and self.http is not None and self.http.started:
+                return True
+        return False
+
+    def _status(self) -> str:
+        broker = "connected to" if self.connected.is_set() else "waiting for"
+        stored = self.totals.get("stored", 0)
+        return f"{broker} the broker {self.config.broker.host}:{self.config.broker.port}; {stored} events stored"
+
+    def _keep_alive(self, batches: PipeEnd) -> None:
+        """Forwarding thread: ask an idle writer for a sign of life, and ping systemd's watchdog
+        only while the writer answers."""
+        now = time.monotonic()
+        if now - self._sent_to_writer >= WRITER_HEARTBEAT_S:
+            batches.send([])
+            self._sent_to_writer = now
+        if self.writer_answered is not None and now - self.writer_answered < WRITER_SILENT_S:
+            self.notify.watchdog(self._status)
+
     def _forward(self, batches: PipeEnd) -> None:
         """Hand queued messages to the writer, as many as are waiting at once (up to ``max_batch``)."""
         while not self.stopping.is_set():
             try:
-                batch = [self.inbox.get(timeout=0.5)]
+                self._keep_alive(batches)
+                batch = [self.inbox.get(timeout=WRITER_HEARTBEAT_S / 2)]
             except queue.Empty:
                 continue
+            except OSError:
+                return  # the writer is gone: _take_reports stops the hub
             while len(batch) < self.config.ingest.max_batch:
                 try:
                     batch.append(self.inbox.get_nowait())
@@ -216,6 +266,7 @@ class HubDaemon:
                 self.in_writer += len(batch)
             try:
                 batches.send([(m.topic, m.payload, m.received_ms, m.mid) for m in batch])
+                self._sent_to_writer = time.monotonic()
             except OSError:
                 return  # the writer is gone: _take_reports stops the hub
 
@@ -224,6 +275,7 @@ class HubDaemon:
         try:
             while True:
                 for report in reports.take():
+                    self.writer_answered = time.monotonic()
                     if isinstance(report, Stored):
                         self._acknowledge(report)
                     elif isinstance(report, CommitFailing):

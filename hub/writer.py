@@ -10,7 +10,8 @@ process reports its batch committed, so a message in a pipe when either process 
 acked, and the broker delivers it again (dedupe makes that harmless).
 
 Over two pipes (:mod:`hub.pipes`):
-  daemon → writer: a list of ``(topic, payload, received_ms, mid)``;
+  daemon → writer: a list of ``(topic, payload, received_ms, mid)``; an empty list is the
+  daemon's heartbeat (see ``hub.daemon``), answered with an empty :class:`Stored`;
   writer → daemon: :class:`Stored` after each commit, :class:`CommitFailing` after each failed
   commit (disk full: nothing stored, nothing acked, retried with backoff).
 The writer ignores SIGINT and SIGTERM and exits when the daemon closes its pipe (or dies), so it
@@ -85,6 +86,9 @@ class Writer:
                     batch = self._gather()
                 except EOFError:
                     return  # the daemon closed the pipe or died
+                if not batch:  # the daemon's heartbeat: answering it shows this loop is not stuck
+                    self._report(Stored([], {}, {}))
+                    continue
                 result = self._commit(ingestor, batch)
                 if result is None:
                     return

@@ -1,10 +1,17 @@
-"""The terminal program assembled: journal, panel, evaluator and uplink (``haocha terminal run``)."""
+"""The terminal program assembled: journal, panel, evaluator and uplink (``haocha terminal run``).
+
+Under systemd (``Type=notify``, :mod:`protocol.sdnotify`) :meth:`Terminal.run` says READY=1 once
+the journal is open and the panel started, and its tick loop pings the watchdog: a terminal
+whose loop hangs is restarted.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 from typing import Any
+
+from protocol.sdnotify import Notifier
 
 from .clock import Clock
 from .commands import CommandRouter
@@ -33,6 +40,7 @@ class Terminal:
         self.commands = CommandRouter(self.evaluator, self.clock)
         self.uplink = Uplink(config, self.journal, self.clock, on_command=self.commands.handle)
         self._stop = threading.Event()
+        self.notify = Notifier()
         #: Set once the panel delivers keys.
         self.started = threading.Event()
         self._closed = False
@@ -62,9 +70,11 @@ class Terminal:
     def run(self, stop: threading.Event | None = None) -> None:
         """Start, then tick until ``stop`` (or :meth:`stop`) is set."""
         self.start()
+        self.notify.ready(f"terminal {self.config.device} at window {self.config.window}")
         stop = stop or self._stop
         while not stop.wait(TICK_S) and not self._stop.is_set():
             self.evaluator.tick()
+            self.notify.watchdog()
 
     def stop(self) -> None:
         self._stop.set()
@@ -73,10 +83,12 @@ class Terminal:
         if self._closed:
             return
         self._closed = True
+        self.notify.stopping()
         self._stop.set()
         self.uplink.close()
         self.panel.close()
         self.journal.close()
+        self.notify.close()
 
     def __enter__(self) -> Terminal:
         return self
