@@ -34,8 +34,8 @@ def soak(presses: int, seed: int) -> dict[str, float]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="haocha-soak-") as tmp_name:
         tmp = Path(tmp_name)
-        with Broker(tmp) as broker, StandInHub("H1", broker.port, {"M01": bytes.fromhex(KEY_HEX)}) as hub:
-            config = make_config(tmp / "dev", broker.port)
+        with Broker(tmp) as broker, StandInHub("H1", broker.port, {"M01": bytes.fromhex(KEY_HEX)}, broker.ca) as hub:
+            config = make_config(tmp / "dev", broker.port, ca=broker.ca)
             with SimBoardProcess(write_sim_config(config, tmp, keep_lockout=False)) as board:
                 board.start()
                 wait_for(lambda: board.status()["connected"], 10, "the board's MQTT link")

@@ -8,6 +8,7 @@ terminal would refuse to start with.
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,17 @@ from protocol.topics import check_device_id
 from terminal.config import KINDS, MODES, panel_table
 from terminal.config import parse as parse_terminal_config
 
+from . import certs
 from .config import HubConfig
 from .secrets import mosquitto_hash, new_mac_key, new_password, write_private
 from .store import Store
 from .store.registry import get_device, insert_device, set_device_secrets
+from .store.registry import revoke_device as revoke_in_registry
 
+CA_NAME = "ca.crt"
+CLIENT_CERT_NAME = "client.crt"
+CLIENT_KEY_NAME = "client.key"
+HEADER = b"# haocha terminal config, written by `haocha device add`. Copy this folder onto the terminal.\n"
 JOURNAL_NAMES = {"gpio": "journal.db", "modbus": "journal.db", "serial": "journal.db", "micro": "journal"}
 
 
@@ -41,11 +48,25 @@ def terminal_settings(
         "mode": mode,
         "key": mac_key,
         "journal": JOURNAL_NAMES[kind],
-        "broker": {"host": config.broker.host, "port": config.broker.port, "user": device, "password": password},
+        "broker": {
+            "host": config.broker.host,
+            "port": config.broker.port,
+            "user": device,
+            "password": password,
+            **broker_tls_settings(config),
+        },
         "timing": {"invite_s": config.invite_s},
         # The panel's table with its defaults spelled out: port, unit, timings, key map.
         **({kind: panel_table(kind)} if kind in ("modbus", "serial") else {}),
     }
+
+
+def broker_tls_settings(config: HubConfig) -> dict[str, str]:
+    """The ``[broker]`` keys naming the TLS files ``device add`` puts beside terminal.toml."""
+    names = {"ca": CA_NAME}
+    if config.tls.client_certificates:
+        names |= {"client_cert": CLIENT_CERT_NAME, "client_key": CLIENT_KEY_NAME}
+    return names
 
 
 def add_device(
@@ -59,7 +80,9 @@ def add_device(
     check_device_id(device)  # a bad id gets the registry's message, before the config check
     password, mac_key = new_password(), new_mac_key()
     settings = _checked(terminal_settings(config, device, window, kind, mode, password, mac_key))
+    certs.require(home)  # a hall made before TLS says what to run, before anything is registered
     insert_device(store, device, window, kind, mode, mac_key, mosquitto_hash(password))
+    write_tls_files(config, home, device, new_client_cert=True)
     return _write_terminal_files(config, home, settings)
 
 
@@ -68,8 +91,17 @@ def rotate_device(store: Store, config: HubConfig, home: Path, device: str) -> P
     dev = get_device(store, device)
     password, mac_key = new_password(), new_mac_key()
     settings = _checked(terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key))
+    certs.require(home)
     set_device_secrets(store, device, mac_key, mosquitto_hash(password))
+    write_tls_files(config, home, device)
     return _write_terminal_files(config, home, settings)
+
+
+def revoke_device(store: Store, home: Path, device: str) -> None:
+    """Revoke ``device``: its broker user goes and, when it has a client certificate, that goes on
+    the hall's revocation list (the broker reloads it)."""
+    revoke_in_registry(store, device)
+    certs.revoke(home, device_dir(home, device) / CLIENT_CERT_NAME)
 
 
 def _checked(settings: dict[str, Any]) -> dict[str, Any]:
@@ -78,11 +110,40 @@ def _checked(settings: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def write_tls_files(
+    config: HubConfig, home: Path, device: str, new_client_cert: bool = False, days: int | None = None
+) -> None:
+    """The hall CA's certificate beside the device's terminal.toml and, when the hall requires
+    client certificates, the device's own (a new one, valid ``days``, if asked or none is there)."""
+    folder = device_dir(home, device)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CA_NAME).write_bytes(certs.require(home).ca_cert.read_bytes())
+    if config.tls.client_certificates and (new_client_cert or not (folder / CLIENT_CERT_NAME).exists()):
+        key, cert = certs.issue_client(home, config, device, days)
+        write_private(folder / CLIENT_KEY_NAME, key)
+        write_private(folder / CLIENT_CERT_NAME, cert)
+
+
+def refresh_tls(
+    config: HubConfig, home: Path, device: str, new_client_cert: bool = False, days: int | None = None
+) -> Path:
+    """Bring a provisioned device's folder up to the hall's TLS settings (``tls init`` for a hall
+    made before TLS, ``tls renew``): its TLS files, the ``[broker]`` keys naming them in its
+    terminal.toml, and a MicroPython board's files. Other settings and secrets stay as they are."""
+    write_tls_files(config, home, device, new_client_cert, days)
+    path = device_dir(home, device) / "terminal.toml"
+    settings = tomllib.loads(path.read_text())
+    settings.setdefault("broker", {}).update(broker_tls_settings(config))
+    write_private(path, HEADER + tomli_w.dumps(_checked(settings)).encode())
+    if settings.get("kind") == "micro":
+        _write_board_files(path)
+    return path
+
+
 def _write_terminal_files(config: HubConfig, home: Path, settings: dict[str, Any]) -> Path:
     folder = device_dir(home, settings["device"])
     path = folder / "terminal.toml"
-    header = b"# haocha terminal config, written by `haocha device add`. Copy this folder onto the terminal.\n"
-    write_private(path, header + tomli_w.dumps(settings).encode())
+    write_private(path, HEADER + tomli_w.dumps(settings).encode())
     if settings["kind"] == "micro":
         _write_board_files(path)
     return path
