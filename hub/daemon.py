@@ -40,7 +40,7 @@ from .http.app import create_app
 from .ingest import Incoming
 from .pipes import PipeEnd
 from .store import now_ms
-from .upstream.sender import start_sender
+from .upstream.sender import start_sender, upstream_tls
 from .writer import CommitFailing, Stored, spawn
 
 _LOG = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class HubDaemon:
         self.thread_died: str | None = None
         self.link = LinkReport(_LOG, f"{config.broker.host}:{config.broker.port}")
         self.client = self._make_client()
+        self.upstream_tls = upstream_tls(config, home)  # a bad [upstream] ca stops the hub at start
         self.commands = CommandPublisher(self.client, config.hall, home / DB_NAME, self.connected)
         self.http: uvicorn.Server | None = None
         self._threads: list[threading.Thread] = []
@@ -165,7 +166,7 @@ class HubDaemon:
         reporting = threading.Thread(target=self._take_reports, args=(reports,), name="reports", daemon=True)
         reporting.start()
         self._start_http(listener)
-        sender = start_sender(self.config, self.home)
+        sender = start_sender(self.config, self.home, self.upstream_tls)
         try:
             self.stopping.wait()
         finally:
@@ -194,6 +195,7 @@ class HubDaemon:
         """The HTTP API on its own thread (uvicorn installs no signal handlers off the main thread),
         serving the socket :meth:`run` bound."""
         app = create_app(self.home, self.config, on_command=self.commands.wake, health=self.health)
+        cert, key = self._https_files()
         cfg = uvicorn.Config(
             app,
             host=self.config.http.host,
@@ -201,10 +203,19 @@ class HubDaemon:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            ssl_certfile=cert,
+            ssl_keyfile=key,
         )
         self.http = uvicorn.Server(cfg)
         server = self.http
         self._start_thread("http", lambda: server.run(sockets=[listener]))
+
+    def _https_files(self) -> tuple[str | None, str | None]:
+        """The API's certificate and key from the hall CA when ``[http] tls``, else plain HTTP."""
+        if not self.config.http.tls:
+            return None, None
+        p = certs.require(self.home)
+        return str(p.cert("http")), str(p.key("http"))
 
     def _forward(self, batches: PipeEnd) -> None:
         """Hand queued messages to the writer, as many as are waiting at once (up to ``max_batch``)."""
