@@ -53,7 +53,7 @@ FIRMWARE_FILES: tuple[str, ...] = (
 )
 HEAP_SIZE = "64k"
 #: The heap the simulation gives the firmware when it talks TLS (docs/micro.md, "Limits and figures").
-TLS_HEAP_SIZE = "96k"
+TLS_HEAP_SIZE = "68k"
 #: ``[broker]`` keys naming TLS files (PEM) → the file the board gets (DER: the unix port's mbedtls
 #: parses no PEM, and DER is a third smaller on a board's heap). config.json's ``broker.tls`` lists
 #: them in this order.

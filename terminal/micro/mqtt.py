@@ -109,7 +109,9 @@ def _connect_error(exc):
 class Client:
     def __init__(self, client_id, host, port, user, password, keepalive_s, will, subs=(), log=None, tls=()):
         self.client_id, self.host, self.port = client_id, host, port
-        self.tls = _context(tls) if tls else None  # None: plain MQTT
+        # an SSLContext (main.py makes it early, while the heap has 3 KB in one piece), or the files
+        # to make it from; None: plain MQTT
+        self.tls = _context(tls) if isinstance(tls, list) else tls or None
         self.user, self.password, self.will = user, password, will
         self.subs = subs  # ((topic, qos), ...): subscribed on every connection before it is up
         self.log = log
