@@ -258,6 +258,7 @@ class BrokerRunner:
     def run(self) -> int:
         conf, version = write_files(self.config, self.home)
         self._tls = self._tls_stamp()
+        certs.warn_if_expiring(self.home, _LOG)
         binary = find_mosquitto(self.config.broker.mosquitto)
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
         assert self.proc.stderr is not None

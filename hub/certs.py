@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import socket
 import ssl
 from collections.abc import Iterable
@@ -333,3 +334,16 @@ def names_of(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     return [str(v) for v in (*alt.get_values_for_type(x509.DNSName), *alt.get_values_for_type(x509.IPAddress))]
+
+
+#: ``broker run`` warns when the broker's certificate has less than this left.
+RENEW_WARNING = dt.timedelta(days=30)
+
+
+def warn_if_expiring(home: Path, log: logging.Logger) -> None:
+    """One warning when the broker's certificate expires soon (terminals would then refuse it)."""
+    until = expires(paths(home).cert("broker"))
+    if until - _now() < RENEW_WARNING:
+        log.warning(
+            "the broker's certificate expires on %s: run `haocha tls renew --home %s`", f"{until:%Y-%m-%d}", home
+        )
