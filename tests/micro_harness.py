@@ -33,14 +33,14 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 MICRO_DIR = Path(__file__).resolve().parent.parent / "terminal" / "micro"
 
 
-def own_ca(folder: Path) -> tuple[Path, Path, Path]:
+def own_ca(folder: Path, names: tuple[str, ...] = certs.LOOPBACK_NAMES) -> tuple[Path, Path, Path]:
     """A CA of its own in ``folder`` (kept when there already) and a broker certificate it signed
-    for 127.0.0.1 and localhost: (CA certificate, broker certificate, broker key)."""
+    for ``names`` (loopback): (CA certificate, broker certificate, broker key)."""
     ca_cert, cert, key = folder / "ca.crt", folder / "broker.crt", folder / "broker.key"
     if not ca_cert.exists():
         folder.mkdir(parents=True, exist_ok=True)
         ca_key, ca = certs.make_ca("TEST")
-        broker_key, broker_cert = certs.issue(ca_key, ca, "test broker", 30, certs.LOOPBACK_NAMES)
+        broker_key, broker_cert = certs.issue(ca_key, ca, "test broker", 30, names)
         key.write_bytes(certs.key_pem(broker_key))
         cert.write_bytes(certs.cert_pem(broker_cert))
         ca_cert.write_bytes(certs.cert_pem(ca))

@@ -26,9 +26,10 @@ from hub.upstream.sender import Sender
 from protocol.transport import client_tls
 from simulators.hall import Hall, port_open, wait_for
 from simulators.regional import RegionalSim
+from terminal.micro_host import compile_firmware
 
 from .invariant import assert_invariant
-from .micro_harness import own_ca
+from .micro_harness import Broker, board_on, logged, own_ca
 from .rig import TerminalRig
 from .upstream_helpers import ingest, make_home, rating
 
@@ -170,7 +171,7 @@ def test_every_kind_of_terminal_refuses_plaintext_and_a_broker_of_another_ca(run
         else:
             config.write_text(tomli_w.dumps(settings))
         run = f"sim-T01-{name}"
-        hall.spawn(run, "sim", "terminal", "--config", str(config), "--presses", "1", "--timeout", "8")
+        hall.spawn(run, "sim", "terminal", "--config", str(config), "--presses", "1", "--timeout", "5")
         wait_for(lambda run=run: hall.procs[run].poll() is not None, 30, f"{kind} {name}: the run to give up")
         log = hall.log(run)
         assert hall.procs[run].returncode != 0, log[-2000:]
@@ -180,6 +181,23 @@ def test_every_kind_of_terminal_refuses_plaintext_and_a_broker_of_another_ca(run
     (folder / "ca.crt").write_bytes(good)
     assert hall.sim_terminal("T01", 3).wait(90) == 0, hall.log("sim-T01")[-2000:]
     assert_invariant(hall, ["T01"])
+
+
+def test_a_broker_certificate_of_the_right_ca_for_another_name_is_refused(tmp_path: Path) -> None:
+    """The host name is checked too: a certificate the hall CA issued for another name (another
+    hall server, say) does not pass for the broker at 127.0.0.1, on CPython nor on the firmware."""
+    ca = own_ca(tmp_path / "tls", names=("other.example",))[0]
+    firmware = compile_firmware(tmp_path / "fw")
+    with Broker(tmp_path) as broker:  # serves that certificate
+        with (
+            socket.create_connection(("127.0.0.1", broker.port), timeout=5) as raw,
+            pytest.raises(ssl.SSLCertVerificationError, match="mismatch"),
+        ):
+            client_tls(ca).wrap_socket(raw, server_hostname="127.0.0.1")
+        with board_on(tmp_path, firmware, broker.port, ca=ca) as board:
+            [line] = wait_for(lambda: logged(board, "cannot connect"), 10, "the board to refuse the certificate")
+            assert "Common Name (CN) does not match" in line, line
+            assert not board.status()["connected"]
 
 
 # -- client certificates -----------------------------------------------------------------------------

@@ -262,7 +262,7 @@ class Client:
         try:
             return self._poll(wait_ms)
         except (OSError, ValueError) as exc:  # ValueError: the tls module refused the broker's certificate
-            self._fail(str(exc))
+            self._fail(str(exc).strip().replace("\n", " "))  # mbedtls' text comes in lines: one log line
         return False
 
     def _poll(self, wait_ms):
