@@ -32,7 +32,7 @@ from typing import IO
 from protocol.topics import PREFIX
 from protocol.transport import MAX_PACKET_BYTES
 
-from . import certs
+from . import tlsfiles
 from .config import DB_NAME, HubConfig
 from .errors import BrokerError
 from .secrets import mosquitto_hash, write_private
@@ -78,7 +78,7 @@ def tls_lines(config: HubConfig, home: Path) -> list[str]:
     """The listener's TLS settings: only TLS 1.2 and later, the broker's certificate from the hall
     CA; with client certificates, every client must show one from that CA that is not revoked, and
     its common name is its user name (the password file is then not used)."""
-    p = certs.paths(home)
+    p = tlsfiles.paths(home)
     lines = [
         f"cafile {p.ca_cert}",
         f"certfile {p.cert('broker')}",
@@ -132,9 +132,11 @@ def write_files(config: HubConfig, home: Path) -> tuple[Path, str]:
     """Write config, password file and ACL; return the config path and the registry version.
     TlsFilesMissing (one line saying what to run) for a hall made before TLS."""
     folder = broker_dir(home)
-    certs.require(home)
-    if config.tls.client_certificates and not certs.paths(home).crl.exists():
+    if config.tls.client_certificates and not tlsfiles.require(home).crl.exists():
+        from . import certs  # the cryptography package: not loaded by the hub daemon, which reads this module
+
         certs.write_crl(home, [])
+    tlsfiles.require(home)
     with Store(home / DB_NAME) as store:
         version = store.meta("registry_version", "0") or "0"
         write_private(folder / "passwd", passwd_text(config, store).encode())
@@ -245,7 +247,7 @@ class BrokerRunner:
 
     def _tls_stamp(self) -> tuple[tuple[int, int], ...]:
         """Which TLS files are there now: `tls renew` and a revocation replace them."""
-        p = certs.paths(self.home)
+        p = tlsfiles.paths(self.home)
         stamps = []
         for path in (p.ca_cert, p.cert("broker"), p.key("broker"), p.crl):
             try:
@@ -258,6 +260,8 @@ class BrokerRunner:
     def run(self) -> int:
         conf, version = write_files(self.config, self.home)
         self._tls = self._tls_stamp()
+        from . import certs
+
         certs.warn_if_expiring(self.home, _LOG)
         binary = find_mosquitto(self.config.broker.mosquitto)
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.PIPE, preexec_fn=_die_with_parent)

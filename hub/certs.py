@@ -15,9 +15,7 @@ import datetime as dt
 import ipaddress
 import logging
 import socket
-import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -25,19 +23,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from protocol.transport import client_tls
-
 from .config import HubConfig
 from .errors import HubError
 from .secrets import write_private
+from .tlsfiles import ANY_ADDRESS, Paths, TlsFilesMissing, paths, require
 
-TLS_DIR = "tls"
+__all__ = ["ANY_ADDRESS", "Paths", "TlsFilesMissing", "paths", "require"]
+
 CA_DAYS = 3650
 #: The names every broker and HTTPS certificate also carries: the hub reaches its own broker, and
 #: a technician its API, over loopback.
 LOOPBACK_NAMES = ("127.0.0.1", "::1", "localhost")
-#: Addresses that mean "every interface": no client connects to them by that name.
-ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 Key = ec.EllipticCurvePrivateKey
 #: A CA signs certificates and revocation lists, nothing else.
@@ -52,57 +48,6 @@ CA_USAGE = x509.KeyUsage(
     encipher_only=False,
     decipher_only=False,
 )
-
-
-class TlsFilesMissing(HubError, FileNotFoundError):
-    """A hall made before TLS: its CA and certificates are not there yet."""
-
-
-def tls_dir(home: Path) -> Path:
-    return home / TLS_DIR
-
-
-@dataclass(frozen=True)
-class Paths:
-    """The files of ``{home}/tls/``."""
-
-    folder: Path
-
-    @property
-    def ca_key(self) -> Path:
-        return self.folder / "ca.key"
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.folder / "ca.crt"
-
-    def cert(self, name: str) -> Path:
-        """``broker``, ``http`` or ``hub`` (the hub's client certificate)."""
-        return self.folder / f"{name}.crt"
-
-    def key(self, name: str) -> Path:
-        return self.folder / f"{name}.key"
-
-    @property
-    def crl(self) -> Path:
-        return self.folder / "crl.pem"
-
-
-def paths(home: Path) -> Paths:
-    return Paths(tls_dir(home))
-
-
-def require(home: Path) -> Paths:
-    """The hall's TLS files; TlsFilesMissing (one line saying what to run) when the hall was made
-    before TLS."""
-    p = paths(home)
-    missing = [f for f in (p.ca_cert, p.cert("broker"), p.key("broker")) if not f.exists()]
-    if missing:
-        raise TlsFilesMissing(
-            f"{missing[0]} is missing: this hall was made before MQTT over TLS; "
-            f"run `haocha tls init --home {home}` once, then copy each devices/DEV/ folder to its terminal again"
-        )
-    return p
 
 
 # -- making keys and certificates ---------------------------------------------------------------
@@ -313,29 +258,6 @@ def expires(path: Path) -> dt.datetime:
     return load_cert(path).not_valid_after_utc
 
 
-def mqtt_context(home: Path, config: HubConfig) -> ssl.SSLContext:
-    """The hub's TLS context for its broker: the hall CA, and its client certificate when the hall
-    requires them."""
-    p = require(home)
-    if config.tls.client_certificates:
-        return client_tls(p.ca_cert, p.cert("hub"), p.key("hub"))
-    return client_tls(p.ca_cert)
-
-
-def local_host(host: str) -> str:
-    """How a client on the hub's machine reaches a server listening at ``host``."""
-    return "127.0.0.1" if host in ANY_ADDRESS else host
-
-
-def names_of(cert: x509.Certificate) -> list[str]:
-    """The host names and addresses a server certificate is valid for (none for a client's)."""
-    try:
-        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return [str(v) for v in (*alt.get_values_for_type(x509.DNSName), *alt.get_values_for_type(x509.IPAddress))]
-
-
 #: ``broker run`` warns when the broker's certificate has less than this left.
 RENEW_WARNING = dt.timedelta(days=30)
 
@@ -347,3 +269,12 @@ def warn_if_expiring(home: Path, log: logging.Logger) -> None:
         log.warning(
             "the broker's certificate expires on %s: run `haocha tls renew --home %s`", f"{until:%Y-%m-%d}", home
         )
+
+
+def names_of(cert: x509.Certificate) -> list[str]:
+    """The host names and addresses a server certificate is valid for (none for a client's)."""
+    try:
+        alt = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(v) for v in (*alt.get_values_for_type(x509.DNSName), *alt.get_values_for_type(x509.IPAddress))]

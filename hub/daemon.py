@@ -32,7 +32,7 @@ from protocol.frames import Ack, encode_state
 from protocol.topics import Leaf, hub_state_topic, topic, wildcard
 from protocol.transport import MAX_PACKET_BYTES, LinkReport, no_delay
 
-from . import certs
+from . import tlsfiles
 from .commands import CommandPublisher
 from .config import DB_NAME, HubConfig
 from .errors import HubError
@@ -90,7 +90,7 @@ class HubDaemon:
             mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.broker.user, protocol=mqtt.MQTTv5, manual_ack=True
         )
         client.username_pw_set(cfg.broker.user, cfg.broker.password)
-        client.tls_set_context(certs.mqtt_context(self.home, cfg))
+        client.tls_set_context(tlsfiles.mqtt_context(self.home, cfg))
         client.will_set(hub_state_topic(cfg.hall), encode_state(False), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.max_inflight_messages_set(1000)
@@ -154,7 +154,7 @@ class HubDaemon:
         props.ReceiveMaximum = self.config.broker.receive_maximum
         props.MaximumPacketSize = MAX_PACKET_BYTES
         self.client.connect_async(
-            certs.local_host(self.config.broker.host),
+            tlsfiles.local_host(self.config.broker.host),
             self.config.broker.port,
             keepalive=15,
             clean_start=False,
@@ -214,7 +214,7 @@ class HubDaemon:
         """The API's certificate and key from the hall CA when ``[http] tls``, else plain HTTP."""
         if not self.config.http.tls:
             return None, None
-        p = certs.require(self.home)
+        p = tlsfiles.require(self.home)
         return str(p.cert("http")), str(p.key("http"))
 
     def _forward(self, batches: PipeEnd) -> None:

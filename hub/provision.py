@@ -18,7 +18,7 @@ from protocol.topics import check_device_id
 from terminal.config import KINDS, MODES, panel_table
 from terminal.config import parse as parse_terminal_config
 
-from . import certs
+from . import tlsfiles
 from .config import HubConfig
 from .secrets import mosquitto_hash, new_mac_key, new_password, write_private
 from .store import Store
@@ -80,7 +80,7 @@ def add_device(
     check_device_id(device)  # a bad id gets the registry's message, before the config check
     password, mac_key = new_password(), new_mac_key()
     settings = _checked(terminal_settings(config, device, window, kind, mode, password, mac_key))
-    certs.require(home)  # a hall made before TLS says what to run, before anything is registered
+    tlsfiles.require(home)  # a hall made before TLS says what to run, before anything is registered
     insert_device(store, device, window, kind, mode, mac_key, mosquitto_hash(password))
     write_tls_files(config, home, device, new_client_cert=True)
     return _write_terminal_files(config, home, settings)
@@ -91,7 +91,7 @@ def rotate_device(store: Store, config: HubConfig, home: Path, device: str) -> P
     dev = get_device(store, device)
     password, mac_key = new_password(), new_mac_key()
     settings = _checked(terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key))
-    certs.require(home)
+    tlsfiles.require(home)
     set_device_secrets(store, device, mac_key, mosquitto_hash(password))
     write_tls_files(config, home, device)
     return _write_terminal_files(config, home, settings)
@@ -100,6 +100,8 @@ def rotate_device(store: Store, config: HubConfig, home: Path, device: str) -> P
 def revoke_device(store: Store, home: Path, device: str) -> None:
     """Revoke ``device``: its broker user goes and, when it has a client certificate, that goes on
     the hall's revocation list (the broker reloads it)."""
+    from . import certs  # the cryptography package, only where certificates are made
+
     revoke_in_registry(store, device)
     certs.revoke(home, device_dir(home, device) / CLIENT_CERT_NAME)
 
@@ -117,8 +119,10 @@ def write_tls_files(
     client certificates, the device's own (a new one, valid ``days``, if asked or none is there)."""
     folder = device_dir(home, device)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / CA_NAME).write_bytes(certs.require(home).ca_cert.read_bytes())
+    (folder / CA_NAME).write_bytes(tlsfiles.require(home).ca_cert.read_bytes())
     if config.tls.client_certificates and (new_client_cert or not (folder / CLIENT_CERT_NAME).exists()):
+        from . import certs  # the cryptography package, only where certificates are made
+
         key, cert = certs.issue_client(home, config, device, days)
         write_private(folder / CLIENT_KEY_NAME, key)
         write_private(folder / CLIENT_CERT_NAME, cert)

@@ -105,7 +105,7 @@ def test_a_hall_made_before_tls_says_what_to_run_and_tls_init_brings_it_and_its_
 ) -> None:
     hall = Hall(tmp_path / "hall")
     hall.add_device("T01", "W01")
-    shutil.rmtree(certs.tls_dir(hall.home))  # as a hall made before this change
+    shutil.rmtree(certs.paths(hall.home).folder)  # as a hall made before this change
     settings = tomllib.loads(hall.terminal_config("T01").read_text())
     del settings["broker"]["ca"]
     (hall.terminal_config("T01").parent / "ca.crt").unlink()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .. import certs, provision, stats
 from .. import config as hub_config
+from .. import provision, stats, tlsfiles
 from ..broker import BrokerRunner
 from ..daemon import HubDaemon
 from ..errors import AlreadyExists
@@ -45,10 +45,12 @@ def hub_init(home: Path | None, hall: str, broker: str, http: str, upstream: str
     for name in (hub_config.CONFIG_NAME, hub_config.DB_NAME):
         if (folder / name).exists():
             raise AlreadyExists(f"{folder / name} exists already; hub init never overwrites a hall")
+    from .. import certs  # the cryptography package: loaded by the commands that make certificates only
+
     cfg = hub_config.write_new(folder, hall, broker, http, upstream)
     Store(folder / hub_config.DB_NAME, create=True).close()
     certs.init_hall(folder, cfg)
-    click.echo(f"hall {hall} created in {folder} (terminals trust its CA: {certs.paths(folder).ca_cert})", err=True)
+    click.echo(f"hall {hall} created in {folder} (terminals trust its CA: {tlsfiles.paths(folder).ca_cert})", err=True)
 
 
 @hub_group.command("token")
