@@ -34,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hub.secrets import mosquitto_hash
 from protocol.frames import Event, encode_batch
+from protocol.transport import client_tls
 from simulators.hall import Hall, child_pids, wait_for
+from terminal.config import load as load_config
 
 BARE_USER = "bench-bare"
 
@@ -71,6 +73,7 @@ def publish(config_path: str, events: int, batch: int, go: mp.Event) -> None:  #
     frames = frames_for(settings, events, batch)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{settings['device']}")
     client.username_pw_set(settings["device"], settings["broker"]["password"])
+    client.tls_set_context(load_config(Path(config_path)).broker_tls())
     client.max_inflight_messages_set(100)
     client.connect(settings["broker"]["host"], settings["broker"]["port"])
     client.loop_start()
@@ -86,11 +89,12 @@ def publish(config_path: str, events: int, batch: int, go: mp.Event) -> None:  #
 class BareCounter:
     """A paho QoS 1 subscriber on the same topics that only counts events."""
 
-    def __init__(self, user: str, password: str, port: int, hall: str) -> None:
+    def __init__(self, user: str, password: str, port: int, hall: str, ca: Path) -> None:
         self.count = 0
         self.first = self.last = 0.0
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=mqtt.MQTTv5)
         self.client.username_pw_set(user, password)
+        self.client.tls_set_context(client_tls(ca))  # TLS like the hub: the same cost per message
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"haocha/v1/{hall}/+/ev", qos=1)
@@ -104,11 +108,11 @@ class BareCounter:
 
 
 def bare_process(
-    user: str, password: str, port: int, hall: str, total: int, ready: Any, out: Any
+    user: str, password: str, port: int, hall: str, ca: Path, total: int, ready: Any, out: Any
 ) -> None:  # ready: mp.Event, out: mp.Queue
     """The bare subscriber as its own process and session; sends (count, seconds) when done."""
     os.setsid()
-    bare = BareCounter(user, password, port, hall)
+    bare = BareCounter(user, password, port, hall, ca)
     ready.set()
     while bare.count < total:
         time.sleep(0.01)
@@ -129,16 +133,17 @@ def add_bare_user(hall: Hall) -> str:
         f.write(f"\nuser {BARE_USER}\ntopic read haocha/v1/{hall.hall}/+/ev\n")
     for pid in child_pids(hall.procs["broker"].pid):
         os.kill(pid, signal.SIGHUP)
-    wait_for(lambda: logs_in(hall.broker_port, BARE_USER, password), 10, "the broker to know the bare subscriber")
+    wait_for(lambda: logs_in(hall, BARE_USER, password), 10, "the broker to know the bare subscriber")
     return password
 
 
-def logs_in(port: int, user: str, password: str) -> bool:
+def logs_in(hall: Hall, user: str, password: str) -> bool:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user)
     client.username_pw_set(user, password)
+    client.tls_set_context(hall.tls_context())
     answers: list[bool] = []
     client.on_connect = lambda c, u, flags, reason, props: answers.append(not reason.is_failure)
-    client.connect("127.0.0.1", port)
+    client.connect("127.0.0.1", hall.broker_port)
     deadline = time.monotonic() + 5
     while not answers and time.monotonic() < deadline:
         client.loop(0.05)
@@ -164,7 +169,7 @@ def run(publishers: int, events: int, batch: int) -> dict[str, float]:
         ready = mp.Event()
         answer: mp.Queue[tuple[int, float]] = mp.Queue()
         bare = mp.Process(
-            target=bare_process, args=(BARE_USER, password, hall.broker_port, hall.hall, total, ready, answer)
+            target=bare_process, args=(BARE_USER, password, hall.broker_port, hall.hall, hall.ca, total, ready, answer)
         )
         bare.start()
         ready.wait(20)

@@ -1,12 +1,14 @@
-"""Soak of the MicroPython firmware: 10,000 presses inside ``micropython -X heapsize=64k``.
+"""Soak of the MicroPython firmware: 10,000 presses inside ``micropython -X heapsize=…``.
 
 The real firmware runs with the simulated board against a real Mosquitto and the stand-in hub of
 the tests (``tests/micro_harness.py``): every press is journaled, sent, acked and compacted, as
-on a board. Prints the presses per second and the peak heap in use (``gc.mem_alloc()`` sampled
+on a board. MQTT runs over TLS (the hall's default) in the simulation's TLS heap
+(``terminal.micro_host.TLS_HEAP_SIZE``), or with ``--plain`` in plain TCP in its 64 KB heap;
+``--heap`` tries another size. Prints the presses per second and the peak heap in use (``gc.mem_alloc()`` sampled
 every turn of the firmware's loop, garbage not yet collected included; and the peak live heap
 right after a collection), then checks that the hub stored every event exactly once.
 
-    python bench/micro_soak.py [--presses 10000] [--seed 1]
+    python bench/micro_soak.py [--presses 10000] [--seed 1] [--plain] [--heap 72k]
 """
 
 from __future__ import annotations
@@ -23,20 +25,23 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from micro_harness import KEY_HEX, Broker, StandInHub, make_config, wait_for  # noqa: E402
 
-from terminal.micro_host import HEAP_SIZE, SimBoardProcess, journal_summary, write_sim_config  # noqa: E402
+from terminal.micro_host import HEAP_SIZE, TLS_HEAP_SIZE, SimBoardProcess, journal_summary, write_sim_config  # noqa: E402
 
 LEVELS = ("very_satisfied", "satisfied", "basic", "dissatisfied", "very_dissatisfied")
 PIPELINE = 32  # press lines in flight
 REPORT_EVERY = 2000
 
 
-def soak(presses: int, seed: int) -> dict[str, float]:
+def soak(presses: int, seed: int, tls: bool = True, heap: str | None = None) -> dict[str, float]:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="haocha-soak-") as tmp_name:
         tmp = Path(tmp_name)
-        with Broker(tmp) as broker, StandInHub("H1", broker.port, {"M01": bytes.fromhex(KEY_HEX)}) as hub:
-            config = make_config(tmp / "dev", broker.port)
-            with SimBoardProcess(write_sim_config(config, tmp, keep_lockout=False)) as board:
+        with (
+            Broker(tmp, tls=tls) as broker,
+            StandInHub("H1", broker.port, {"M01": bytes.fromhex(KEY_HEX)}, broker.ca) as hub,
+        ):
+            config = make_config(tmp / "dev", broker.port, ca=broker.ca)
+            with SimBoardProcess(write_sim_config(config, tmp, keep_lockout=False), heap) as board:
                 board.start()
                 wait_for(lambda: board.status()["connected"], 10, "the board's MQTT link")
                 start = time.monotonic()
@@ -90,9 +95,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presses", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--plain", action="store_true", help="plain MQTT instead of TLS")
+    parser.add_argument("--heap", default=None, help="-X heapsize (default: the simulation's for TLS or plain)")
     args = parser.parse_args()
-    print(f"micropython -X heapsize={HEAP_SIZE}: {args.presses} presses", flush=True)
-    r = soak(args.presses, args.seed)
+    heap = args.heap or (HEAP_SIZE if args.plain else TLS_HEAP_SIZE)
+    print(
+        f"micropython -X heapsize={heap}, {'plain MQTT' if args.plain else 'TLS'}: {args.presses} presses", flush=True
+    )
+    r = soak(args.presses, args.seed, not args.plain, heap)
     print(f"presses: {r['presses']}  events (ratings + reasons): {r['events']}  all stored once at the hub")
     print(f"presses/s (committed to the journal): {r['presses'] / r['committed_s']:.0f}")
     print(f"presses/s (acked by the hub): {r['presses'] / r['drained_s']:.0f}  ({r['drained_s']:.1f} s)")

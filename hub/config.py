@@ -52,6 +52,9 @@ class HttpSettings:
     host: str = field("127.0.0.1", "address of the hub's HTTP API")
     port: int = field(8080, "port of the hub's HTTP API", check=port_number)
     token: str = field("", "bearer token for writes (made by `hub init`)")
+    tls: bool = field(
+        False, "serve HTTPS with tls/http.crt, signed by the hall CA (clients trust tls/ca.crt); false: plain HTTP"
+    )
 
 
 #: Reason id → ``evalDetail`` code. Placeholders: replace them with the province's code table.
@@ -89,7 +92,12 @@ def _dates(value: tuple[str, ...]) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class UpstreamSettings:
-    url: str = field("", "base URL of the regional 好差评 system; empty: no upstream")
+    url: str = field("", "base URL of the regional 好差评 system (http:// or https://); empty: no upstream")
+    ca: str = field(
+        "",
+        "CA bundle (PEM file) an https:// upstream's certificate is checked against, relative to the home; "
+        "empty: the system's trusted CAs",
+    )
     adapter: str = field("national", "record format: `national` (SPEC section 6 field names)")
     signing: str = field(
         "none", "request signature: `hmac-sha256` (needs `secret`) or `none`", check=one_of("hmac-sha256", "none")
@@ -139,6 +147,27 @@ class MisuseSettings:
     )
 
 
+def _names(value: tuple[str, ...]) -> str | None:
+    bad = [n for n in value if not n or any(c.isspace() or c in "/,*" for c in n)]
+    return f"has names that are not host names or addresses: {bad}" if bad else None
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsSettings:
+    client_certificates: bool = field(
+        False,
+        "every terminal also proves itself with its own certificate from the hall CA (Mosquitto "
+        "require_certificate, use_identity_as_username); `device add` writes client.crt and client.key",
+    )
+    cert_days: int = field(825, "validity of the certificates `hub init` and `tls renew` issue", check=positive)
+    names: tuple[str, ...] = field(
+        (),
+        "more names or addresses clients reach the broker and the API by (besides [broker] host, [http] host "
+        "and loopback); `tls renew` puts them in the certificates",
+        check=_names,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class HubConfig:
     hall: str = field(doc="hall id", check=lambda v: None if valid_id(v) else "must be 1-32 of A-Z a-z 0-9 _ -")
@@ -163,6 +192,7 @@ class HubConfig:
     tickets: TicketSettings = field(default_factory=TicketSettings, doc="[tickets] table")
     ingest: IngestSettings = field(default_factory=IngestSettings, doc="[ingest] table")
     misuse: MisuseSettings = field(default_factory=MisuseSettings, doc="[misuse] table")
+    tls: TlsSettings = field(default_factory=TlsSettings, doc="[tls] table: the hall CA's certificates")
 
     @property
     def tz(self) -> ZoneInfo:

@@ -40,6 +40,7 @@ from protocol.sdnotify import Notifier
 from protocol.topics import Leaf, hub_state_topic, topic, wildcard
 from protocol.transport import MAX_PACKET_BYTES, LinkReport, no_delay
 
+from . import tlsfiles
 from .broker import BrokerFiles
 from .commands import CommandPublisher
 from .config import DB_NAME, HubConfig
@@ -48,7 +49,7 @@ from .http.app import create_app
 from .ingest import Incoming
 from .pipes import PipeEnd
 from .store import now_ms
-from .upstream.sender import start_sender
+from .upstream.sender import start_sender, upstream_tls
 from .writer import COMMIT_RETRY_MAX_S, CommitFailing, Stored, spawn
 
 _LOG = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class HubDaemon:
         self.thread_died: str | None = None
         self.link = LinkReport(_LOG, f"{config.broker.host}:{config.broker.port}")
         self.client = self._make_client()
+        self.upstream_tls = upstream_tls(config, home)  # a bad [upstream] ca stops the hub at start
         self.commands = CommandPublisher(self.client, config.hall, home / DB_NAME, self.connected)
         self.http: uvicorn.Server | None = None
         self._threads: list[threading.Thread] = []
@@ -106,6 +108,7 @@ class HubDaemon:
             mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.broker.user, protocol=mqtt.MQTTv5, manual_ack=True
         )
         client.username_pw_set(cfg.broker.user, cfg.broker.password)
+        client.tls_set_context(tlsfiles.mqtt_context(self.home, cfg))
         client.will_set(hub_state_topic(cfg.hall), encode_state(False), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.max_inflight_messages_set(1000)
@@ -172,7 +175,11 @@ class HubDaemon:
         props.ReceiveMaximum = self.config.broker.receive_maximum
         props.MaximumPacketSize = MAX_PACKET_BYTES
         self.client.connect_async(
-            self.config.broker.host, self.config.broker.port, keepalive=15, clean_start=False, properties=props
+            tlsfiles.local_host(self.config.broker.host),
+            self.config.broker.port,
+            keepalive=15,
+            clean_start=False,
+            properties=props,
         )
         self.client.loop_start()
         self._start_thread("commands", lambda: self.commands.run(self.stopping))
@@ -180,7 +187,7 @@ class HubDaemon:
         reporting = threading.Thread(target=self._take_reports, args=(reports,), name="reports", daemon=True)
         reporting.start()
         self._start_http(listener)
-        sender = start_sender(self.config, self.home)
+        sender = start_sender(self.config, self.home, self.upstream_tls)
         try:
             if self._wait_ready():
                 self.notify.ready(self._status())
@@ -212,6 +219,7 @@ class HubDaemon:
         """The HTTP API on its own thread (uvicorn installs no signal handlers off the main thread),
         serving the socket :meth:`run` bound."""
         app = create_app(self.home, self.config, on_command=self.commands.wake, health=self.health)
+        cert, key = self._https_files()
         cfg = uvicorn.Config(
             app,
             host=self.config.http.host,
@@ -219,6 +227,8 @@ class HubDaemon:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            ssl_certfile=cert,
+            ssl_keyfile=key,
         )
         self.http = uvicorn.Server(cfg)
         server = self.http
@@ -246,6 +256,13 @@ class HubDaemon:
             self._sent_to_writer = now
         if self.writer_answered is not None and now - self.writer_answered < WRITER_SILENT_S:
             self.notify.watchdog(self._status)
+
+    def _https_files(self) -> tuple[str | None, str | None]:
+        """The API's certificate and key from the hall CA when ``[http] tls``, else plain HTTP."""
+        if not self.config.http.tls:
+            return None, None
+        p = tlsfiles.require(self.home)
+        return str(p.cert("http")), str(p.key("http"))
 
     def _forward(self, batches: PipeEnd) -> None:
         """Hand queued messages to the writer, as many as are waiting at once (up to ``max_batch``)."""

@@ -18,11 +18,17 @@ from protocol.topics import check_device_id
 from terminal.config import KINDS, MODES, panel_table
 from terminal.config import parse as parse_terminal_config
 
+from . import tlsfiles
 from .config import HubConfig
 from .secrets import mosquitto_hash, new_mac_key, new_password, write_private
 from .store import Store, keys
 from .store.registry import get_device, insert_device
+from .store.registry import revoke_device as revoke_in_registry
 
+CA_NAME = "ca.crt"
+CLIENT_CERT_NAME = "client.crt"
+CLIENT_KEY_NAME = "client.key"
+HEADER = b"# haocha terminal config, written by `haocha device add`. Copy this folder onto the terminal.\n"
 JOURNAL_NAMES = {"gpio": "journal.db", "modbus": "journal.db", "serial": "journal.db", "micro": "journal"}
 
 
@@ -43,6 +49,7 @@ def terminal_settings(
 ) -> dict[str, Any]:
     """The ``terminal.toml`` contents for one device."""
     broker = {"host": config.broker.host, "port": config.broker.port, "user": device, "password": password}
+    broker.update(broker_tls_settings(config))
     if previous_password is not None:
         broker["previous_password"] = previous_password
     return {
@@ -61,6 +68,14 @@ def terminal_settings(
     }
 
 
+def broker_tls_settings(config: HubConfig) -> dict[str, str]:
+    """The ``[broker]`` keys naming the TLS files ``device add`` puts beside terminal.toml."""
+    names = {"ca": CA_NAME}
+    if config.tls.client_certificates:
+        names |= {"client_cert": CLIENT_CERT_NAME, "client_key": CLIENT_KEY_NAME}
+    return names
+
+
 def add_device(
     store: Store, config: HubConfig, home: Path, device: str, window: str, kind: str = "gpio", mode: str = "free"
 ) -> Path:
@@ -72,7 +87,9 @@ def add_device(
     check_device_id(device)  # a bad id gets the registry's message, before the config check
     password, mac_key = new_password(), new_mac_key()
     settings = _checked(terminal_settings(config, device, window, kind, mode, password, mac_key))
+    tlsfiles.require(home)  # a hall made before TLS says what to run, before anything is registered
     insert_device(store, device, window, kind, mode, mac_key, mosquitto_hash(password))
+    write_tls_files(config, home, device, new_client_cert=True)
     return _write_terminal_files(config, home, settings)
 
 
@@ -92,8 +109,10 @@ def rotate_device(store: Store, config: HubConfig, home: Path, device: str, at_o
     previous = None if at_once else _current_password(home, device)
     # Checked before anything changes: a rotation never leaves a file the terminal would refuse.
     _checked(terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key, 2, previous))
+    tlsfiles.require(home)
     rotate = keys.rotate_now if at_once else keys.start_rotation
     kid = rotate(store, device, secrets)
+    write_tls_files(config, home, device)
     settings = terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key, kid, previous)
     return _write_terminal_files(config, home, settings)
 
@@ -103,7 +122,9 @@ def reinstate_device(store: Store, config: HubConfig, home: Path, device: str) -
     dev = get_device(store, device)
     password, mac_key = new_password(), new_mac_key()
     _checked(terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key, 2))
+    tlsfiles.require(home)
     kid = keys.reinstate(store, device, keys.NewSecrets(mac_key, password, mosquitto_hash(password)))
+    write_tls_files(config, home, device, new_client_cert=True)  # revoke put the old one on the CRL
     return _write_terminal_files(
         config, home, terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key, kid)
     )
@@ -119,17 +140,57 @@ def _current_password(home: Path, device: str) -> str | None:
     return password if isinstance(password, str) and password else None
 
 
+def revoke_device(store: Store, home: Path, device: str) -> None:
+    """Revoke ``device``: its broker user goes and, when it has a client certificate, that goes on
+    the hall's revocation list (the broker reloads it)."""
+    from . import certs  # the cryptography package, only where certificates are made
+
+    revoke_in_registry(store, device)
+    certs.revoke(home, device_dir(home, device) / CLIENT_CERT_NAME)
+
+
 def _checked(settings: dict[str, Any]) -> dict[str, Any]:
     """``settings`` if the terminal would start with them; ConfigError naming the key otherwise."""
     parse_terminal_config(settings, f"the terminal.toml of device {settings['device']!r}")
     return settings
 
 
+def write_tls_files(
+    config: HubConfig, home: Path, device: str, new_client_cert: bool = False, days: int | None = None
+) -> None:
+    """The hall CA's certificate beside the device's terminal.toml and, when the hall requires
+    client certificates, the device's own (a new one, valid ``days``, if asked or none is there)."""
+    folder = device_dir(home, device)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CA_NAME).write_bytes(tlsfiles.require(home).ca_cert.read_bytes())
+    if config.tls.client_certificates and (new_client_cert or not (folder / CLIENT_CERT_NAME).exists()):
+        from . import certs  # the cryptography package, only where certificates are made
+
+        key, cert = certs.issue_client(home, config, device, days)
+        write_private(folder / CLIENT_KEY_NAME, key)
+        write_private(folder / CLIENT_CERT_NAME, cert)
+
+
+def refresh_tls(
+    config: HubConfig, home: Path, device: str, new_client_cert: bool = False, days: int | None = None
+) -> Path:
+    """Bring a provisioned device's folder up to the hall's TLS settings (``tls init`` for a hall
+    made before TLS, ``tls renew``): its TLS files, the ``[broker]`` keys naming them in its
+    terminal.toml, and a MicroPython board's files. Other settings and secrets stay as they are."""
+    write_tls_files(config, home, device, new_client_cert, days)
+    path = device_dir(home, device) / "terminal.toml"
+    settings = tomllib.loads(path.read_text())
+    settings.setdefault("broker", {}).update(broker_tls_settings(config))
+    write_private(path, HEADER + tomli_w.dumps(_checked(settings)).encode())
+    if settings.get("kind") == "micro":
+        _write_board_files(path)
+    return path
+
+
 def _write_terminal_files(config: HubConfig, home: Path, settings: dict[str, Any]) -> Path:
     folder = device_dir(home, settings["device"])
     path = folder / "terminal.toml"
-    header = b"# haocha terminal config, written by `haocha device add`. Copy this folder onto the terminal.\n"
-    write_private(path, header + tomli_w.dumps(settings).encode())
+    write_private(path, HEADER + tomli_w.dumps(settings).encode())
     if settings["kind"] == "micro":
         _write_board_files(path)
     return path

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+
+from .config import ConfigError
 
 #: The largest MQTT packet the hall's broker accepts (``max_packet_size``) and the hub announces
 #: (MQTT 5 Maximum Packet Size): a frame of ``protocol.frames.MAX_FRAME_BYTES`` plus its topic and
@@ -18,6 +22,28 @@ import paho.mqtt.client as mqtt
 MAX_PACKET_BYTES = 70_000
 #: How often a link that keeps failing is reported again (the first failure is logged at once).
 REPORT_AGAIN_S = 60.0
+
+
+def client_tls(ca: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    """A client's TLS context for the hall's broker (SPEC section 11): TLS 1.2 or later, only the
+    hall CA trusted (not the system's CAs), the broker's certificate checked against the host name
+    or address the client connects to. ``cert``/``key``: the client's own certificate, for a hall
+    that requires one. ConfigError (one line) when a file cannot be used."""
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"{ca}: cannot be read as the hall's CA certificate ({_reason(exc)})") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert is not None:
+        try:
+            context.load_cert_chain(str(cert), str(key) if key is not None else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{cert}: cannot be used as this client's certificate ({_reason(exc)})") from None
+    return context
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror or str(exc) if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError) else str(exc)
 
 
 def no_delay(client: mqtt.Client) -> None:

@@ -48,7 +48,7 @@ def run_demo(home: Path | None, presses: int, echo: Callable[[str], None], out: 
     hall: Hall | None = None
     keep = home is not None
     try:
-        hall = Hall(folder, hall="DEMO")
+        hall = Hall(folder, hall="DEMO", http={"tls": True})  # MQTT over TLS, the API over HTTPS
         with hall:
             _run(hall, presses, echo, out)
     except Exception:
@@ -64,16 +64,20 @@ def run_demo(home: Path | None, presses: int, echo: Callable[[str], None], out: 
 
 def _run(hall: Hall, presses: int, echo: Callable[[str], None], out: Callable[[str], None]) -> None:
     invited = _provision(hall, echo)
-    echo(f"broker on 127.0.0.1:{hall.broker_port}, hub API on http://127.0.0.1:{hall.http_port}/; hub home {hall.home}")
+    echo(
+        f"broker (TLS) on 127.0.0.1:{hall.broker_port}, hub API on https://127.0.0.1:{hall.http_port}/ "
+        f"(CA {hall.ca}); hub home {hall.home}"
+    )
     hall.start_broker()
     hall.start_hub()
     hall.wait_listening("hub", hall.http_port, 30)
     business = BusinessSystem(
-        f"http://127.0.0.1:{hall.http_port}",
+        f"https://127.0.0.1:{hall.http_port}",
         hall.config.http.token,
         invited,
         [code for code, _ in ITEMS],
         interval_s=0.4,
+        tls=hall.tls_context(),
     )
     business.start()
     echo(f"business system opening cases at {', '.join(invited)}")

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -18,12 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hub import certs, provision
 from hub import config as hub_config
-from hub import provision
 from hub.stats import stats as hub_stats
 from hub.store import Store
 from hub.store import registry as reg
 from protocol.errors import HaochaError
+from protocol.transport import client_tls
 
 
 class HallError(HaochaError, RuntimeError):
@@ -101,6 +103,16 @@ class Hall:
         if overrides:
             _merge_toml(self.home / hub_config.CONFIG_NAME, overrides)
         Store(self.home / hub_config.DB_NAME, create=True).close()
+        certs.init_hall(self.home, hub_config.load(self.home))
+
+    @property
+    def ca(self) -> Path:
+        """The hall CA's certificate: what a client trusts to talk to this hall's broker or HTTPS API."""
+        return certs.paths(self.home).ca_cert
+
+    def tls_context(self) -> ssl.SSLContext:
+        """A TLS context for a test or bench client of this hall's broker (the hub's own trust)."""
+        return client_tls(self.ca)
 
     def store(self) -> Store:
         return Store(self.home / hub_config.DB_NAME)

@@ -20,6 +20,7 @@ import paho.mqtt.client as mqtt
 
 from protocol.frames import Ack, Event, encode_batch, encode_state
 from protocol.transport import no_delay
+from terminal.config import load as load_config
 
 LEVELS = ("very_satisfied", "satisfied", "basic", "dissatisfied", "very_dissatisfied")
 
@@ -38,6 +39,9 @@ class LoadTerminal:
         self.base = f"haocha/v1/{hall}/{device}"
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"load-{hall}-{device}")
         self.client.username_pw_set(device, self.settings["broker"]["password"])
+        tls = load_config(config_path).broker_tls()
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.will_set(f"{self.base}/state", encode_state(False), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message

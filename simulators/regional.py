@@ -19,6 +19,7 @@ import logging
 import random
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -306,19 +307,28 @@ class RegionalSim:
     """The simulator as an object: ``start()``/``stop()`` may alternate; state is kept."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, fail_rate: float = 0.0, secret: str = "", seed: int | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        fail_rate: float = 0.0,
+        secret: str = "",
+        seed: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.state = RegionalState(fail_rate, secret, seed)
+        self.tls = tls  # a server context: HTTPS, as a real regional system serves
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> RegionalSim:
         self._server = _Server((self.host, self.port), self.state)
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, name="regional-sim", daemon=True)
         self._thread.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,6 +18,7 @@ from typing import Any, ClassVar
 from protocol.config import ConfigError, build, field, non_negative, one_of, port_number, positive, read_toml
 from protocol.levels import DEFAULT_REASONS, LEVEL_IDS, UNSPECIFIED_REASON
 from protocol.rules import TEXT_MAX, valid_id, valid_text
+from protocol.transport import client_tls
 
 KINDS = ("gpio", "modbus", "serial", "micro")
 MODES = ("free", "invited", "staff")
@@ -66,6 +68,14 @@ class BrokerSettings:
         "once the hub has seen the new key in use)",
     )
     keepalive_s: int = field(15, "MQTT keepalive; a dead link is noticed within 1.5x this", check=positive)
+    ca: str = field(
+        "",
+        "the hall CA's certificate (`device add` writes ca.crt), relative to this file: MQTT runs over TLS 1.2+ "
+        "and the broker's certificate must be signed by it and name `host`; empty: plain MQTT, which the "
+        "hall's broker refuses",
+    )
+    client_cert: str = field("", "this terminal's certificate, when the hall requires client certificates")
+    client_key: str = field("", "the private key of client_cert (secret)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,6 +254,19 @@ class TerminalConfig:
     @property
     def journal_path(self) -> Path:
         return self.journal if self.journal.is_absolute() else self.base / self.journal
+
+    def broker_file(self, name: str) -> Path | None:
+        """A file ``[broker]`` names (``ca``, ``client_cert``, ``client_key``), resolved; None when unset."""
+        value: str = getattr(self.broker, name)
+        return self.resolve(Path(value)) if value else None
+
+    def broker_tls(self) -> ssl.SSLContext | None:
+        """The TLS context for the broker (the hall CA, and this terminal's certificate when it has
+        one); None for plain MQTT (``ca`` empty). ConfigError when a file cannot be used."""
+        ca = self.broker_file("ca")
+        if ca is None:
+            return None
+        return client_tls(ca, self.broker_file("client_cert"), self.broker_file("client_key"))
 
     def resolve(self, path: Path) -> Path:
         """``path`` made absolute against the folder of ``terminal.toml``."""

@@ -3,8 +3,8 @@
 - :func:`board_files`: the files ``haocha device add --kind micro`` writes for a technician to copy
   onto a board with ``mpremote`` (docs/micro.md);
 - :func:`journal_summary`: the firmware's journal folder read from disk (``haocha terminal journal``);
-- :func:`run_sim`: the firmware run inside ``micropython -X heapsize=64k`` with the simulated
-  board, pressed through its stdin (``haocha sim terminal`` for kind ``micro``).
+- :func:`run_sim`: the firmware run inside ``micropython -X heapsize=68k`` (64k without TLS) with
+  the simulated board, pressed through its stdin (``haocha sim terminal`` for kind ``micro``).
 
 The journal format (``terminal/micro/journal.py``): ``meta.json`` plus ``seg-<first seq>.log``
 files of records ``<u32 length><u32 crc32><u64 seq><JSON body>``.
@@ -12,6 +12,7 @@ files of records ``<u32 length><u32 crc32><u64 seq><JSON body>``.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import queue
@@ -51,6 +52,14 @@ FIRMWARE_FILES: tuple[str, ...] = (
     "main.py",
 )
 HEAP_SIZE = "64k"
+#: The heap the simulation gives the firmware when it talks TLS: 64 KB is not enough, 65 KB is the
+#: least that runs the 10,000-press soak; 68 KB leaves the headroom 64 KB leaves without TLS
+#: (docs/micro.md, "Limits and figures").
+TLS_HEAP_SIZE = "68k"
+#: ``[broker]`` keys naming TLS files (PEM) → the file the board gets (DER: the unix port's mbedtls
+#: parses no PEM, and DER is a third smaller on a board's heap). config.json's ``broker.tls`` lists
+#: them in this order.
+BOARD_TLS_FILES = {"ca": "ca.der", "client_cert": "client.der", "client_key": "client-key.der"}
 BAD_LEVELS = frozenset({"dissatisfied", "very_dissatisfied"})
 #: Weights of a plausible hall (as ``simulators/terminal_sim.py``): most citizens are satisfied.
 LEVEL_WEIGHTS = {"very_satisfied": 60, "satisfied": 25, "basic": 8, "dissatisfied": 5, "very_dissatisfied": 2}
@@ -89,6 +98,31 @@ def board_pins(gpio: GpioSettings) -> dict[str, Any]:
     }
 
 
+def board_tls_files(config: TerminalConfig) -> dict[str, bytes]:
+    """The TLS files ``terminal.toml`` names, as the board gets them: name → DER bytes (the CA,
+    then a client certificate and key when the hall requires them); empty without TLS."""
+    if not config.broker.ca:
+        return {}
+    files = {}
+    for key, name in BOARD_TLS_FILES.items():
+        path = config.broker_file(key)
+        if path is not None:
+            files[name] = pem_to_der(path)
+    return files
+
+
+def pem_to_der(path: Path) -> bytes:
+    """The first PEM block of the file at ``path`` (a certificate or a PKCS #8 key) as DER;
+    TerminalError naming the file when there is none."""
+    try:
+        lines = path.read_text().splitlines()
+        begin = next(i for i, line in enumerate(lines) if line.startswith("-----BEGIN "))
+        end = next(i for i, line in enumerate(lines) if i > begin and line.startswith("-----END "))
+        return base64.b64decode("".join(lines[begin + 1 : end]), validate=True)
+    except (OSError, UnicodeError, StopIteration, ValueError) as exc:
+        raise TerminalError(f"{path}: not a PEM certificate or key ({exc or 'no PEM block'})") from None
+
+
 def firmware_config(
     config: TerminalConfig,
     journal: str = "journal",
@@ -115,6 +149,8 @@ def firmware_config(
             "user": config.broker.user or config.device,
             "password": config.broker.password,
             "keepalive_s": config.broker.keepalive_s,
+            # [CA, client certificate, client key]: files beside config.json on the board (board_files)
+            **({"tls": list(board_tls_files(config))} if config.broker.ca else {}),
         },
         "timing": {
             "lockout_s": config.timing.lockout_s,
@@ -135,9 +171,12 @@ def firmware_config(
 
 
 def board_files(config: TerminalConfig, wifi_ssid: str = "", wifi_password: str = "") -> dict[str, bytes]:
-    """File name → content of everything to copy onto a board's root folder: the firmware modules
-    and ``config.json`` (Wi-Fi left blank unless given: the technician fills it in)."""
+    """File name → content of everything to copy onto a board's root folder: the firmware modules,
+    the TLS files ``terminal.toml`` names (the hall CA's ``ca.crt``; a client certificate and key
+    when the hall requires them) and ``config.json`` (Wi-Fi left blank unless given: the technician
+    fills it in)."""
     files = {name: (FIRMWARE_DIR / name).read_bytes() for name in FIRMWARE_FILES}
+    files |= board_tls_files(config)
     cfg = firmware_config(config, wifi_ssid=wifi_ssid, wifi_password=wifi_password)
     files["config.json"] = (json.dumps(cfg, indent=1, ensure_ascii=False) + "\n").encode()
     return files
@@ -264,7 +303,8 @@ class SimBoardProcess:
     """
 
     config_path: Path
-    heap: str = HEAP_SIZE
+    #: ``-X heapsize``; None: :data:`TLS_HEAP_SIZE` when config.json has TLS files, else :data:`HEAP_SIZE`.
+    heap: str | None = None
     code_dir: Path | None = None
     proc: subprocess.Popen[str] | None = None
     lines: queue.Queue[str] = field(default_factory=queue.Queue)
@@ -277,7 +317,9 @@ class SimBoardProcess:
     def start(self, timeout_s: float = 10.0) -> SimBoardProcess:
         """Compile the firmware next to the config file and start it; wait for its ``started`` line."""
         code_dir = self.code_dir or compile_firmware(self.config_path.parent / "firmware")
-        heap = self.heap
+        heap = self.heap or (
+            TLS_HEAP_SIZE if json.loads(self.config_path.read_text())["broker"].get("tls") else HEAP_SIZE
+        )
         if not any(code_dir.glob("*.mpy")):
             heap = "256k"  # sources compiled on the board itself need scratch heap: see compile_firmware
             _LOG.warning("mpy-cross not found: running the firmware from source with a %s heap", heap)
@@ -414,6 +456,14 @@ class SimBoardProcess:
 def write_sim_config(config: TerminalConfig, folder: Path, keep_lockout: bool = True) -> Path:
     """A ``config.json`` for the simulated board: the journal at ``config.journal_path``."""
     cfg = firmware_config(config, journal=str(config.journal_path.resolve()))
+    tls = []
+    for name, data in board_tls_files(config).items():  # the DER files a board gets, in ``folder``
+        path = folder.resolve() / f"{config.device}-{name}"
+        path.write_bytes(data)
+        path.chmod(0o600)
+        tls.append(str(path))
+    if tls:
+        cfg["broker"]["tls"] = tls
     if not keep_lockout:
         cfg["timing"]["lockout_s"] = 0.0
     path = folder / f"{config.device}.micro.json"
@@ -442,7 +492,8 @@ def run_sim(
     keep_lockout: bool = False,
     timeout_s: float = 120.0,
 ) -> dict[str, Any]:
-    """Run the firmware in ``micropython -X heapsize=64k`` with the simulated board, press ``presses``
+    """Run the firmware in ``micropython`` (heap :data:`TLS_HEAP_SIZE`, or :data:`HEAP_SIZE` without
+    TLS) with the simulated board, press ``presses``
     seeded ratings at ``rate`` a second (a bad level is followed by a seeded reason key when the
     config has reasons; in invited mode each rating waits for the ready light of an invitation),
     wait until the journal shows every event acked, stop the firmware cleanly and return the

@@ -81,6 +81,11 @@ class Uplink:
             mqtt.CallbackAPIVersion.VERSION2, client_id=user, clean_session=False, protocol=mqtt.MQTTv311
         )
         client.username_pw_set(user, self.secrets.login_password())
+        tls = cfg.broker_tls()
+        if tls is not None:
+            client.tls_set_context(tls)
+        else:
+            _LOG.warning("[broker] ca is empty: MQTT without TLS (the hall's broker accepts only TLS)")
         client.will_set(self._topic(Leaf.STATE), encode_state(False), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.max_inflight_messages_set(max(20, cfg.uplink.window // cfg.uplink.batch + 1))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from simulators.hall import Hall
+from simulators.hall import Hall, wait_for
 
 
 @pytest.fixture
@@ -22,8 +22,11 @@ def hall(tmp_path: Path) -> Iterator[Hall]:
 
 @pytest.fixture
 def running_hall(hall: Hall) -> Hall:
-    """A hall whose broker and hub are running."""
+    """A hall whose broker and hub are running, the hub subscribed: a frame a test publishes then has
+    the hub's session to wait in (before the hub's first connection it would go nowhere, and the
+    TLS handshake makes that first connection a little later than it was)."""
     hall.add_window("W01")
     hall.start_broker()
     hall.start_hub()
+    wait_for(lambda: "hub connected to" in hall.log("hub"), 30, "the hub's first session")
     return hall

@@ -22,27 +22,49 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from hub import certs
 from protocol.errors import ProtocolError
 from protocol.frames import Ack, encode_state, parse_batch, verify_event
 from protocol.topics import Leaf, hub_state_topic, parse_topic, topic, wildcard
+from protocol.transport import client_tls
 from simulators.hall import free_port, wait_for
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MICRO_DIR = Path(__file__).resolve().parent.parent / "terminal" / "micro"
 
 
+def own_ca(folder: Path, names: tuple[str, ...] = certs.LOOPBACK_NAMES) -> tuple[Path, Path, Path]:
+    """A CA of its own in ``folder`` (kept when there already) and a broker certificate it signed
+    for ``names`` (loopback): (CA certificate, broker certificate, broker key)."""
+    ca_cert, cert, key = folder / "ca.crt", folder / "broker.crt", folder / "broker.key"
+    if not ca_cert.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        ca_key, ca = certs.make_ca("TEST")
+        broker_key, broker_cert = certs.issue(ca_key, ca, "test broker", 30, names)
+        key.write_bytes(certs.key_pem(broker_key))
+        cert.write_bytes(certs.cert_pem(broker_cert))
+        ca_cert.write_bytes(certs.cert_pem(ca))
+    return ca_cert, cert, key
+
+
 class Broker:
     """Mosquitto on a free loopback port, anonymous, no persistence (a restart loses everything
-    it held: what the hub's end-to-end ack is for)."""
+    it held: what the hub's end-to-end ack is for). Over TLS (as the hall's broker) with a CA of
+    its own in ``folder/tls`` (:attr:`ca`, kept across a restart in the same folder) unless
+    ``tls`` is False."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, tls: bool = True) -> None:
         self.folder = folder
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = folder / "mosquitto.conf"
+        self.ca: Path | None = None
+        listener = f"listener {self.port} 127.0.0.1\n"
+        if tls:
+            self.ca, cert, key = own_ca(folder / "tls")
+            listener += f"cafile {self.ca}\ncertfile {cert}\nkeyfile {key}\ntls_version tlsv1.2\n"
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser root\n"
-            "persistence false\nmax_queued_messages 10000\n"
+            f"{listener}allow_anonymous true\nuser root\npersistence false\nmax_queued_messages 10000\n"
         )
 
     def start(self) -> Broker:
@@ -87,7 +109,7 @@ class Broker:
 class StandInHub:
     """Stores events in memory with exactly-once semantics and acks the contiguous prefix."""
 
-    def __init__(self, hall: str, port: int, keys: dict[str, bytes]) -> None:
+    def __init__(self, hall: str, port: int, keys: dict[str, bytes], ca: Path | None = None) -> None:
         self.hall = hall
         self.keys = keys
         self.lock = threading.Lock()
@@ -103,6 +125,8 @@ class StandInHub:
             clean_session=False,
             protocol=mqtt.MQTTv311,
         )
+        if ca is not None:
+            self.client.tls_set_context(client_tls(ca))
         self.client.will_set(hub_state_topic(hall), encode_state(False), qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.client.max_inflight_messages_set(1000)
@@ -212,30 +236,41 @@ KEY_HEX = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
 
 def make_config(
-    folder: Path, port: int, device: str = "M01", mode: str = "free", hall: str = "H1", extra: str = ""
+    folder: Path,
+    port: int,
+    device: str = "M01",
+    mode: str = "free",
+    hall: str = "H1",
+    extra: str = "",
+    ca: Path | None = None,
 ) -> Any:
-    """A ``terminal.toml`` of kind micro in ``folder``, loaded (journal: the folder ``journal``)."""
+    """A ``terminal.toml`` of kind micro in ``folder``, loaded (journal: the folder ``journal``);
+    over TLS trusting ``ca`` when given."""
     from terminal.config import load
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "terminal.toml"
+    tls = f'ca = "{ca}"\n' if ca is not None else ""
     path.write_text(
         f'device = "{device}"\nhall = "{hall}"\nwindow = "W01"\nkey = "{KEY_HEX}"\nkind = "micro"\n'
         f'mode = "{mode}"\njournal = "journal"\nitem = "ITEM-1"\n{extra}\n'
-        f'[broker]\nhost = "127.0.0.1"\nport = {port}\nkeepalive_s = 5\n'
+        f'[broker]\nhost = "127.0.0.1"\nport = {port}\nkeepalive_s = 5\n{tls}'
         f"[timing]\nthanks_s = 0.2\n"
     )
     return load(path)
 
 
 @contextmanager
-def board_on(folder: Path, firmware: Path, port: int, host: str = "127.0.0.1", **broker: Any) -> Iterator[Any]:
+def board_on(
+    folder: Path, firmware: Path, port: int, host: str = "127.0.0.1", ca: Path | None = None, **broker: Any
+) -> Iterator[Any]:
     """The firmware (compiled in ``firmware``) with the simulated board, its broker at
-    ``host:port``, its journal in ``folder/dev``; ``broker`` overrides keys of config.json's
-    ``broker`` (``keepalive_s``, ``report_s``, ``password``)."""
+    ``host:port`` (over TLS trusting ``ca`` when given), its journal in ``folder/dev``; ``broker``
+    overrides keys of config.json's ``broker`` (``keepalive_s``, ``report_s``, ``password``)."""
     from terminal.micro_host import SimBoardProcess, write_sim_config
 
-    path = write_sim_config(make_config(folder / "dev", port), folder)
+    config = make_config(folder / "dev", port, ca=ca)
+    path = write_sim_config(config, folder)
     cfg = json.loads(path.read_text())
     cfg["broker"].update(broker, host=host)
     path.write_text(json.dumps(cfg))

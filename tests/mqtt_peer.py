@@ -20,6 +20,7 @@ class RawDevice:
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"raw-{device}", protocol=mqtt.MQTTv5
         )
         self.client.username_pw_set(device, self.settings["broker"]["password"])
+        self.client.tls_set_context(hall.tls_context())
         self.acks: dict[int, Any] = {}
         self.disconnects: list[Any] = []
         self.client.on_publish = lambda c, u, mid, reason, props: self.acks.__setitem__(mid, reason)

@@ -11,6 +11,7 @@ tests/test_micro_mqtt_hostile.py and tests/test_micro_mqtt_mosquitto.py.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -202,6 +203,7 @@ def operators_mistakes(hall: Hall, tmp_path: Path) -> None:
     data = tomllib.loads(hall.terminal_config("T09").read_text())
     data["broker"]["port"] = 1  # nothing listens there
     (folder / "terminal.toml").write_text(tomli_w.dumps(data))
+    shutil.copy(hall.terminal_config("T09").parent / "ca.crt", folder)  # the folder as copied onto a terminal
     lost = haocha("sim", "terminal", "--config", str(folder / "terminal.toml"), "--presses", "1", "--timeout", "6")
     reports = [line for line in lost.stderr.splitlines() if "cannot connect to the MQTT broker" in line]
     assert lost.returncode != 0 and len(reports) == 1 and "127.0.0.1:1: " in reports[0], lost.stderr[-2000:]

@@ -110,14 +110,15 @@ def refused_logins_metric(hall: Hall) -> float | None:
     return float(found[0].split()[-1]) if found else None
 
 
-def try_login(port: int, user: str | None, password: str, client_id: str) -> str:
-    """One MQTT 3.1.1 login; returns the CONNACK's reason."""
+def try_login(hall: Hall, user: str | None, password: str, client_id: str) -> str:
+    """One MQTT 3.1.1 login over TLS; returns the CONNACK's reason."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    client.tls_set_context(hall.tls_context())
     if user is not None:
         client.username_pw_set(user, password)
     reasons: list[str] = []
     client.on_connect = lambda c, u, flags, reason, props: reasons.append(str(reason))
-    client.connect("127.0.0.1", port)
+    client.connect("127.0.0.1", hall.broker_port)
     deadline = time.monotonic() + 10
     while not reasons and time.monotonic() < deadline:
         client.loop(0.05)
@@ -131,7 +132,7 @@ def test_refused_broker_logins_are_counted_in_metrics(running_hall: Hall) -> Non
     hall.add_device("T01", "W01")
     wait_hub_connected(hall)
     good = broker_password(hall, "T01")
-    wait_for(lambda: try_login(hall.broker_port, "T01", good, "d") == "Success", 20, "the broker to know T01")
+    wait_for(lambda: try_login(hall, "T01", good, "d") == "Success", 20, "the broker to know T01")
     logged = lambda: hall.log("broker").count(" disconnected, not authorised.\n")  # noqa: E731
     wait_for(lambda: refused_logins_metric(hall) == logged(), 20, "/metrics to count the logins refused so far")
     before = logged()
@@ -140,7 +141,7 @@ def test_refused_broker_logins_are_counted_in_metrics(running_hall: Hall) -> Non
     hostile_id = "x" * 500 + " disconnected, not authorised."
     logins = [("T01", "wrong password", "a"), ("T01", "again wrong", "b"), ("nobody", "x", "c"), (None, "", hostile_id)]
     for user, password, client_id in logins:
-        assert try_login(hall.broker_port, user, password, client_id) == "Not authorized"
+        assert try_login(hall, user, password, client_id) == "Not authorized"
     total = before + len(logins)
     wait_for(lambda: refused_logins_metric(hall) == total, 20, "/metrics to count the refused logins")
     assert hall.procs["broker"].poll() is None

@@ -37,7 +37,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 @pytest.fixture
 def hub(broker: Broker) -> Iterator[StandInHub]:
-    with StandInHub("H1", broker.port, {"M01": KEY}) as h:
+    with StandInHub("H1", broker.port, {"M01": KEY}, broker.ca) as h:
         yield h
 
 
@@ -56,7 +56,7 @@ def drained(journal: Path) -> bool:
 
 
 def test_run_sim_presses_arrive_exactly_once(tmp_path: Path, broker: Broker, hub: StandInHub) -> None:
-    config = make_config(tmp_path / "dev", broker.port)
+    config = make_config(tmp_path / "dev", broker.port, ca=broker.ca)
     summary = run_sim(config, presses=40, rate=200, seed=7, keep_lockout=False, timeout_s=60)
     assert_invariant(hub, config.journal_path)
     events = hub.events("M01", summary["epoch"])
@@ -74,19 +74,19 @@ def test_run_sim_presses_arrive_exactly_once(tmp_path: Path, broker: Broker, hub
 
 
 def test_run_sim_with_zero_presses_only_drains(tmp_path: Path, broker: Broker, hub: StandInHub) -> None:
-    config = make_config(tmp_path / "dev", broker.port)
+    config = make_config(tmp_path / "dev", broker.port, ca=broker.ca)
     first = run_sim(config, presses=0, timeout_s=30)
     assert first["last_seq"] == 0 and first["pending"] == 0
 
 
 def test_run_sim_fails_clearly_without_a_hub(tmp_path: Path, broker: Broker) -> None:
-    config = make_config(tmp_path / "dev", broker.port)
+    config = make_config(tmp_path / "dev", broker.port, ca=broker.ca)
     with pytest.raises(MicroSimError, match="unacked"):
         run_sim(config, presses=2, rate=100, timeout_s=4)
 
 
 def test_invited_mode_rates_only_during_an_invitation(tmp_path: Path, broker: Broker, hub: StandInHub) -> None:
-    config = make_config(tmp_path / "dev", broker.port, mode="invited")
+    config = make_config(tmp_path / "dev", broker.port, mode="invited", ca=broker.ca)
     with SimBoardProcess(write_sim_config(config, tmp_path)) as board:
         board.start()
         assert board.lights == "idle"
@@ -106,7 +106,7 @@ def test_invited_mode_rates_only_during_an_invitation(tmp_path: Path, broker: Br
 
 
 def test_kill_9_mid_burst_keeps_the_invariant(tmp_path: Path, broker: Broker, hub: StandInHub) -> None:
-    config = make_config(tmp_path / "dev", broker.port)
+    config = make_config(tmp_path / "dev", broker.port, ca=broker.ca)
     sim_config = write_sim_config(config, tmp_path, keep_lockout=False)
     code = compile_firmware(tmp_path / "fw")
     committed = confirmed = 0
@@ -132,7 +132,7 @@ def test_kill_9_mid_burst_keeps_the_invariant(tmp_path: Path, broker: Broker, hu
 
 
 def test_broker_killed_and_restarted_loses_nothing(tmp_path: Path, broker: Broker, hub: StandInHub) -> None:
-    config = make_config(tmp_path / "dev", broker.port)
+    config = make_config(tmp_path / "dev", broker.port, ca=broker.ca)
     with SimBoardProcess(write_sim_config(config, tmp_path, keep_lockout=False)) as board:
         board.start()
         for _ in range(150):
@@ -157,8 +157,8 @@ def test_broker_killed_and_restarted_loses_nothing(tmp_path: Path, broker: Broke
 
 def test_sim_board_processes_do_not_share_state(tmp_path: Path, broker: Broker) -> None:
     keys = {"M01": KEY, "M02": KEY}
-    with StandInHub("H1", broker.port, keys) as hub:
-        configs = [make_config(tmp_path / d, broker.port, device=d) for d in ("M01", "M02")]
+    with StandInHub("H1", broker.port, keys, broker.ca) as hub:
+        configs = [make_config(tmp_path / d, broker.port, device=d, ca=broker.ca) for d in ("M01", "M02")]
         results: dict[str, dict[str, Any]] = {}
 
         def one(cfg: Any) -> None:
@@ -175,7 +175,7 @@ def test_sim_board_processes_do_not_share_state(tmp_path: Path, broker: Broker) 
 
 
 def test_wifi_loss_journals_presses_and_sends_them_later(tmp_path: Path, broker: Broker, hub: StandInHub) -> None:
-    config = make_config(tmp_path / "dev", broker.port)
+    config = make_config(tmp_path / "dev", broker.port, ca=broker.ca)
     with SimBoardProcess(write_sim_config(config, tmp_path, keep_lockout=False)) as board:
         board.start()
         wait_for(lambda: board.status()["connected"], 10, "the board's MQTT link")

@@ -14,11 +14,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from protocol.transport import client_tls
 from simulators.hall import free_port
-from terminal.micro_host import compile_firmware
+from terminal.micro_host import compile_firmware, pem_to_der
 
 try:
-    from .micro_harness import KEY_HEX, Broker, StandInHub, board_on, logged, run_micropython, wait_for
+    from .micro_harness import KEY_HEX, Broker, StandInHub, board_on, logged, own_ca, run_micropython, wait_for
 except ImportError:
     from micro_harness import (  # type: ignore[no-redef]
         KEY_HEX,
@@ -26,6 +27,7 @@ except ImportError:
         StandInHub,
         board_on,
         logged,
+        own_ca,
         run_micropython,
         wait_for,
     )
@@ -46,9 +48,11 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         yield b
 
 
-def paho_client(port: int, name: str) -> mqtt.Client:
+def paho_client(broker: Broker, name: str) -> mqtt.Client:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv311)
-    client.connect_async("127.0.0.1", port)
+    assert broker.ca is not None
+    client.tls_set_context(client_tls(broker.ca))
+    client.connect_async("127.0.0.1", broker.port)
     client.loop_start()
     wait_for(client.is_connected, 10, f"{name} to connect")
     return client
@@ -58,7 +62,7 @@ ECHO = """
 import json, mqtt
 from time import ticks_diff, ticks_ms
 got = []
-c = mqtt.Client("utf8-check", "127.0.0.1", %d, None, None, 10, ("t/will", b"gone"), (("t/echo", 1),), print)
+c = mqtt.Client("utf8-check", "127.0.0.1", %d, None, None, 10, ("t/will", b"gone"), (("t/echo", 1),), print, [%r])
 c.on_message = lambda topic, payload, retained: got.append(payload)
 c.start()
 t0 = ticks_ms()
@@ -74,15 +78,18 @@ print(json.dumps({"up": up, "got": [g.decode() for g in got], "error": c.error, 
 """
 
 
-def test_a_non_ascii_text_payload_goes_out_as_utf8_and_comes_back(broker: Broker) -> None:
+def test_a_non_ascii_text_payload_goes_out_as_utf8_and_comes_back(tmp_path: Path, broker: Broker) -> None:
     text = "案件 受理-0001：张三（窗口一）"
+    assert broker.ca is not None
+    ca_der = tmp_path / "ca.der"
+    ca_der.write_bytes(pem_to_der(broker.ca))
     seen: list[bytes] = []
-    watcher = paho_client(broker.port, "watcher")
+    watcher = paho_client(broker, "watcher")
     watcher.on_message = lambda c, u, msg: seen.append(msg.payload)
     watcher.subscribe("t/echo", qos=1)
     try:
         out = json.loads(
-            run_micropython(ECHO % (broker.port, text), timeout_s=30, heap="256k").strip().splitlines()[-1]
+            run_micropython(ECHO % (broker.port, str(ca_der), text), timeout_s=30, heap="256k").strip().splitlines()[-1]
         )
         wait_for(lambda: len(seen) >= 2, 10, "both messages at the watcher")
     finally:
@@ -95,18 +102,18 @@ def test_a_non_ascii_text_payload_goes_out_as_utf8_and_comes_back(broker: Broker
 def test_an_oversize_command_in_the_session_is_skipped_once_and_not_redelivered(
     tmp_path: Path, firmware: Path, broker: Broker
 ) -> None:
-    with StandInHub("H1", broker.port, {"M01": bytes.fromhex(KEY_HEX)}):
-        with board_on(tmp_path, firmware, broker.port) as board:
+    with StandInHub("H1", broker.port, {"M01": bytes.fromhex(KEY_HEX)}, broker.ca):
+        with board_on(tmp_path, firmware, broker.port, ca=broker.ca) as board:
             wait_for(lambda: board.status()["connected"], 10, "the board's first link (its session)")
             assert board.quit() == 0
         # while the board is away, its persistent session queues a command far over its buffer
-        sender = paho_client(broker.port, "sender")
+        sender = paho_client(broker, "sender")
         big = json.dumps({"cmd": "invite", "case": "C" * 20000, "ttl_ms": 60000}).encode()
         sender.publish(PREFIX + "cmd", big, qos=1).wait_for_publish(10)
         sender.disconnect()
         sender.loop_stop()
         for start in range(2):
-            with board_on(tmp_path, firmware, broker.port) as board:
+            with board_on(tmp_path, firmware, broker.port, ca=broker.ca) as board:
                 if start == 0:
                     wait_for(lambda: logged(board, "skipped"), 10, "the oversize message skipped")
                 seq, kind = board.press("press satisfied")
@@ -129,7 +136,8 @@ def test_a_closed_port_is_logged_at_once_with_the_address_and_not_at_every_retry
     tmp_path: Path, firmware: Path
 ) -> None:
     port = free_port()
-    with board_on(tmp_path, firmware, port) as board:
+    ca = own_ca(tmp_path / "tls")[0]  # the CA the broker started later uses
+    with board_on(tmp_path, firmware, port, ca=ca) as board:
         wait_for(lambda: logged(board, "cannot connect"), 3, "the first log line")
         time.sleep(RETRIES_S)  # the retries at 1 and 3 s: not logged
         assert logged(board, "cannot connect") == [
@@ -154,10 +162,11 @@ def test_a_wrong_password_is_logged_at_once_and_not_at_every_retry(tmp_path: Pat
     passwords = tmp_path / "passwords"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "M01", "right"], check=True)
     broker.conf.write_text(
-        f"listener {broker.port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\n"
-        "user root\npersistence false\nlog_type all\n"
+        broker.conf.read_text().replace(
+            "allow_anonymous true", f"allow_anonymous false\npassword_file {passwords}\nlog_type all"
+        )
     )
-    with broker, board_on(tmp_path, firmware, broker.port, password="wrong") as board:
+    with broker, board_on(tmp_path, firmware, broker.port, ca=broker.ca, password="wrong") as board:
         wait_for(lambda: logged(board, "cannot connect"), 3, "the first log line")
         time.sleep(RETRIES_S)
         assert logged(board, "cannot connect") == [

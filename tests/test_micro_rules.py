@@ -180,7 +180,7 @@ print(c.synced(), c.synced(0), c.synced(4102444800000), c.synced(1795000000000))
 # -- against a real Mosquitto and the stand-in hub --------------------------------------------------
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[tuple[Broker, StandInHub]]:
-    with Broker(tmp_path) as broker, StandInHub("H1", broker.port, {"M01": bytes.fromhex(KEY_HEX)}) as hub:
+    with Broker(tmp_path) as broker, StandInHub("H1", broker.port, {"M01": bytes.fromhex(KEY_HEX)}, broker.ca) as hub:
         yield broker, hub
 
 
@@ -188,7 +188,7 @@ def test_firmware_refuses_a_bad_invitation_takes_the_next_and_keeps_draining(
     tmp_path: Path, hub: tuple[Broker, StandInHub]
 ) -> None:
     broker, standin = hub
-    config = make_config(tmp_path / "dev", broker.port, mode="invited")
+    config = make_config(tmp_path / "dev", broker.port, mode="invited", ca=broker.ca)
     with SimBoardProcess(write_sim_config(config, tmp_path)) as board:
         board.start()
         wait_for(lambda: board.status()["connected"], 20, "the board to connect")

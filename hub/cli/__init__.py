@@ -36,6 +36,7 @@ LAZY_COMMANDS = {
     "upstream": "upstream_cmds:upstream_group",
     "ticket": "ticket_cmds:ticket_group",
     "report": "report_cmds:report_cmd",
+    "tls": "tls_cmds:tls_group",
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import config as hub_config
-from .. import provision, stats
+from .. import provision, stats, tlsfiles
 from ..broker import BrokerRunner
 from ..daemon import HubDaemon
 from ..errors import AlreadyExists
@@ -39,15 +39,18 @@ def hub_group() -> None:
 @click.option("--http", default="127.0.0.1:8080", show_default=True, help="Where the hub serves its HTTP API.")
 @click.option("--upstream", default="", help="Base URL of the regional 好差评 system.")
 def hub_init(home: Path | None, hall: str, broker: str, http: str, upstream: str) -> None:
-    """Create hub.toml (with fresh secrets) and hub.db in --home."""
+    """Create hub.toml (with fresh secrets), hub.db and the hall CA with its certificates (tls/) in --home."""
     folder = home_path(home)
     folder.mkdir(parents=True, exist_ok=True)
     for name in (hub_config.CONFIG_NAME, hub_config.DB_NAME):
         if (folder / name).exists():
             raise AlreadyExists(f"{folder / name} exists already; hub init never overwrites a hall")
-    hub_config.write_new(folder, hall, broker, http, upstream)
+    from .. import certs  # the cryptography package: loaded by the commands that make certificates only
+
+    cfg = hub_config.write_new(folder, hall, broker, http, upstream)
     Store(folder / hub_config.DB_NAME, create=True).close()
-    click.echo(f"hall {hall} created in {folder}", err=True)
+    certs.init_hall(folder, cfg)
+    click.echo(f"hall {hall} created in {folder} (terminals trust its CA: {tlsfiles.paths(folder).ca_cert})", err=True)
 
 
 @hub_group.command("token")
@@ -181,9 +184,10 @@ def device_list(home: Path | None, fmt: str) -> None:
 @click.argument("device")
 @home_option
 def device_revoke(device: str, home: Path | None) -> None:
-    """Revoke DEVICE: its broker user goes, its frames are rejected."""
-    with open_hub(home)[1] as store:
-        reg.revoke_device(store, device)
+    """Revoke DEVICE: its broker user (and client certificate) goes, its frames are rejected."""
+    folder = home_path(home)
+    with open_hub(folder)[1] as store:
+        provision.revoke_device(store, folder, device)
 
 
 @device_group.command("rotate")

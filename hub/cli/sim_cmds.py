@@ -79,14 +79,31 @@ def demo_cmd(home: Path | None, presses: int) -> None:
 @click.option("--secret", default="", help="Check HMAC-SHA256 signatures with this secret.")
 @click.option("--slow", "slow_s", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait before answering.")
 @click.option("--seed", type=int, default=None, help="Seed of the injected failures.")
-def sim_regional(listen: str, fail_rate: float, secret: str, slow_s: float, seed: int | None) -> None:
+@click.option(
+    "--cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Serve HTTPS with this certificate (PEM).",
+)
+@click.option(
+    "--key", type=click.Path(dir_okay=False, path_type=Path), default=None, help="The private key of --cert (PEM)."
+)
+def sim_regional(
+    listen: str, fail_rate: float, secret: str, slow_s: float, seed: int | None, cert: Path | None, key: Path | None
+) -> None:
     """The regional 好差评 system simulator; GET /sim/summary reports what it received."""
+    import ssl
+
     from simulators.regional import RegionalSim
 
     host, port = _listen(listen)
+    tls = None
+    if cert is not None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert, key)
     setup_logging(False)
     own_process_group()
-    sim = RegionalSim(host, port, fail_rate, secret, seed)
+    sim = RegionalSim(host, port, fail_rate, secret, seed, tls)
     sim.state.control["slow_s"] = slow_s
     with sim, stop_on_signals(lambda: None) as stop:
         click.echo(json.dumps({"listening": sim.url}), err=True)

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 import urllib.error
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DB_NAME, HubConfig
+from ..errors import ConfigError
 from ..store import Store, now_ms
 from . import outbox
 from .adapters import Adapter, Context, make_adapter
@@ -52,10 +54,13 @@ class Refused:
 class Sender:
     """Owns its own Store connection (opened on its thread); start/stop from the daemon."""
 
-    def __init__(self, config: HubConfig, home: Path, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, config: HubConfig, home: Path, rng: random.Random | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.config = config
         self.settings = config.upstream
         self.home = home
+        self.tls = tls or upstream_tls(config, home)
         self.adapter: Adapter = make_adapter(self.settings.adapter)
         self.signer: Signer = make_signer(self.settings.signing, self.settings.app_id, self.settings.secret)
         self.rng = rng or random.Random()
@@ -200,7 +205,7 @@ class Sender:
             headers={"Content-Type": "application/json; charset=utf-8", **self.signer.headers(body)},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=self.settings.timeout_s, context=self.tls) as response:
                 return _verdicts(response.read(), len(rows))
         except urllib.error.HTTPError as exc:
             return _http_error(exc)
@@ -258,11 +263,25 @@ def _reason(text: str) -> str:
     return str(body)[:300]
 
 
-def start_sender(config: HubConfig, home: Path) -> Sender | None:
+def upstream_tls(config: HubConfig, home: Path) -> ssl.SSLContext:
+    """How an ``https://`` upstream's certificate is checked: against ``[upstream] ca`` (a PEM
+    bundle, relative to the home) or else the system's CAs, its host name always. ConfigError (one
+    line) when the bundle cannot be read: the hub says so at start, not at the first record."""
+    ca = config.upstream.ca
+    if not ca:
+        return ssl.create_default_context()
+    path = Path(ca) if Path(ca).is_absolute() else home / ca
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"[upstream] ca {path}: cannot be read as a CA bundle ({exc})") from None
+
+
+def start_sender(config: HubConfig, home: Path, tls: ssl.SSLContext | None = None) -> Sender | None:
     """The daemon's sender thread, started; None when no upstream URL is configured."""
     if not config.upstream.url:
         _LOG.info("no [upstream] url: records stay queued in the outbox")
         return None
-    sender = Sender(config, home)
+    sender = Sender(config, home, tls=tls)
     sender.start()
     return sender

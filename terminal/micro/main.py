@@ -19,6 +19,7 @@ import sys  # noqa: E402
 from time import sleep_ms  # noqa: E402
 from json import dumps, loads  # noqa: E402
 
+import mqtt  # noqa: E402
 from clock import Clock  # noqa: E402
 from evaluator import REFUSED, Evaluator, handle_command  # noqa: E402
 from journal import Journal, JournalError  # noqa: E402
@@ -116,6 +117,10 @@ def main(argv=None):
     if problem:  # it would make rows the hub can only store as invalid: stop before any press
         print("log config.json refused: its %s would make rows the hub stores as invalid" % problem)
         return
+    b = cfg.get("broker", {})
+    if b.get("tls"):  # the TLS context's 3 KB in one piece, before the journal and the rest take the heap
+        gc.collect()
+        b["tls"] = mqtt._context(b["tls"])
     Firmware(cfg, make_board(cfg)).run()
 
 

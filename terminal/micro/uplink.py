@@ -54,7 +54,7 @@ class Uplink:
         self.client = mqtt.Client("haocha-%s-%s" % (self.hall, self.device), b.get("host", "127.0.0.1"),
                                   int(b.get("port", 1883)), b.get("user") or self.device, b.get("password", ""),
                                   int(b.get("keepalive_s", 15)), (self.t_state, b'{"online":false}'),
-                                  ((self.t_ack, 1), (self.t_cmd, 1), (self.t_hub, 1)), log)
+                                  ((self.t_ack, 1), (self.t_cmd, 1), (self.t_hub, 1)), log, b.get("tls"))
         self.client.on_message = self._on_message
         self.report_ms = int(b.get("report_s", 60) * 1000)
         self.hub_online = None
