@@ -6,7 +6,7 @@ while (a network cut, a full disk) sometimes gets a ``kill -9`` in the middle of
 together in a real hall too.
 
 :func:`rotate_secrets` is the one place that knows how a device's secrets are rotated while its
-terminal runs; it is swapped when ``device rotate`` reaches a running terminal by itself.
+terminal runs.
 """
 
 from __future__ import annotations
@@ -227,17 +227,20 @@ def disk_full(ctx: Context) -> str:
 def rotate_secrets(hall: ChaosHall, device: str, visit_after_s: float, stop: threading.Event) -> None:
     """Rotate ``device``'s broker password and MAC key while its terminal runs.
 
-    Today a terminal survives a rotation only through an operator's visit: ``haocha device
-    rotate``, then a technician copies the new ``terminal.toml`` onto the terminal and restarts
-    it. Until then the terminal's frames carry the old key (counted as ``bad_mac``, not stored,
-    sent again after the restart with the new one)."""
+    A CPython terminal gets its new secrets over its own session (``haocha device rotate``
+    sends a ``rekey`` command; frames signed with the old key count during the grace period), so
+    nothing more is done. A MicroPython board has no rekey yet: the hub rotates it at once and a
+    technician copies the new files onto it ``visit_after_s`` later; until then its frames carry
+    the old key (refused, not stored, sent again after the restart with the new one)."""
     home = str(hall.hall.home)
     command = [sys.executable, "-m", "hub", "device", "rotate", device, "--home", home]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"device rotate {device} failed: {done.stderr.strip()[-300:]}")
-    stop.wait(visit_after_s)
     seat = hall.seats[device]
+    if seat.kind != "micro":
+        return
+    stop.wait(visit_after_s)
     hall.kill(seat.process, signal.SIGTERM)
     hall.install(seat)
     hall.start(seat.process)
@@ -247,7 +250,9 @@ def rotate(ctx: Context) -> str:
     device = ctx.rng.choice(sorted(ctx.hall.seats))
     visit = ctx.rng.uniform(0, min(20, ctx.longest_s))
     rotate_secrets(ctx.hall, device, visit, ctx.stop)
-    return f"{device} rotated, new terminal.toml installed {visit:.0f} s later"
+    if ctx.hall.seats[device].kind != "micro":
+        return f"{device} rotated over its session (rekey)"
+    return f"{device} rotated at once, new files installed {visit:.0f} s later"
 
 
 HALL_FAULTS: dict[str, Callable[[Context], str]] = {
