@@ -132,11 +132,13 @@ class Hall:
         return provision.device_dir(self.home, device) / "terminal.toml"
 
     # -- processes --------------------------------------------------------------------------
-    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        self.logs.mkdir(exist_ok=True)
+    def spawn(self, name: str, *args: str, module: str = "hub") -> subprocess.Popen[bytes]:
+        """Start ``python -m module args…`` (default: the ``haocha`` command line) as process ``name``
+        in its own session, its output appended to ``logs/name.log``."""
+        self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hub", *args],
+            [sys.executable, "-m", module, *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

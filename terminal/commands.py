@@ -42,7 +42,7 @@ class CommandRouter:
     def __init__(self, evaluator: Evaluator, clock: Clock) -> None:
         self.evaluator = evaluator
         self.clock = clock
-        self.counts = {"invite": 0, "expired": 0, "cancel": 0, "staff": 0, "refused": 0, "unknown": 0}
+        self.counts = {"invite": 0, "repeated": 0, "expired": 0, "cancel": 0, "staff": 0, "refused": 0, "unknown": 0}
 
     def handle(self, cmd: dict[str, Any]) -> None:
         """paho network thread. Never raises for a bad command: it is refused and logged."""
@@ -73,6 +73,9 @@ class CommandRouter:
         if self.evaluator.invite(case, cmd.get("item"), cmd.get("staff"), self.clock.mono_ms() + ttl_ms):
             self.counts["invite"] += 1
             _LOG.info("invitation for case %s (%d ms left)", case, ttl_ms)
+        elif self.evaluator.has_rated(case):
+            self.counts["repeated"] += 1
+            _LOG.info("invitation for case %s again: rated here already, ignored", case)
         else:
             self.counts["expired"] += 1
             _LOG.info("invitation for case %s arrived after it expired", case)

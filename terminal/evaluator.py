@@ -3,7 +3,9 @@
 Rules (SPEC section 1): in ``free`` mode an accepted press starts a lockout; in ``invited`` and
 ``staff`` modes only the first press during a live invitation is a rating, and every other rating
 press is journaled as ``ignored`` (staff pressing the keys themselves is the fraud the national
-rules forbid). After a bad rating the terminal waits for a reason key.
+rules forbid). After a bad rating the terminal waits for a reason key. An invitation for a case
+rated here already opens nothing: commands arrive at QoS 1, so a copy may come again after the
+rating (a hub restarted between publishing and recording it, a reconnect).
 
 Feedback is shown only after the journal commit returns: a citizen never sees "thank you" for a
 press that a power cut could still lose, nor for a row the journal refused because it breaks a rule
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +32,8 @@ from .journal import Journal
 from .panel import Feedback, Key, KeyKind, Panel
 
 _LOG = logging.getLogger(__name__)
+#: Cases rated lately that a copy of their invitation must not reopen (the firmware keeps as many).
+RATED_CASES_KEPT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,7 @@ class Evaluator:
         self.on_commit = on_commit
         self._lock = threading.RLock()
         self._invitation: Invitation | None = None
+        self._rated_cases: deque[str] = deque(maxlen=RATED_CASES_KEPT)
         self._lockout_until_ms = 0
         self._awaiting_reason: tuple[int, int] | None = None  # (rating seq, deadline mono ms)
         self._feedback_until_ms = 0
@@ -99,12 +105,15 @@ class Evaluator:
                 raise
 
     def invite(self, case: str, item: str | None, staff: str | None, expires_mono_ms: int | None = None) -> bool:
-        """Open an invitation (from the hub's ``cmd``); False if it has already expired."""
+        """Open an invitation (from the hub's ``cmd``); False if it has already expired, or if its
+        case was rated here (a copy of the invitation: see :meth:`has_rated`)."""
         now = self.clock.mono_ms()
         deadline = expires_mono_ms if expires_mono_ms is not None else now + int(self.config.timing.invite_s * 1000)
         if deadline <= now:
             return False
         with self._lock:
+            if case in self._rated_cases:
+                return False
             self._invitation = Invitation(case, item, staff, deadline)
         self.panel.show(Feedback.READY)
         return True
@@ -139,6 +148,11 @@ class Evaluator:
             feedback = self._resting_feedback() if changed else None
         if feedback is not None:
             self.panel.show(feedback)
+
+    def has_rated(self, case: str) -> bool:
+        """Was ``case`` rated here lately (among the last :data:`RATED_CASES_KEPT` rated)?"""
+        with self._lock:
+            return case in self._rated_cases
 
     @property
     def invitation(self) -> Invitation | None:
@@ -191,6 +205,8 @@ class Evaluator:
             staff=inv.staff if inv else self.staff,
         )
         self.counts["ratings"] += 1
+        if inv is not None:
+            self._rated_cases.append(inv.case)
         self._invitation = None
         self._lockout_until_ms = now + int(self.config.timing.lockout_s * 1000)
         if level.is_bad and self._has_reason_keys():

@@ -3,7 +3,8 @@
 In ``free`` mode an accepted press starts a lockout; in ``invited`` and ``staff`` modes only the
 first press during a live invitation is a rating. Every other rating press is journaled as
 ``ignored``. After a bad rating the terminal waits for a reason key (when the board has reason
-keys). Feedback is shown only after the journal append returned: never a "thank you" for a press
+keys). An invitation for one of the last RATED_KEPT cases rated here opens nothing (a QoS 1
+copy of it arriving after the rating). Feedback is shown only after the journal append returned: never a "thank you" for a press
 a power cut could still lose.
 
 Every row is checked against the rules of ``protocol/rules.py`` (``wire.row_problem``) before it is
@@ -23,6 +24,7 @@ THANKS = "thanks"
 REFUSED = "refused"
 
 BAD_LEVELS = ("dissatisfied", "very_dissatisfied")
+RATED_KEPT = 8  # as RATED_CASES_KEPT of terminal/evaluator.py
 
 
 class InvalidRow(ValueError):
@@ -44,6 +46,7 @@ class Evaluator:
         self.staff = cfg.get("staff")  # signed-in staff: config, or a ``staff`` command from the hub
         self.reasons = tuple(cfg.get("reasons", ()))
         self.invitation = None  # (case, item, staff, expires mono ms, trigger)
+        self.rated = []  # the last RATED_KEPT cases rated here, oldest first
         self.lockout_until = 0
         self.awaiting_reason = None  # (rating seq, deadline mono ms)
         self.feedback_until = 0
@@ -73,7 +76,7 @@ class Evaluator:
     def invite(self, case, item, staff, expires_mono_ms=None):
         now = self.clock.mono_ms()
         deadline = expires_mono_ms if expires_mono_ms is not None else now + self.invite_ms
-        if deadline <= now:
+        if deadline <= now or case in self.rated:
             return False
         self.invitation = (case, item, staff, deadline, "invite")
         self.board.show(READY)
@@ -125,6 +128,10 @@ class Evaluator:
         seq = self._commit("rating", level=level, trigger=trigger, case=inv[0] if inv else None,
                            item=inv[1] if inv else self.cfg.get("item"),
                            staff=inv[2] if inv else self.staff)
+        if inv:
+            self.rated.append(inv[0])
+            if len(self.rated) > RATED_KEPT:
+                self.rated.pop(0)
         self.invitation = None
         self.lockout_until = now + self.lockout_ms
         if level in BAD_LEVELS and self._has_reason_keys():
