@@ -15,6 +15,8 @@ from protocol.levels import LEVEL_IDS
 from protocol.rules import INVITE_TTL_MAX_MS
 from protocol.topics import valid_id
 
+from .alerts.settings import AlertSettings
+
 CONFIG_NAME = "hub.toml"
 DB_NAME = "hub.db"
 
@@ -193,6 +195,7 @@ class HubConfig:
     ingest: IngestSettings = field(default_factory=IngestSettings, doc="[ingest] table")
     misuse: MisuseSettings = field(default_factory=MisuseSettings, doc="[misuse] table")
     tls: TlsSettings = field(default_factory=TlsSettings, doc="[tls] table: the hall CA's certificates")
+    alerts: AlertSettings = field(default_factory=AlertSettings, doc="[alerts] table: alert rules and webhooks")
 
     @property
     def tz(self) -> ZoneInfo:

@@ -164,6 +164,45 @@ def _m7_device_keys(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE events ADD COLUMN kid INTEGER")
 
 
+def _m9_alerts(db: sqlite_utils.Database) -> None:
+    """Alerts (open → acknowledged → closed) and their webhook deliveries. At most one alert per
+    (rule, subject) is not closed; ``held`` marks one closed by hand while its condition still
+    held, so it does not open again until the condition clears. A delivery row per webhook is made
+    with its alert and marked ``sent`` once the webhook took it: a restart never sends it twice."""
+    db.execute(
+        """CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            rule TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'open',
+            summary TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            opened_ms INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            acked_ms INTEGER,
+            acked_by TEXT,
+            comment TEXT,
+            closed_ms INTEGER,
+            closed_by TEXT,
+            close_reason TEXT,
+            held INTEGER NOT NULL DEFAULT 0)"""
+    )
+    db.execute("CREATE UNIQUE INDEX alerts_live ON alerts(rule, subject) WHERE state != 'closed'")
+    db.execute("CREATE INDEX alerts_held ON alerts(rule, subject) WHERE held = 1")
+    db.execute(
+        """CREATE TABLE alert_deliveries (
+            alert_id INTEGER NOT NULL REFERENCES alerts(id),
+            webhook TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_ms INTEGER NOT NULL,
+            sent_ms INTEGER,
+            error TEXT,
+            PRIMARY KEY (alert_id, webhook))"""
+    )
+    db.execute("CREATE INDEX alert_deliveries_pending ON alert_deliveries(next_ms) WHERE state = 'pending'")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_core,
     _m2_cases,
@@ -172,6 +211,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m5_ticket_counters,
     _m6_invalid_events,
     _m7_device_keys,
+    _m9_alerts,
 ]
 
 
