@@ -41,6 +41,7 @@ from protocol.topics import Leaf, hub_state_topic, topic, wildcard
 from protocol.transport import MAX_PACKET_BYTES, LinkReport, no_delay
 
 from . import tlsfiles
+from .alerts.engine import AlertEngine
 from .broker import BrokerFiles
 from .commands import CommandPublisher
 from .config import DB_NAME, HubConfig
@@ -188,6 +189,8 @@ class HubDaemon:
         reporting.start()
         self._start_http(listener)
         sender = start_sender(self.config, self.home, self.upstream_tls)
+        if self.config.alerts.enabled:
+            AlertEngine(self.config, self.home, self.health).start(self._start_thread, self.stopping)
         try:
             if self._wait_ready():
                 self.notify.ready(self._status())

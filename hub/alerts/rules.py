@@ -21,7 +21,7 @@ from ..config import HubConfig
 from ..store.registry import stored_state
 from ..tickets import Calendar
 from .lifecycle import Finding
-from .settings import AlertSettings, BacklogRule, BadShareRule, CommitRule, SilentRule
+from .settings import RULE_TITLES, AlertSettings, BacklogRule, BadShareRule, CommitRule, SilentRule
 
 MINUTE_MS = 60_000
 #: A rating stamped this far after the evaluation time still counts as now (clocks differ a little).
@@ -263,3 +263,29 @@ def build_rules(config: HubConfig, health: Callable[[], dict[str, int]]) -> list
     if a.commit_failures.enabled:
         rules.append(CommitFailures(a.commit_failures, health))
     return rules
+
+
+def describe(config: HubConfig) -> list[dict[str, object]]:
+    """Every rule with whether it is on and its condition in words, for the CLI and the console."""
+    a = config.alerts
+    b, si, bl, c = a.bad_share, a.silent, a.backlog, a.commit_failures
+    pending_on = a.upstream.pending_minutes > 0 and bool(config.upstream.url)
+    return [
+        _rule(
+            "bad_share",
+            b.enabled,
+            f"窗口 {b.minutes:g} 分钟内至少 {b.min_ratings} 个评价且差评占比 ≥ {_percent(b.share)}",
+        ),
+        _rule("silent", si.enabled, f"营业时间（{a.opening}，{_DAYS[a.days]}）内终端 {si.minutes:g} 分钟无任何消息"),
+        _rule("backlog", bl.enabled, f"在线终端积压 ≥ {bl.min_backlog} 条且 {bl.minutes:g} 分钟内没有减少"),
+        _rule("upstream_parked", a.upstream.parked, "有被省平台拒收（搁置）的上报记录"),
+        _rule("upstream_pending", pending_on, f"最早的待上报记录等待超过 {a.upstream.pending_minutes:g} 分钟"),
+        _rule("commit_failures", c.enabled, f"中心写入数据库失败（{c.quiet_minutes:g} 分钟无失败后关闭）"),
+    ]
+
+
+_DAYS = {"workdays": "工作日", "every": "每天"}
+
+
+def _rule(name: str, enabled: bool, condition: str) -> dict[str, object]:
+    return {"rule": name, "title": RULE_TITLES[name], "enabled": enabled, "condition": condition}

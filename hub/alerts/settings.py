@@ -12,7 +12,15 @@ import re
 
 from protocol.config import field, one_of, positive, shown
 
-RULE_NAMES = ("bad_share", "silent", "backlog", "upstream_parked", "upstream_pending", "commit_failures")
+#: Rule name → its title in notifications and the console.
+RULE_TITLES = {
+    "bad_share": "差评集中",
+    "silent": "终端静默",
+    "backlog": "终端积压",
+    "upstream_parked": "上报被拒",
+    "upstream_pending": "上报滞留",
+    "commit_failures": "数据库写入失败",
+}
 WEBHOOK_KINDS = ("json", "wecom", "dingtalk")
 _HOURS_RE = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
 
