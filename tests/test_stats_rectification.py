@@ -166,6 +166,8 @@ def test_migration_fills_the_counters_from_existing_tickets(home: Path) -> None:
         store.conn.execute("ALTER TABLE events DROP COLUMN kid")  # migration 7
         store.conn.execute("ALTER TABLE devices DROP COLUMN kid")
         store.conn.execute("DROP TABLE device_keys")
+        store.conn.execute("DROP TABLE alert_deliveries")  # the alerts migration
+        store.conn.execute("DROP TABLE alerts")
         store.conn.execute("PRAGMA user_version = 4")
     with Store(path) as store:
         assert {names: stats(store, list(names), D0, D3) for names in expected} == expected
