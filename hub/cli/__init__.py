@@ -38,6 +38,8 @@ LAZY_COMMANDS = {
     "report": "report_cmds:report_cmd",
     "tls": "tls_cmds:tls_group",
     "alerts": "alert_cmds:alerts_group",
+    "user": "user_cmds:user_group",
+    "audit": "user_cmds:audit_cmd",
 }
 
 
