@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from hub.alerts import lifecycle, webhooks
+from hub.alerts.engine import AlertEngine
 from hub.alerts.lifecycle import Finding
 from hub.alerts.webhooks import Notifier
 from hub.config import HubConfig
@@ -156,3 +158,36 @@ def test_an_unreachable_webhook_backs_off_and_the_others_go_on(
     assert (state, attempts) == ("pending", 1) and 0 < wait <= webhooks.IDLE_S
     next_ms, error = store.conn.execute("SELECT next_ms, error FROM alert_deliveries WHERE webhook = 'dead'").fetchone()
     assert next_ms > now_ms() and "refused" in error.lower()
+
+
+def test_an_alert_the_store_cannot_take_is_posted_at_once_and_never_again(
+    store: Store, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The disk is full: the writer's commits fail, and so does storing the alert that says so.
+    It is posted anyway, once; stored later (the disk freed), it is not posted a second time."""
+    config = hub_config(receiver)
+    health = {"commit_failures": 0}
+    engine = AlertEngine(config, store.path.parent, lambda: health)
+    engine.tick(store, now_ms())
+    store.conn.execute("CREATE TRIGGER full BEFORE INSERT ON alerts BEGIN SELECT RAISE(FAIL, 'disk is full'); END")
+    health["commit_failures"] = 2
+    with caplog.at_level(logging.ERROR, logger="hub.alerts.engine"):
+        for _ in range(3):
+            assert engine.tick(store, now_ms()) == []
+            engine.notifier.post_unstored()
+    assert [r.message for r in caplog.records] == [
+        "alert rule commit_failures: the hub database cannot be read or written"
+    ]
+    assert len(receiver.taken()) == 3
+    [generic] = receiver.taken("/json")
+    assert generic.body["id"] is None and generic.body["key"].startswith("H1-unstored-")
+    assert generic.body["rule"] == "commit_failures" and generic.body["title"] == "数据库写入失败"
+    assert "未能保存" in receiver.taken("/cgi-bin/webhook/send")[0].body["markdown"]["content"]
+
+    store.conn.execute("DROP TRIGGER full")
+    [alert_id] = engine.tick(store, now_ms())
+    assert states(store) == {"generic": ("sent", 0), "wecom": ("sent", 0), "dingtalk": ("sent", 0)}
+    engine.notifier.deliver_due(store, now_ms() + 10**9)
+    engine.notifier.post_unstored()
+    assert len(receiver.taken()) == 3
+    assert lifecycle.get(store, alert_id)["rule"] == "commit_failures"

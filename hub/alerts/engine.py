@@ -9,13 +9,14 @@ again only after it has worked in between); its alerts stay as they were, the ot
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from ..config import DB_NAME, HubConfig
 from ..store import Store, now_ms
-from .lifecycle import sync
+from .lifecycle import Finding, sync
 from .rules import Rule, build_rules
 from .webhooks import Notifier
 
@@ -65,16 +66,42 @@ class AlertEngine:
         """Evaluate every rule once at ``at_ms``; returns the ids of the alerts opened."""
         opened: list[int] = []
         for rule in self.rules:
+            findings: list[Finding] = []
             try:
-                opened += sync(store, rule.name, rule.evaluate(store.conn, at_ms), self.webhooks, at_ms)
+                findings = rule.evaluate(store.conn, at_ms)
+                opened += sync(store, rule.name, findings, self.webhooks, at_ms, self._sent_unstored(rule.name))
+            except sqlite3.Error:
+                self._failed(rule.name, f"alert rule {rule.name}: the hub database cannot be read or written")
+                self._send_unstored(store, rule.name, findings, at_ms)
             except Exception:
                 self._failed(rule.name, f"alert rule {rule.name} failed; its alerts stay as they are")
             else:
                 self._worked(rule.name)
+                self.notifier.settle_unstored(rule.name)
         if opened:
             _LOG.info("alerts opened: %s", ", ".join(map(str, opened)))
             self.notifier.wake()
         return opened
+
+    def _send_unstored(self, store: Store, rule: str, findings: list[Finding], at_ms: int) -> None:
+        """The store cannot take these (disk full): post the new ones at once rather than not at
+        all (an alert stored and notified before is not sent again; if even reading fails, all)."""
+        try:
+            cur = store.conn.execute(
+                "SELECT subject FROM alerts WHERE rule = ? AND (state != 'closed' OR held = 1)", (rule,)
+            )
+            known = {s for (s,) in cur}
+        except sqlite3.Error:
+            known = set()
+        for f in findings:
+            if f.subject in known:
+                continue
+            alert = {"id": None, "rule": f.rule, "subject": f.subject, "summary": f.summary, "detail": f.detail,
+                     "opened_ms": at_ms}  # fmt: skip
+            self.notifier.send_unstored(alert)
+
+    def _sent_unstored(self, rule: str) -> Callable[[str], set[str]]:
+        return lambda subject: self.notifier.unstored_sent_to(rule, subject)
 
     def _failed(self, what: str, message: str) -> None:
         if what not in self._failing:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,9 +41,18 @@ class Finding:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def sync(store: Store, rule: str, findings: Iterable[Finding], webhooks: Iterable[str], at_ms: int) -> list[int]:
+def sync(
+    store: Store,
+    rule: str,
+    findings: Iterable[Finding],
+    webhooks: Iterable[str],
+    at_ms: int,
+    already_sent: Callable[[str], set[str]] = lambda subject: set(),
+) -> list[int]:
     """Bring ``rule``'s alerts in line with its ``findings`` (all subjects whose condition holds);
-    returns the ids of alerts opened. One transaction, and none when nothing changes."""
+    returns the ids of alerts opened. One transaction, and none when nothing changes.
+    ``already_sent(subject)`` names webhooks that got the alert while the store could not take it:
+    their deliveries are stored as sent."""
     found = {f.subject: f for f in findings}
     if _plan(store.conn, rule, found).empty:
         return []
@@ -51,7 +60,7 @@ def sync(store: Store, rule: str, findings: Iterable[Finding], webhooks: Iterabl
     with store.transaction() as conn:
         plan = _plan(conn, rule, found)  # again inside: a person may have closed one meanwhile
         for finding in plan.to_open:
-            opened.append(_open(store, finding, list(webhooks), at_ms))
+            opened.append(_open(store, finding, list(webhooks), at_ms, already_sent(finding.subject)))
         for alert_id in plan.to_close:
             _set_closed(store, alert_id, "system", "cleared", held=False, at_ms=at_ms)
         for subject in plan.to_unhold:
@@ -91,15 +100,15 @@ def _detail(finding: Finding) -> str:
     return json.dumps(finding.detail, ensure_ascii=False, sort_keys=True)
 
 
-def _open(store: Store, finding: Finding, webhooks: list[str], at_ms: int) -> int:
+def _open(store: Store, finding: Finding, webhooks: list[str], at_ms: int, sent: set[str]) -> int:
     cur = store.conn.execute(
         "INSERT INTO alerts (rule, subject, summary, detail, opened_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?)",
         (finding.rule, finding.subject, finding.summary, _detail(finding), at_ms, at_ms),
     )
     alert_id = int(cur.lastrowid or 0)
     store.conn.executemany(
-        "INSERT INTO alert_deliveries (alert_id, webhook, next_ms) VALUES (?, ?, ?)",
-        [(alert_id, name, at_ms) for name in webhooks],
+        "INSERT INTO alert_deliveries (alert_id, webhook, next_ms, state, sent_ms) VALUES (?, ?, ?, ?, ?)",
+        [(alert_id, name, at_ms, *(("sent", at_ms) if name in sent else ("pending", None))) for name in webhooks],
     )
     store.audit("system", "alert.open", f"alert:{alert_id}", rule=finding.rule, about=finding.subject,
                 summary=finding.summary)  # fmt: skip

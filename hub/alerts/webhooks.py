@@ -48,7 +48,7 @@ def json_body(alert: dict[str, Any], hall: str, tz: dt.tzinfo) -> dict[str, Any]
     return {
         "source": "haocha",
         "hall": hall,
-        "key": f"{hall}-alert-{alert['id']}",
+        "key": f"{hall}-alert-{alert['id']}" if alert["id"] is not None else f"{hall}-unstored-{alert['opened_ms']}",
         "id": alert["id"],
         "rule": alert["rule"],
         "title": RULE_TITLES.get(alert["rule"], alert["rule"]),
@@ -70,11 +70,10 @@ def _title(alert: dict[str, Any], hall: str) -> str:
 
 def _markdown(alert: dict[str, Any], hall: str, tz: dt.tzinfo) -> str:
     when = _local(alert["opened_ms"], tz).strftime("%Y-%m-%d %H:%M:%S")
-    text = (
-        f"### {_title(alert, hall)}\n"
-        f"{alert['summary']}\n\n"
-        f"> 时间：{when}\n\n"
+    text = f"### {_title(alert, hall)}\n{alert['summary']}\n\n> 时间：{when}\n\n" + (
         f"> 告警编号：{alert['id']}（haocha alerts ack {alert['id']} --comment …）\n"
+        if alert["id"] is not None
+        else "> 中心数据库无法写入：此告警未能保存，写入恢复后在告警列表中出现\n"
     )
     return _cut(text, MAX_MARKDOWN_BYTES)
 
@@ -141,10 +140,58 @@ class Notifier:
         self.home = home
         self.hooks = {w.name: w for w in config.alerts.webhooks}
         self._wake = threading.Event()
+        self._lock = threading.Lock()
+        #: Alerts the store could not take (disk full), to post at once: (rule, subject) → (alert,
+        #: webhooks still to post to); and the webhooks each one reached, for the stored alert later.
+        self._unstored: dict[tuple[str, str], tuple[dict[str, Any], set[str]]] = {}
+        self.unstored_sent: dict[tuple[str, str], set[str]] = {}
 
     def wake(self) -> None:
         """Any thread: deliveries were queued."""
         self._wake.set()
+
+    def send_unstored(self, alert: dict[str, Any]) -> None:
+        """Any thread: post an alert the store could not take (``id`` None), once per webhook,
+        retried at every pass until taken while the hub runs. Used when the database cannot be
+        written (the disk is full): the alert that says so could not be stored either."""
+        key = (alert["rule"], alert["subject"])
+        with self._lock:
+            if key not in self._unstored and key not in self.unstored_sent:
+                self._unstored[key] = (alert, set(self.hooks))
+                self.unstored_sent[key] = set()
+        self.wake()
+
+    def unstored_sent_to(self, rule: str, subject: str) -> set[str]:
+        """Webhooks that got (rule, subject) while the store could not take it."""
+        with self._lock:
+            return set(self.unstored_sent.get((rule, subject), ()))
+
+    def settle_unstored(self, rule: str) -> None:
+        """The store took ``rule``'s alerts: forget its unstored ones (those that hold are stored
+        now, with the webhooks they reached marked sent; the others cleared)."""
+        with self._lock:
+            for key in [k for k in self.unstored_sent if k[0] == rule]:
+                self._unstored.pop(key, None)
+                del self.unstored_sent[key]
+
+    def post_unstored(self) -> None:
+        with self._lock:
+            todo = [(key, alert, set(left)) for key, (alert, left) in self._unstored.items()]
+        for key, alert, left in todo:
+            for name in left:
+                try:
+                    post(self.hooks[name], alert, self.config.hall, self.config.tz)
+                except DeliveryError as exc:
+                    _LOG.warning("webhook %s did not take an unstored alert (%s); retrying", name, exc)
+                    continue
+                _LOG.info("unstored alert %s %s sent to webhook %s", *key, name)
+                with self._lock:
+                    if key in self._unstored:
+                        self._unstored[key][1].discard(name)
+                        self.unstored_sent[key].add(name)
+            with self._lock:
+                if key in self._unstored and not self._unstored[key][1]:
+                    del self._unstored[key]
 
     def run(self, stopping: threading.Event) -> None:
         """Deliver until ``stopping``; never ends by an exception (each is logged, then retried)."""
@@ -152,6 +199,7 @@ class Notifier:
         failing = False
         while not stopping.is_set():
             wait = IDLE_S
+            self.post_unstored()
             try:
                 store = store or Store(self.home / DB_NAME)
                 wait = self.deliver_due(store, now_ms())
