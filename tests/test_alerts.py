@@ -335,6 +335,68 @@ def test_a_failing_rule_is_logged_once_and_the_others_go_on(
     assert [a["rule"] for a in lifecycle.list_alerts(store)] == ["bad_share"]
 
 
+class Scripted:
+    """A rule whose condition the test sets: the subjects for which it holds."""
+
+    name = "bad_share"
+
+    def __init__(self) -> None:
+        self.holding: set[str] = set()
+
+    def evaluate(self, conn: sqlite3.Connection, now_ms: int) -> list[Finding]:
+        return [finding(s) for s in sorted(self.holding)]
+
+
+def scripted_engine(tmp_path: Path, **alerts: Any) -> tuple[AlertEngine, Scripted]:
+    engine, rule = AlertEngine(config(**alerts), tmp_path, lambda: {}), Scripted()
+    engine.rules = [rule]
+    return engine, rule
+
+
+def test_an_alert_closes_only_once_its_condition_stayed_clear(store: Store, tmp_path: Path) -> None:
+    engine, rule = scripted_engine(tmp_path, clear_minutes=5)
+    rule.holding = {"W01"}
+    [first] = engine.tick(store, NOW)
+    rule.holding = set()
+    engine.tick(store, NOW + MIN)
+    rule.holding = {"W01"}
+    assert engine.tick(store, NOW + 3 * MIN) == []  # it flickered: the same alert, not notified again
+    rule.holding = set()
+    engine.tick(store, NOW + 4 * MIN)
+    engine.tick(store, NOW + 9 * MIN - 1)
+    assert lifecycle.get(store, first)["state"] == "open"
+    engine.tick(store, NOW + 9 * MIN)  # five minutes clear
+    assert lifecycle.get(store, first)["state"] == "closed"
+    rule.holding = {"W01"}
+    [second] = engine.tick(store, NOW + 10 * MIN)
+    assert second > first
+
+
+def test_with_clear_minutes_0_an_alert_closes_at_once(store: Store, tmp_path: Path) -> None:
+    engine, rule = scripted_engine(tmp_path, clear_minutes=0)
+    rule.holding = {"W01"}
+    [first] = engine.tick(store, NOW)
+    rule.holding = set()
+    engine.tick(store, NOW + 1)
+    assert lifecycle.get(store, first)["state"] == "closed"
+
+
+def test_one_closed_by_hand_stays_closed_through_a_flicker(store: Store, tmp_path: Path) -> None:
+    engine, rule = scripted_engine(tmp_path, clear_minutes=5)
+    rule.holding = {"W01"}
+    [first] = engine.tick(store, NOW)
+    lifecycle.close(store, first, "li")
+    rule.holding = set()
+    engine.tick(store, NOW + MIN)
+    rule.holding = {"W01"}
+    assert engine.tick(store, NOW + 2 * MIN) == []
+    rule.holding = set()
+    engine.tick(store, NOW + 3 * MIN)
+    engine.tick(store, NOW + 8 * MIN)
+    rule.holding = {"W01"}
+    assert len(engine.tick(store, NOW + 9 * MIN)) == 1
+
+
 # -- configuration and CLI -------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "alerts, message",

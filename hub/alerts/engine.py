@@ -31,6 +31,8 @@ class AlertEngine:
         self.webhooks = [w.name for w in config.alerts.webhooks]
         self.notifier = Notifier(config, home)
         self._failing: set[str] = set()
+        #: (rule, subject) of a live or held alert → when its condition was first found clear.
+        self._clear_since: dict[tuple[str, str], int] = {}
 
     def start(self, start_thread: Callable[[str, Callable[[], None]], None], stopping: threading.Event) -> None:
         """Run the evaluation and the delivery loops on two threads of the caller's making."""
@@ -69,7 +71,9 @@ class AlertEngine:
             findings: list[Finding] = []
             try:
                 findings = rule.evaluate(store.conn, at_ms)
-                opened += sync(store, rule.name, findings, self.webhooks, at_ms, self._sent_unstored(rule.name))
+                lingering = self._lingering(store, rule.name, {f.subject for f in findings}, at_ms)
+                sent = self._sent_unstored(rule.name)
+                opened += sync(store, rule.name, findings, self.webhooks, at_ms, sent, lingering)
             except sqlite3.Error:
                 self._failed(rule.name, f"alert rule {rule.name}: the hub database cannot be read or written")
                 self._send_unstored(store, rule.name, findings, at_ms)
@@ -83,14 +87,20 @@ class AlertEngine:
             self.notifier.wake()
         return opened
 
+    def _lingering(self, store: Store, rule: str, holding: set[str], at_ms: int) -> frozenset[str]:
+        """Subjects of ``rule``'s live or held alerts clear for less than ``clear_minutes``."""
+        known = _known(store, rule)
+        for key in [k for k in self._clear_since if k[0] == rule and (k[1] not in known or k[1] in holding)]:
+            del self._clear_since[key]
+        clear_ms = self.config.alerts.clear_minutes * 60_000
+        since = {s: self._clear_since.setdefault((rule, s), at_ms) for s in known - holding}
+        return frozenset(s for s, t in since.items() if at_ms - t < clear_ms)
+
     def _send_unstored(self, store: Store, rule: str, findings: list[Finding], at_ms: int) -> None:
         """The store cannot take these (disk full): post the new ones at once rather than not at
         all (an alert stored and notified before is not sent again; if even reading fails, all)."""
         try:
-            cur = store.conn.execute(
-                "SELECT subject FROM alerts WHERE rule = ? AND (state != 'closed' OR held = 1)", (rule,)
-            )
-            known = {s for (s,) in cur}
+            known = _known(store, rule)
         except sqlite3.Error:
             known = set()
         for f in findings:
@@ -112,3 +122,9 @@ class AlertEngine:
         if what in self._failing:
             _LOG.info("alerts: %s works again", what)
             self._failing.discard(what)
+
+
+def _known(store: Store, rule: str) -> set[str]:
+    """Subjects of ``rule``'s live alerts and of those closed by hand while their condition held."""
+    cur = store.conn.execute("SELECT subject FROM alerts WHERE rule = ? AND (state != 'closed' OR held = 1)", (rule,))
+    return {s for (s,) in cur}

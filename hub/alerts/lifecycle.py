@@ -48,17 +48,19 @@ def sync(
     webhooks: Iterable[str],
     at_ms: int,
     already_sent: Callable[[str], set[str]] = lambda subject: set(),
+    lingering: frozenset[str] = frozenset(),
 ) -> list[int]:
     """Bring ``rule``'s alerts in line with its ``findings`` (all subjects whose condition holds);
     returns the ids of alerts opened. One transaction, and none when nothing changes.
     ``already_sent(subject)`` names webhooks that got the alert while the store could not take it:
-    their deliveries are stored as sent."""
+    their deliveries are stored as sent. ``lingering`` subjects are clear, but not for long enough
+    to close their alerts (or to let one closed by hand open again)."""
     found = {f.subject: f for f in findings}
-    if _plan(store.conn, rule, found).empty:
+    if _plan(store.conn, rule, found, lingering).empty:
         return []
     opened = []
     with store.transaction() as conn:
-        plan = _plan(conn, rule, found)  # again inside: a person may have closed one meanwhile
+        plan = _plan(conn, rule, found, lingering)  # again inside: a person may have closed one meanwhile
         for finding in plan.to_open:
             opened.append(_open(store, finding, list(webhooks), at_ms, already_sent(finding.subject)))
         for alert_id in plan.to_close:
@@ -84,14 +86,14 @@ class _Plan:
         return not (self.to_open or self.to_close or self.to_unhold or self.to_update)
 
 
-def _plan(conn: sqlite3.Connection, rule: str, found: dict[str, Finding]) -> _Plan:
+def _plan(conn: sqlite3.Connection, rule: str, found: dict[str, Finding], lingering: frozenset[str]) -> _Plan:
     cur = conn.execute("SELECT id, subject, detail FROM alerts WHERE rule = ? AND state != 'closed'", (rule,))
     live = {subject: (alert_id, detail) for alert_id, subject, detail in cur}
     held = {s for (s,) in conn.execute("SELECT subject FROM alerts WHERE rule = ? AND held = 1", (rule,))}
     return _Plan(
         to_open=[f for s, f in found.items() if s not in live and s not in held],
-        to_close=[alert_id for s, (alert_id, _d) in live.items() if s not in found],
-        to_unhold=held - found.keys(),
+        to_close=[alert_id for s, (alert_id, _d) in live.items() if s not in found and s not in lingering],
+        to_unhold=held - found.keys() - lingering,
         to_update=[(live[s][0], f) for s, f in found.items() if s in live and _detail(f) != live[s][1]],
     )
 

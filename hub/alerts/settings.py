@@ -108,6 +108,12 @@ class AlertSettings:
         "opening days: `workdays` (Monday-Friday with [tickets] holidays and workdays) or `every` day",
         check=one_of("workdays", "every"),
     )
+    clear_minutes: float = field(
+        5.0,
+        "an alert closes once its condition has been clear this long, so a condition that flickers is "
+        "not notified again each time; 0: at the first evaluation that finds it clear",
+        check=lambda v: None if v >= 0 else "must be 0 or more",
+    )
     retry_max_s: float = field(300.0, "cap of the retry delay of a webhook that fails", check=positive)
     bad_share: BadShareRule = field(default_factory=BadShareRule, doc="[alerts.bad_share] table")
     silent: SilentRule = field(default_factory=SilentRule, doc="[alerts.silent] table")

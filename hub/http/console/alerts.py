@@ -121,7 +121,12 @@ def _rules(request: Request) -> str:
         if hooks
         else '<p class="muted">未配置通知（hub.toml 的 [[alerts.webhooks]]）。</p>'
     )
-    every = f"每 {config.alerts.interval_s:g} 秒检查一次" if config.alerts.enabled else "告警检查已停用"
+    a = config.alerts
+    every = (
+        f"每 {a.interval_s:g} 秒检查一次，条件解除 {a.clear_minutes:g} 分钟后自动关闭"
+        if a.enabled
+        else "告警检查已停用"
+    )
     return (
         f"<section><h2>告警规则（hub.toml [alerts]，{esc(every)}）</h2><table><thead><tr><th>类型</th><th>状态</th>"
         f"<th>条件</th></tr></thead><tbody>{rules}</tbody></table>"
