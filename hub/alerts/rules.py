@@ -37,7 +37,9 @@ class Rule(Protocol):
 def first_event_since(conn: sqlite3.Connection, since_ms: int) -> int | None:
     """The smallest event id whose receive time is ``since_ms`` or later (binary search: ids grow
     with receive time); None when nothing was received since."""
-    lo, hi = conn.execute("SELECT min(id), max(id) FROM events").fetchone()
+    # Two statements: SQLite answers min() alone or max() alone from the index, both together by a scan.
+    lo = conn.execute("SELECT min(id) FROM events").fetchone()[0]
+    hi = conn.execute("SELECT max(id) FROM events").fetchone()[0]
     if hi is None or _received_from(conn, hi) < since_ms:
         return None
     while lo < hi:
