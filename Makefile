@@ -36,6 +36,7 @@ bench: $(STAMP) test-debs
 	$(BIN)/python bench/micro_soak.py
 	$(BIN)/python bench/panels.py
 	$(BIN)/python -m bench.upstream_bench
+	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/chaos.py --minutes 10
 
 $(STAMP): pyproject.toml
