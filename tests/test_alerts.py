@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from hub.alerts import lifecycle
 from hub.alerts.engine import AlertEngine
-from hub.alerts.lifecycle import AlertStateError, Finding
+from hub.alerts.lifecycle import AlertStateError, BadComment, Finding
 from hub.alerts.rules import (
     Backlog,
     BadShare,
@@ -273,8 +273,10 @@ def test_one_live_alert_per_rule_and_subject_and_a_new_one_after_it_clears(store
 
 def test_acknowledge_needs_a_comment_and_an_open_alert(store: Store) -> None:
     [alert_id] = lifecycle.sync(store, "bad_share", [finding()], [], NOW)
-    with pytest.raises(AlertStateError, match="comment"):
+    with pytest.raises(BadComment, match="comment"):
         lifecycle.acknowledge(store, alert_id, "wang", "  ")
+    with pytest.raises(BadComment, match="longer than 500"):
+        lifecycle.acknowledge(store, alert_id, "wang", "长" * 501)
     acked = lifecycle.acknowledge(store, alert_id, "wang", "已联系窗口负责人")
     assert (acked["state"], acked["acked_by"], acked["comment"]) == ("acknowledged", "wang", "已联系窗口负责人")
     with pytest.raises(AlertStateError, match="acknowledged"):

@@ -92,7 +92,9 @@ def test_a_supervisor_acknowledges_and_closes(hall: Hall) -> None:
     acked = alert(hall, bad)
     assert (acked["state"], acked["acked_by"], acked["comment"]) == ("acknowledged", "王主管", "已约谈窗口负责人")
     again = client.post(f"/console/alerts/{bad}/ack", data={"csrf": token, "comment": "x"})
-    assert again.status_code == 409 and "只有待处理" not in again.text and "未能处理告警" in again.text
+    assert again.status_code == 409 and "已被确认或关闭" in again.text
+    empty = client.post(f"/console/alerts/{alert_ids['backlog']}/ack", data={"csrf": token, "comment": " "})
+    assert empty.status_code == 422 and "请填写处理意见" in empty.text
     silent = alert_ids["silent"]
     assert (
         client.post(f"/console/alerts/{silent}/close", data={"csrf": token}, follow_redirects=False).status_code == 303
@@ -194,3 +196,43 @@ def test_in_chromium_a_supervisor_acknowledges_with_a_comment(served: str, hall:
             browser.close()
     assert alert(hall, ids(hall)["bad_share"])["acked_by"] == "王主管"
     assert alert(hall, ids(hall)["backlog"])["state"] == "closed"
+
+
+# -- the API: the same rights ---------------------------------------------------------------------
+def tokens(hall: Hall) -> dict[str, str]:
+    made = {role: add_person(hall.home, f"api-{role}", role) for role in ("supervisor", "auditor")}
+    return {**made, "handler": add_person(hall.home, "api-handler", "handler", dept="市场监管局")}
+
+
+def test_the_api_gives_the_same_rights(hall: Hall) -> None:
+    client, people = TestClient(create_app(hall.home, hall.config)), tokens(hall)
+    bad = ids(hall)["bad_share"]
+
+    def call(role: str | None, path: str, body: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {people[role] if role else hall.config.http.token}"}
+        return client.post(path, json=body, headers=headers) if body is not None else client.get(path, headers=headers)
+
+    assert client.get("/api/v1/alerts").status_code == 401
+    assert call(None, "/api/v1/alerts").status_code == 403  # the machine token: cases and stats only
+    assert call("handler", "/api/v1/alerts").status_code == 403
+    rows = call("auditor", "/api/v1/alerts").json()["rows"]
+    assert {r["summary"] for r in rows} == {f.summary for f in FINDINGS}
+    assert call("auditor", "/api/v1/alerts?state=x").status_code == 422
+    assert call("auditor", f"/api/v1/alerts/{bad}/ack", {"comment": "x"}).status_code == 403
+    assert call("supervisor", f"/api/v1/alerts/{bad}/ack", {"comment": " "}).status_code == 422
+    assert call("supervisor", f"/api/v1/alerts/{bad}/ack", {"comment": 5}).status_code == 422
+    done = call("supervisor", f"/api/v1/alerts/{bad}/ack", {"comment": "已处理", "actor": "someone else"})
+    assert done.status_code == 200 and (done.json()["state"], done.json()["acked_by"]) == (
+        "acknowledged",
+        "api-supervisor",
+    )
+    assert call("supervisor", f"/api/v1/alerts/{bad}/ack", {"comment": "again"}).status_code == 409
+    assert call("supervisor", f"/api/v1/alerts/{bad}/close", {}).json()["closed_by"] == "api-supervisor"
+    assert call("supervisor", f"/api/v1/alerts/{bad}/close", {}).status_code == 409
+    for path in ("/api/v1/alerts/999/close", "/api/v1/alerts/x1/close", f"/api/v1/alerts/{bad}/delete"):
+        assert call("supervisor", path, {}).status_code == 404, path
+    assert [r["state"] for r in call("auditor", "/api/v1/alerts?state=closed").json()["rows"]] == ["closed"]
+    with hall.store() as store:
+        assert ("api-supervisor", "alert.ack") in set(store.conn.execute("SELECT actor, action FROM audit"))
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/alerts", "/api/v1/alerts/{alert}/ack", "/api/v1/alerts/{alert}/close"} <= set(paths)

@@ -39,7 +39,7 @@ def _operations() -> list[tuple[str, str, bool]]:
     out = []
     for path, ops in spec()["paths"].items():
         for method, op in ops.items():
-            out.append((method.upper(), path.format(case="CASE-SECRET-7", ticket="1"), "requestBody" in op))
+            out.append((method.upper(), path.format(case="CASE-SECRET-7", ticket="1", alert="1"), "requestBody" in op))
     return out
 
 
@@ -90,9 +90,10 @@ Auth = Callable[[str], dict[str, str]]
 
 @pytest.fixture
 def auth(home: Path, config: HubConfig) -> Auth:
-    """The token a path takes: a supervisor's own for tickets (people's work), the hub's otherwise."""
+    """The token a path takes: a supervisor's own for tickets and alerts (people's work), the hub's otherwise."""
     supervisor = bearer(add_person(home, "主管", "supervisor"))
-    return lambda path: supervisor if path.startswith("/api/v1/tickets") else token(config)
+    people = ("/api/v1/tickets", "/api/v1/alerts")
+    return lambda path: supervisor if path.startswith(people) else token(config)
 
 
 def call(client: TestClient, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -103,9 +104,11 @@ def test_the_description_covers_every_route(client: TestClient) -> None:
     described = {p for _m, p, _b in OPERATIONS}
     routed = {getattr(r, "path", "") for r in client.app.routes}  # type: ignore[attr-defined]
     routed = {p for p in routed if not p.startswith("/console")}  # the console: HTML pages, not the API
-    assert {p.replace("{case}", "CASE-SECRET-7").replace("{ticket}", "1") for p in routed} - described == {
+    filled = {p.replace("{case}", "CASE-SECRET-7").replace("{ticket}", "1").replace("{alert}", "1") for p in routed}
+    assert filled - described == {
         "/openapi.json",
         "/api/v1/tickets/1/{action}",  # described once per action
+        "/api/v1/alerts/1/{action}",
     }
 
 

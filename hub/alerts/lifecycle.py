@@ -31,6 +31,10 @@ class AlertStateError(HubError, ValueError):
     """An alert change that does not fit its state (acknowledging a closed alert, …)."""
 
 
+class BadComment(HubError, ValueError):
+    """An acknowledgement without a comment, or a comment too long."""
+
+
 @dataclass(frozen=True)
 class Finding:
     """A rule's condition holds for ``subject`` (a window, a device, ``outbox``, ``writer``)."""
@@ -131,9 +135,9 @@ def _set_closed(
 def _comment(text: str, required: bool) -> str:
     text = text.strip()
     if required and not text:
-        raise AlertStateError("an acknowledgement needs a comment (what is being done about it)")
+        raise BadComment("an acknowledgement needs a comment (what is being done about it)")
     if len(text) > MAX_COMMENT:
-        raise AlertStateError(f"the comment is longer than {MAX_COMMENT} characters")
+        raise BadComment(f"the comment is longer than {MAX_COMMENT} characters")
     return text
 
 

@@ -28,6 +28,7 @@ from ..display import display_data
 from ..errors import AlreadyExists, NotFound
 from ..stats import parse_by, stats
 from ..store import Store
+from .alerts import routes as alert_routes
 from .console import routes as console_routes
 from .edge import (
     BadBody,
@@ -163,6 +164,7 @@ def create_app(
         Route("/api/v1/cases/{case}/cancel", api.cancel_case, methods=["POST"]),
         Route("/api/v1/stats", api.stats),
         *ticket_routes,
+        *alert_routes,
         *console_routes(),
         *(extra_routes or []),
     ]

@@ -11,6 +11,7 @@ from typing import Any
 
 from protocol.rules import TEXT_PATTERN
 
+from .alerts import openapi_paths as alert_paths
 from .tickets import openapi_paths
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
@@ -154,6 +155,7 @@ def _spec() -> dict[str, Any]:
                 }
             },
             **openapi_paths(),
+            **alert_paths(),
             "/": {
                 "get": {
                     "summary": "The hall display page",

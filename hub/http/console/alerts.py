@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...alerts import lifecycle
-from ...alerts.lifecycle import AlertStateError
+from ...alerts.lifecycle import AlertStateError, BadComment
 from ...alerts.rules import describe
 from ...alerts.settings import RULE_TITLES
 from ...auth import can
@@ -147,8 +147,12 @@ async def alert_action(request: Request) -> Response:
             await with_store(request, lambda s: lifecycle.close(s, alert_id, person.name, comment))
     except NotFound:
         return await alerts_page(request, f"没有告警 {alert_id}。", 404)
-    except AlertStateError as exc:
-        return await alerts_page(request, f"未能处理告警 {alert_id}：{exc}", 409)
+    except BadComment:
+        return await alerts_page(
+            request, f"未能处理告警 {alert_id}：请填写处理意见（不超过 {lifecycle.MAX_COMMENT} 字）。", 422
+        )
+    except AlertStateError:
+        return await alerts_page(request, f"未能处理告警 {alert_id}：它已被确认或关闭，请看下面的最新状态。", 409)
     return redirect(f"{PREFIX}/alerts?done={action}")
 
 
