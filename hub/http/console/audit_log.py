@@ -34,11 +34,10 @@ async def audit_page(request: Request) -> Response:
     config = config_of(request)
     start, end = _day(request.query_params.get("from")), _day(request.query_params.get("to"))
     rows = await with_store(request, lambda s: read_audit(s, config.tz, start, end, LIMIT, newest_first=True))
-    shown = lambda d: d.isoformat() if d else ""  # noqa: E731
     form = (
         f'<section><form method="get" action="{PREFIX}/audit">'
-        f'<label>从 <input type="text" name="from" placeholder="YYYY-MM-DD" value="{shown(start)}"></label>'
-        f'<label>到 <input type="text" name="to" placeholder="YYYY-MM-DD" value="{shown(end)}"></label>'
+        f'<label>从 <input type="text" name="from" placeholder="YYYY-MM-DD" value="{start or ""}"></label>'
+        f'<label>到 <input type="text" name="to" placeholder="YYYY-MM-DD" value="{end or ""}"></label>'
         f'<button type="submit">查询</button> <span class="muted">最多显示 {LIMIT} 条，最新在前</span></form></section>'
     )
     lines = "".join(

@@ -261,8 +261,10 @@ def _login_html(message: str = "", name: str = "", next_path: str = "") -> str:
 
 
 def _safe_next(path: str | None) -> str:
-    ok = path and path.startswith(PREFIX + "/") and not path.startswith("//") and "\\" not in path
-    return path if ok and path != f"{PREFIX}/login" else f"{PREFIX}/"  # type: ignore[return-value]
+    """Where to go after the login: a console path only (never another site, never the login)."""
+    if path and path.startswith(PREFIX + "/") and "\\" not in path and path != f"{PREFIX}/login":
+        return path
+    return f"{PREFIX}/"
 
 
 def _same_origin(request: Request) -> bool:
