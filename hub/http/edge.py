@@ -1,8 +1,11 @@
 """The HTTP API's edge (SPEC section 10): who may call, how large a body may be, what a body is.
 
-Every request passes here before a handler runs: :class:`RequireToken` asks for the token on every
-path but the public ones, :class:`BodyLimit` answers 413 past 64 KiB, and handlers read their body
-with :func:`json_object`, which turns anything but a plain JSON object into :class:`BadBody` (422).
+Every request passes here before a handler runs: :class:`RequireToken` asks for a bearer token on
+every path but the public ones and the console's (which has its own sessions), and names the
+person it belongs to (the hub's machine token, or a person's own, SPEC section 12); handlers
+declare the action they need with :func:`requires` (403 otherwise, :func:`hub.auth.can`);
+:class:`BodyLimit` answers 413 past 64 KiB, and handlers read their body with
+:func:`json_object`, which turns anything but a plain JSON object into :class:`BadBody` (422).
 """
 
 from __future__ import annotations

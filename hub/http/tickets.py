@@ -187,7 +187,9 @@ def openapi_paths() -> dict[str, Any]:
         "/api/v1/tickets": {"get": {
             "summary": "The bad-review work queue", "security": [{"bearer": []}],
             "parameters": [{"name": "state", "in": "query", "schema": {"enum": list(tickets.STATES)}},
-                           {"name": "overdue", "in": "query", "schema": {"type": "string", "enum": ["1", "0"]}}],
+                           {"name": "overdue", "in": "query", "schema": {"type": "string", "enum": ["1", "0"]}},
+                           {"name": "dept", "in": "query", "schema": {"type": "string"},
+                            "description": "only this department's tickets"}],
             "responses": {"200": {"description": "{\"tickets\": [...]}", "content": {"application/json": {}}},
                           "401": unauthorized, "422": {"description": "unknown state", **err}}}},
         "/api/v1/tickets/{ticket}": {"get": {

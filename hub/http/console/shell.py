@@ -145,6 +145,9 @@ table{border-collapse:collapse;width:100%}
 th,td{padding:6px 8px;border-bottom:1px solid #e3e7eb;text-align:left;vertical-align:top}
 th{font-size:13px;color:#556;white-space:nowrap}
 .num{text-align:right}
+table.facts th{width:9em}
+.summary{display:flex;flex-wrap:wrap;gap:28px}
+.stat b{font-size:20px;margin-left:4px}
 .overdue,.overdue a{color:#c62828;font-weight:bold}
 .muted{color:#778}
 .flash{padding:8px 12px;border-radius:4px;background:#fdecea;color:#8e1b1b;margin-bottom:12px}
@@ -258,8 +261,10 @@ def _login_html(message: str = "", name: str = "", next_path: str = "") -> str:
 
 
 def _safe_next(path: str | None) -> str:
-    ok = path and path.startswith(PREFIX + "/") and not path.startswith("//") and "\\" not in path
-    return path if ok and path != f"{PREFIX}/login" else f"{PREFIX}/"  # type: ignore[return-value]
+    """Where to go after the login: a console path only (never another site, never the login)."""
+    if path and path.startswith(PREFIX + "/") and "\\" not in path and path != f"{PREFIX}/login":
+        return path
+    return f"{PREFIX}/"
 
 
 def _same_origin(request: Request) -> bool:
@@ -267,8 +272,8 @@ def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if not origin or origin == "null":
         return origin is None
-    host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1] == host
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "")} - {""}
+    return origin.split("://", 1)[-1] in hosts
 
 
 async def login_form(request: Request) -> Response:
