@@ -1,7 +1,8 @@
 """The hub daemon (``haocha hub run``): MQTT in, durable commit, then PUBACK and the app-level ack.
 
-Two processes. This one holds the MQTT session, the HTTP API, the command publisher and the
-upstream sender; the writer process (:mod:`hub.writer`) stores. paho's network thread only stamps
+Two processes. This one holds the MQTT session, the HTTP API, the command publisher, the
+upstream sender and the alert threads (:mod:`hub.alerts.engine`, reading the store on their own);
+the writer process (:mod:`hub.writer`) stores. paho's network thread only stamps
 each message and queues it (the broker holds it un-PUBACKed meanwhile, so the queue is not a
 place a rating can be lost: a crash makes the broker deliver it again). A forwarding thread hands
 the queue to the writer in batches; the writer commits each batch in one transaction and reports
