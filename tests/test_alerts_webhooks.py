@@ -191,3 +191,13 @@ def test_an_alert_the_store_cannot_take_is_posted_at_once_and_never_again(
     engine.notifier.post_unstored()
     assert len(receiver.taken()) == 3
     assert lifecycle.get(store, alert_id)["rule"] == "commit_failures"
+
+
+def test_a_webhook_down_for_days_keeps_its_retry_delay_capped(store: Store, receiver: Receiver) -> None:
+    config = hub_config(receiver, retry_max_s=300)
+    open_alert(store, config)
+    store.conn.execute("UPDATE alert_deliveries SET attempts = 5000")  # 2 ** 5000 s would not even be a float
+    receiver.answers = [(503, {})] * 3
+    Notifier(config, store.path.parent).deliver_due(store, now_ms())
+    waits = [n - now_ms() for (n,) in store.conn.execute("SELECT next_ms FROM alert_deliveries")]
+    assert all(0 < w <= 300_000 for w in waits) and receiver.refused == 3

@@ -175,6 +175,7 @@ class Notifier:
                 del self.unstored_sent[key]
 
     def post_unstored(self) -> None:
+        """Delivery thread: post the unstored alerts to the webhooks that have not taken them."""
         with self._lock:
             todo = [(key, alert, set(left)) for key, (alert, left) in self._unstored.items()]
         for key, alert, left in todo:
@@ -238,7 +239,7 @@ class Notifier:
         try:
             post(hook, get(store, alert_id), self.config.hall, self.config.tz)
         except DeliveryError as exc:
-            delay = min(self.config.alerts.retry_max_s, RETRY_FIRST_S * 2**attempts) * random.uniform(0.8, 1.0)
+            delay = min(self.config.alerts.retry_max_s, RETRY_FIRST_S * 2 ** min(attempts, 30)) * random.uniform(0.8, 1)
             _LOG.warning("webhook %s did not take alert %d (%s); retrying in %.0fs", hook.name, alert_id, exc, delay)
             store.conn.execute(
                 "UPDATE alert_deliveries SET attempts = attempts + 1, next_ms = ?, error = ? "
