@@ -37,6 +37,7 @@ LAZY_COMMANDS = {
     "ticket": "ticket_cmds:ticket_group",
     "report": "report_cmds:report_cmd",
     "tls": "tls_cmds:tls_group",
+    "fleet": "fleet_cmds:fleet_group",
 }
 
 

@@ -28,6 +28,7 @@ from ..errors import AlreadyExists, NotFound
 from ..stats import parse_by, stats
 from ..store import Store
 from .edge import BadBody, BodyLimit, HubToken, RequireToken, error, json_object
+from .fleet import fleet_routes
 from .metrics import render_metrics
 from .openapi import spec
 from .tickets import routes as ticket_routes
@@ -143,6 +144,7 @@ def create_app(
         Route("/api/v1/cases/{case}/cancel", api.cancel_case, methods=["POST"]),
         Route("/api/v1/stats", api.stats),
         *ticket_routes,
+        *fleet_routes(home),
         *(extra_routes or []),
     ]
     token = HubToken(home / CONFIG_NAME, config.http.token)
