@@ -106,7 +106,7 @@ body { font-family: "Noto Sans CJK SC", "WenQuanYi Zen Hei", "Microsoft YaHei", 
   color: #1d2733; margin: 24px auto; max-width: 1280px; padding: 0 16px; font-size: 15px; }
 h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 19px; margin: 18px 0 8px; }
 .meta { color: #556; margin: 0 0 12px; }
-.kpi { display: flex; flex-wrap: wrap; gap: 8px 22px; margin: 8px 0 14px; padding: 10px 14px;
+.kpi { display: flex; flex-wrap: wrap; align-items: baseline; gap: 8px 22px; margin: 8px 0 14px; padding: 10px 14px;
   background: #f4f6f8; border-radius: 6px; }
 .kpi b { font-size: 19px; margin-left: 4px; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }

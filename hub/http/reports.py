@@ -52,7 +52,7 @@ async def _with_store(request: Request, fn: Callable[[Store], T]) -> T:
 
 
 def _year_ok(year: int) -> bool:
-    return 1 <= year <= 9998  # the period's end must still be a date
+    return 1900 <= year <= 2999  # as the description's patterns say
 
 
 def _month(text: str | None, today: dt.date) -> dt.date:
@@ -156,8 +156,9 @@ def openapi_paths() -> dict[str, Any]:
             }
         }
 
-    month = {"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$"}
-    quarter = {"type": "string", "pattern": r"^\d{4}-Q[1-4]$"}
+    year = r"(19|2\d)\d\d"
+    month = {"type": "string", "pattern": f"^{year}-(0[1-9]|1[0-2])$"}
+    quarter = {"type": "string", "pattern": f"^{year}-Q[1-4]$"}
     return {
         "/api/v1/reports/monthly": get(
             "窗口月度排名: every window of a month ranked", [{"name": "month", "in": "query", "schema": month}]
