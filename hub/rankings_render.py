@@ -122,7 +122,8 @@ svg text { font-size: 13px; fill: #1d2733; }
   h1 { font-size: 16pt; } h2 { font-size: 12pt; }
   .page { break-before: page; }
   thead { display: table-header-group; }
-  tr, .kpi, svg { break-inside: avoid; }
+  tr, .kpi, .chart { break-inside: avoid; }
+  .chart svg { width: auto; height: auto; max-width: 100%; max-height: 165mm; }
   th { background: #e9edf1; -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 }
 """
@@ -183,9 +184,9 @@ def bar_chart(pairs: list[tuple[str, float]], colour: str, label_width: int = 22
 def _chart(rep: dict[str, Any]) -> str:
     if rep["kind"] == "difficult":
         pairs = [(r["name"], r["bad_rate"]) for r in rep["rows"]]
-        return "<h2>差评率</h2>" + bar_chart(pairs, "#c0392b")
+        return f'<div class="chart"><h2>差评率</h2>{bar_chart(pairs, "#c0392b")}</div>'
     pairs = [(r["name"], r["satisfaction_rate"]) for r in rep["rows"] if r["rank"] is not None]
-    return "<h2>满意率</h2>" + bar_chart(pairs, "#2e7d4f")
+    return f'<div class="chart"><h2>满意率</h2>{bar_chart(pairs, "#2e7d4f")}</div>'
 
 
 def _notes(rep: dict[str, Any]) -> str:
