@@ -5,7 +5,7 @@
   near 100 %); windows without ratings are listed last, unranked;
 - the "most difficult windows" list (最难办窗口, a quarter by default, as district halls publish
   it): the windows with at least ``min_ratings`` ratings and at least one bad review, worst
-  bad-review rate first, the first ``top`` of them.
+  bad-review rate first, those ranked ``top`` or better (windows tied for the last place all stay).
 
 Ratings flagged as misuse are left out of every figure here (as they are of every rate), so
 ``ratings`` is the rates' denominator. A query costs the same for a month of ten years' data as
@@ -153,8 +153,9 @@ def monthly(store: Store, config: HubConfig, day: dt.date) -> dict[str, Any]:
 def difficult(
     store: Store, config: HubConfig, day: dt.date, period: str = "quarter", min_ratings: int = 30, top: int = 10
 ) -> dict[str, Any]:
-    """The ``top`` windows by bad-review rate over the ``period`` holding ``day``, among those
-    with at least ``min_ratings`` ratings and one bad review."""
+    """The ``top`` windows by bad-review rate over the ``period`` holding ``day`` (more when
+    windows tie for the last place), among those with at least ``min_ratings`` ratings and one
+    bad review."""
     start, end, label = period_range(period, day)
     th = config.satisfaction_threshold
     rows = window_figures(store, start, end, th)
@@ -167,7 +168,7 @@ def difficult(
         "top": top,
         "eligible": len(eligible),
         "windows": len(rows),
-        "rows": ranked[:top],
+        "rows": [r for r in ranked if r["rank"] <= top],  # windows tied for the last place all stay
         "total": _hall_total(store, start, end, th),
     }
 

@@ -203,8 +203,8 @@ def _notes(rep: dict[str, Any]) -> str:
         )
     else:
         lines.append(
-            f"入选条件：统计期内评价数不少于 {rep['min_ratings']} 条且有差评；按差评率从高到低取前 {rep['top']} 个窗口"
-            f"（全厅 {rep['windows']} 个窗口中 {rep['eligible']} 个符合条件）。"
+            f"入选条件：统计期内评价数不少于 {rep['min_ratings']} 条且有差评（全厅 {rep['windows']} 个窗口中 "
+            f"{rep['eligible']} 个符合条件）；按差评率从高到低取前 {rep['top']} 名，末位并列的窗口一并列出。"
         )
     return '<div class="note"><h2>统计口径</h2>' + "".join(f"<p>{html.escape(x)}</p>" for x in lines) + "</div>"
 

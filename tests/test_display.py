@@ -156,7 +156,7 @@ def test_display_fits_a_wall_tv_with_1_to_40_windows(browser: Browser, serve: Ca
         assert got["cards"][0]["font"] >= 100  # one window: large, readable from across the hall
 
 
-def test_printed_monthly_ranking(browser: Browser, serve: Callable[[int], Served]) -> None:
+def test_printed_rankings(browser: Browser, serve: Callable[[int], Served]) -> None:
     hall = serve(40)  # more rows than an A4 page holds: the heading row repeats on the next page
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     month = dt.datetime.now(hub_config.ZoneInfo("Asia/Shanghai")).date().isoformat()[:7]
@@ -170,6 +170,10 @@ def test_printed_monthly_ranking(browser: Browser, serve: Callable[[int], Served
     page.screenshot(path=str(ARTEFACTS / "report-monthly-print.png"), full_page=True)
     pdf = page.pdf(format="A4", landscape=True, print_background=True)
     (ARTEFACTS / "report-monthly.pdf").write_bytes(pdf)
+    page.emulate_media(media="screen")
+    page.goto(f"{hall.url}/api/v1/reports/difficult?min_ratings=5")
+    assert "最难办窗口" in page.inner_text("h1") and "差评率" in page.inner_text("table")
+    page.screenshot(path=str(ARTEFACTS / "report-difficult-1366x768.png"), full_page=True)
     page.close()
     assert not overflow, "the report is wider than a 1366 px screen"
     pages = re.findall(rb"/Type\s*/Page(?!s)", pdf)

@@ -136,6 +136,13 @@ def test_difficult_windows_need_the_minimum_ratings_and_a_bad_review(home: Path)
     assert low["eligible"] == 3
 
 
+def test_windows_tied_for_the_last_place_are_all_listed(home: Path) -> None:
+    with Store(home / "hub.db") as store:  # W04: one bad review in four ratings, as W01
+        ingest(store, [rate(1, "satisfied"), rate(2, "dissatisfied"), rate(3, "basic"), rate(4, "satisfied")], "T04")
+    rep = _difficult(home, 3, top=1)
+    assert [(r["rank"], r["window"], r["bad_rate"]) for r in rep["rows"]] == [(1, "W01", 0.25), (1, "W04", 0.25)]  # type: ignore[attr-defined]
+
+
 def test_equal_figures_share_a_rank() -> None:
     rows = [{"k": 0.5}, {"k": 0.5}, {"k": 0.25}]
     assert [r["rank"] for r in rankings._ranked(rows, lambda r: r["k"])] == [1, 1, 3]
