@@ -117,9 +117,9 @@ MEASURE = """() => {
   }
   const cards = [...document.querySelectorAll(".card")].map(c => {
     const r = c.getBoundingClientRect();
-    const cut = [...c.children].filter(x => x.getBoundingClientRect().bottom > r.bottom + 0.5
-                                            || x.scrollWidth > x.clientWidth + 1).length;
-    return {left: r.left, top: r.top, right: r.right, bottom: r.bottom, cut,
+    const cut = [...c.children].filter(x => x.getBoundingClientRect().bottom > r.bottom + 0.5).length;
+    const wide = [...c.children].filter(x => x.scrollWidth > x.clientWidth + 1).length;
+    return {left: r.left, top: r.top, right: r.right, bottom: r.bottom, cut, wide,
             font: parseFloat(getComputedStyle(c).fontSize), clipped: c.scrollHeight > c.clientHeight + 1};
   });
   const root = document.documentElement;
@@ -148,12 +148,24 @@ def test_display_fits_a_wall_tv_with_1_to_40_windows(browser: Browser, serve: Ca
     assert not got["scroll"], "the display scrolls"
     for i, box in enumerate(got["cards"]):
         inside = box["left"] >= 0 and box["top"] >= 0 and box["right"] <= 1920 and box["bottom"] <= 1080
-        assert inside and not box["clipped"] and box["cut"] == 0, (i, box)
+        assert inside and not box["clipped"] and box["cut"] == box["wide"] == 0, (i, box)
     text = got["text"]
     assert "好差评实时看板" in text and window_name(n - 1) in text and "STAFF-" not in text
     assert ("终端离线" in text) == (n >= 7) and ("未接入终端" in text) == (n >= 10) and "在线" in text
     if n == 1:
         assert got["cards"][0]["font"] >= 100  # one window: large, readable from across the hall
+
+
+def test_more_windows_than_fit_at_28_px_get_smaller_text_not_cut_off(
+    browser: Browser, serve: Callable[[int], Served]
+) -> None:
+    page = open_display(browser, serve(60).url, 60)
+    page.screenshot(path=str(ARTEFACTS / "display-60-windows-1920x1080.png"))
+    got: dict[str, Any] = page.evaluate(MEASURE)
+    page.close()
+    assert not got["scroll"] and len(got["cards"]) == 60
+    for i, box in enumerate(got["cards"]):
+        assert box["bottom"] <= 1080 and box["right"] <= 1920 and box["cut"] == 0 and not box["clipped"], (i, box)
 
 
 def test_printed_rankings(browser: Browser, serve: Callable[[int], Served]) -> None:
