@@ -43,11 +43,11 @@ def _period_zh(label: str) -> str:
 # --- CSV ---------------------------------------------------------------------------------------
 
 
-def _csv_head(col: Column) -> str:
+def csv_head(col: Column) -> str:
     return f"{col.head}(%)" if col.kind == "rate" else col.head
 
 
-def _csv_cell(col: Column, value: Any) -> Any:
+def csv_cell(col: Column, value: Any) -> Any:
     if value is None:
         return ""
     if col.kind == "rate":
@@ -63,15 +63,15 @@ def format_csv(rep: dict[str, Any]) -> str:
     out = io.StringIO()
     out.write(BOM)
     writer = SafeWriter(out)
-    writer.writerow(_csv_head(c) for c in cols)
-    writer.writerows([_csv_cell(c, row[c.key]) for c in cols] for row in rep["rows"])
+    writer.writerow(csv_head(c) for c in cols)
+    writer.writerows([csv_cell(c, row[c.key]) for c in cols] for row in rep["rows"])
     return out.getvalue()
 
 
 # --- text table --------------------------------------------------------------------------------
 
 
-def _shown(col: Column, value: Any) -> str:
+def shown(col: Column, value: Any) -> str:
     if value is None:
         return "—"
     if col.kind == "rate":
@@ -88,7 +88,7 @@ def _width(text: str) -> int:
 def format_table(rep: dict[str, Any]) -> str:
     cols = COLUMNS[rep["kind"]]
     head = [c.head for c in cols]
-    body = [[_shown(c, row[c.key]) for c in cols] for row in rep["rows"]]
+    body = [[shown(c, row[c.key]) for c in cols] for row in rep["rows"]]
     widths = [max(_width(x) for x in col) for col in zip(head, *body, strict=True)]
 
     def line(cells: list[str]) -> str:
@@ -131,7 +131,7 @@ svg text { font-size: 13px; fill: #1d2733; }
 
 def _td(col: Column, value: Any) -> str:
     cls = ' class="text"' if col.kind == "text" else ""
-    return f"<td{cls}>{html.escape(_shown(col, value))}</td>"
+    return f"<td{cls}>{html.escape(shown(col, value))}</td>"
 
 
 def _table(rep: dict[str, Any]) -> str:
@@ -150,12 +150,12 @@ def _kpis(total: dict[str, Any]) -> str:
     items = [
         ("办件量", str(total["cases"])),
         ("评价数", str(total["ratings"])),
-        ("评价率", _shown(pct, total["evaluation_rate"])),
-        ("满意率", _shown(pct, total["satisfaction_rate"])),
+        ("评价率", shown(pct, total["evaluation_rate"])),
+        ("满意率", shown(pct, total["satisfaction_rate"])),
         ("差评数", str(total["bad"])),
-        ("差评率", _shown(pct, total["bad_rate"])),
-        ("平均分", _shown(Column("", "", "score"), total["mean_score"])),
-        ("整改率", _shown(pct, total["rectification_rate"])),
+        ("差评率", shown(pct, total["bad_rate"])),
+        ("平均分", shown(Column("", "", "score"), total["mean_score"])),
+        ("整改率", shown(pct, total["rectification_rate"])),
     ]
     return '<div class="kpi">全厅' + "".join(f"<span>{k}<b>{html.escape(v)}</b></span>" for k, v in items) + "</div>"
 
