@@ -155,7 +155,7 @@ def test_public_pages_need_no_token_and_show_nothing_personal(client: TestClient
     display = client.get("/display.json").json()
     assert display["total"]["evaluations"] == 1
     assert display["bad_reviews"] == [
-        {"window": "W01", "level": "very_dissatisfied", "t_ms": display["bad_reviews"][0]["t_ms"],
+        {"window": "W01", "name": "W01 窗", "level": "very_dissatisfied", "t_ms": display["bad_reviews"][0]["t_ms"],
          "reasons": ["unspecified"]}
     ]  # fmt: skip
     with open_store(client) as store:

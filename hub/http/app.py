@@ -33,6 +33,7 @@ from .edge import BadBody, BodyLimit, HubToken, RequireToken, error, json_object
 from .fleet import fleet_routes
 from .metrics import render_metrics
 from .openapi import spec
+from .reports import routes as report_routes
 from .tickets import routes as ticket_routes
 
 T = TypeVar("T")
@@ -160,6 +161,7 @@ def create_app(
         Route("/api/v1/stats", api.stats),
         *ticket_routes,
         *fleet_routes(home),
+        *report_routes,
         *(extra_routes or []),
     ]
     token = HubToken(home / CONFIG_NAME, config.http.token)

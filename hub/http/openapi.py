@@ -10,6 +10,7 @@ from typing import Any
 
 from protocol.rules import TEXT_PATTERN
 
+from .reports import openapi_paths as report_paths
 from .tickets import openapi_paths
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
@@ -164,6 +165,7 @@ def spec() -> dict[str, Any]:
                 }
             },
             **openapi_paths(),
+            **report_paths(),
             "/": {
                 "get": {
                     "summary": "The hall display page",
