@@ -39,6 +39,7 @@ LAZY_COMMANDS = {
     "tls": "tls_cmds:tls_group",
     "user": "user_cmds:user_group",
     "audit": "user_cmds:audit_cmd",
+    "fleet": "fleet_cmds:fleet_group",
 }
 
 
