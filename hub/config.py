@@ -149,6 +149,14 @@ class MisuseSettings:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class ReportSettings:
+    difficult_min_ratings: int = field(
+        30, "最难办窗口: a window needs at least this many ratings in the period to be listed", check=positive
+    )
+    difficult_top: int = field(10, "最难办窗口: how many windows the list names", check=positive)
+
+
 def _names(value: tuple[str, ...]) -> str | None:
     bad = [n for n in value if not n or any(c.isspace() or c in "/,*" for c in n)]
     return f"has names that are not host names or addresses: {bad}" if bad else None
@@ -203,6 +211,7 @@ class HubConfig:
     misuse: MisuseSettings = field(default_factory=MisuseSettings, doc="[misuse] table")
     tls: TlsSettings = field(default_factory=TlsSettings, doc="[tls] table: the hall CA's certificates")
     alerts: AlertSettings = field(default_factory=AlertSettings, doc="[alerts] table: alert rules and webhooks")
+    reports: ReportSettings = field(default_factory=ReportSettings, doc="[reports] table: published rankings")
     console: ConsoleSettings = field(default_factory=ConsoleSettings, doc="[console] table: logins and sessions")
 
     @property

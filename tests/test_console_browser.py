@@ -112,10 +112,10 @@ def no_horizontal_scroll(page: Page) -> bool:
 
 def test_each_role_logs_in_and_sees_only_its_pages(new_page: Callable[[], Page]) -> None:
     expected = {
-        "王主管": ["首页", "差评工单", "告警"],
+        "王主管": ["首页", "差评工单", "月度排名", "最难办窗口", "告警"],
         "李四": ["首页", "差评工单"],
         "孙技术": ["首页", "告警"],
-        "周审计": ["首页", "差评工单", "告警", "审计日志"],
+        "周审计": ["首页", "差评工单", "月度排名", "最难办窗口", "告警", "审计日志"],
     }
     page = new_page()
     page.goto("/console/tickets")

@@ -34,12 +34,16 @@ SECRETS = ("CASE-SECRET-7", "ITEM-SECRET-3", "STAFF-SECRET-9", "ASSIGNEE-SECRET"
 PUBLIC = ("/", "/display.json", "/metrics", "/openapi.json")
 
 
+WHEEL = "haocha-0.1.0-py3-none-any.whl"
+
+
 def _operations() -> list[tuple[str, str, bool]]:
     """(method, path, takes a body) of every operation the API describes, path parameters filled."""
     out = []
     for path, ops in spec()["paths"].items():
         for method, op in ops.items():
-            out.append((method.upper(), path.format(case="CASE-SECRET-7", ticket="1", alert="1"), "requestBody" in op))
+            filled = path.format(case="CASE-SECRET-7", ticket="1", name=WHEEL, alert="1")
+            out.append((method.upper(), filled, "requestBody" in op))
     return out
 
 
@@ -86,14 +90,15 @@ def token(config: HubConfig) -> dict[str, str]:
 
 
 Auth = Callable[[str], dict[str, str]]
+#: Paths for people (tickets, reports); the hub's machine token opens cases and reads stats.
+PEOPLES = ("/api/v1/tickets", "/api/v1/reports", "/api/v1/alerts")
 
 
 @pytest.fixture
 def auth(home: Path, config: HubConfig) -> Auth:
-    """The token a path takes: a supervisor's own for tickets and alerts (people's work), the hub's otherwise."""
+    """The token a path takes: a supervisor's own for people's paths, the hub's otherwise."""
     supervisor = bearer(add_person(home, "主管", "supervisor"))
-    people = ("/api/v1/tickets", "/api/v1/alerts")
-    return lambda path: supervisor if path.startswith(people) else token(config)
+    return lambda path: supervisor if path.startswith(PEOPLES) else token(config)
 
 
 def call(client: TestClient, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -104,7 +109,10 @@ def test_the_description_covers_every_route(client: TestClient) -> None:
     described = {p for _m, p, _b in OPERATIONS}
     routed = {getattr(r, "path", "") for r in client.app.routes}  # type: ignore[attr-defined]
     routed = {p for p in routed if not p.startswith("/console")}  # the console: HTML pages, not the API
-    filled = {p.replace("{case}", "CASE-SECRET-7").replace("{ticket}", "1").replace("{alert}", "1") for p in routed}
+    filled = {
+        p.replace("{case}", "CASE-SECRET-7").replace("{ticket}", "1").replace("{name}", WHEEL).replace("{alert}", "1")
+        for p in routed
+    }
     assert filled - described == {
         "/openapi.json",
         "/api/v1/tickets/1/{action}",  # described once per action
@@ -165,7 +173,7 @@ def test_public_pages_need_no_token_and_show_nothing_personal(client: TestClient
     display = client.get("/display.json").json()
     assert display["total"]["evaluations"] == 1
     assert display["bad_reviews"] == [
-        {"window": "W01", "level": "very_dissatisfied", "t_ms": display["bad_reviews"][0]["t_ms"],
+        {"window": "W01", "name": "W01 窗", "level": "very_dissatisfied", "t_ms": display["bad_reviews"][0]["t_ms"],
          "reasons": ["unspecified"]}
     ]  # fmt: skip
     with open_store(client) as store:

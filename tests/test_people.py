@@ -249,6 +249,10 @@ def test_csrf_refusal_and_foreign_login(client: TestClient, tokens: dict[str, st
     ("周审计", "/console/tickets/1", 200),
     ("赵六", "/console/tickets/1", 403),
     ("李四", "/console/tickets/1", 200),
+    ("王主管", "/console/reports/monthly", 200),
+    ("周审计", "/console/reports/difficult", 200),
+    ("孙技术", "/console/reports/monthly", 403),
+    ("李四", "/console/reports/difficult", 403),
 ])  # fmt: skip
 def test_console_pages_follow_the_same_table(
     client: TestClient, tokens: dict[str, str], who: str, path: str, status: int

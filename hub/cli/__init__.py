@@ -40,6 +40,7 @@ LAZY_COMMANDS = {
     "alerts": "alert_cmds:alerts_group",
     "user": "user_cmds:user_group",
     "audit": "user_cmds:audit_cmd",
+    "fleet": "fleet_cmds:fleet_group",
 }
 
 

@@ -36,6 +36,8 @@ PUBLIC_PATHS = frozenset({"/", "/display.json", "/metrics", "/openapi.json"})
 #: The console checks its own session cookie (:mod:`hub.http.console.shell`), not bearer tokens.
 CONSOLE_PREFIX = "/console"
 PersonLookup = Callable[[bytes], "Person | None"]
+#: The wheelhouse terminals install from (hub/http/fleet.py): public, holds no secret.
+PUBLIC_PREFIXES = ("/fleet/",)
 
 
 class BadBody(HubError, ValueError):
@@ -144,7 +146,7 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 def _guarded(path: str) -> bool:
     console = path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
-    return path not in PUBLIC_PATHS and not console
+    return not _public(path) and not console
 
 
 class RequireToken:
@@ -255,3 +257,7 @@ def parse_object(raw: bytes) -> dict[str, Any]:
 async def json_object(request: Request) -> dict[str, Any]:
     """The request's body as a JSON object (BadBody, answered 422, otherwise)."""
     return parse_object(await request.body())
+
+
+def _public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from . import alerts, audit_log, queue
+from . import alerts, audit_log, queue, reports_pages
 from .shell import Page, console_routes
 
 PAGES: list[Page] = [
     *queue.PAGES,
+    *reports_pages.PAGES,
     *alerts.PAGES,
     *audit_log.PAGES,
 ]
