@@ -40,13 +40,15 @@ _LOG = logging.getLogger(__name__)
 
 #: Where the firmware sources live (package data).
 FIRMWARE_DIR = Path(__file__).resolve().parent / "micro"
+#: The rules both terminals run (:mod:`terminal.core`): the board gets this very file.
+CORE_FILE = Path(__file__).resolve().parent / "core.py"
 #: Files copied onto a board; ``sim_board.py`` stays on the host.
 FIRMWARE_FILES: tuple[str, ...] = (
     "wire.py",
     "journal.py",
     "mqtt.py",
     "clock.py",
-    "evaluator.py",
+    "core.py",
     "uplink.py",
     "board.py",
     "main.py",
@@ -170,12 +172,17 @@ def firmware_config(
     }
 
 
+def firmware_source(name: str) -> Path:
+    """The source file of firmware module ``name`` (``core.py`` is the CPython terminal's own)."""
+    return CORE_FILE if name == CORE_FILE.name else FIRMWARE_DIR / name
+
+
 def board_files(config: TerminalConfig, wifi_ssid: str = "", wifi_password: str = "") -> dict[str, bytes]:
     """File name → content of everything to copy onto a board's root folder: the firmware modules,
     the TLS files ``terminal.toml`` names (the hall CA's ``ca.crt``; a client certificate and key
     when the hall requires them) and ``config.json`` (Wi-Fi left blank unless given: the technician
     fills it in)."""
-    files = {name: (FIRMWARE_DIR / name).read_bytes() for name in FIRMWARE_FILES}
+    files = {name: firmware_source(name).read_bytes() for name in FIRMWARE_FILES}
     files |= board_tls_files(config)
     cfg = firmware_config(config, wifi_ssid=wifi_ssid, wifi_password=wifi_password)
     files["config.json"] = (json.dumps(cfg, indent=1, ensure_ascii=False) + "\n").encode()
@@ -273,7 +280,7 @@ def compile_firmware(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     compiler = find_mpy_cross()
     for name in (*FIRMWARE_FILES, "sim_board.py"):
-        src = FIRMWARE_DIR / name
+        src = firmware_source(name)
         if compiler is None:
             shutil.copyfile(src, dest / name)
             continue

@@ -23,7 +23,7 @@ def test_the_firmware_stays_below_the_string_table_cliff(tmp_path: Path) -> None
     script = f"""
 import sys, gc, micropython
 sys.path.insert(0, {str(code)!r})
-for name in ("wire", "clock", "journal", "evaluator", "mqtt", "uplink", "main"):
+for name in ("wire", "clock", "journal", "core", "mqtt", "uplink", "main"):
     __import__(name)
 micropython.qstr_info()
 gc.collect()

@@ -90,7 +90,7 @@ def test_firmware_refuses_to_start_with_a_poisoned_config_json(tmp_path: Path, k
 
 # -- the firmware in micropython ------------------------------------------------------------------
 FIRMWARE = """
-import json, clock, evaluator, journal
+import json, main
 
 class Board:
     levels = ("satisfied", "basic")
@@ -101,10 +101,15 @@ class Board:
         self.shown.append(feedback)
     def log(self, text):
         self.logged.append(text)
+    def synced(self):
+        return False
+    network_up = synced
 
-cfg = {"device": "M01", "window": "W01", "mode": "invited", "staff": "S0"}
-board, clk = Board(), clock.Clock("unsynced")
-ev = evaluator.Evaluator(cfg, journal.Journal(%r, "M01"), board, clk)
+cfg = {"hall": "H1", "device": "M01", "window": "W01", "mode": "invited", "staff": "S0", "key": "00" * 32,
+       "clock": "unsynced", "journal": %r}
+board = Board()
+fw = main.Firmware(cfg, board)
+ev, clk = fw.rules, fw.clock
 out = {}
 """
 
@@ -136,11 +141,11 @@ def test_bad_commands_are_refused_and_change_nothing(tmp_path: Path) -> None:
     out = mpy(
         tmp_path,
         f"""
-evaluator.handle_command(ev, clk, {{"cmd": "invite", "case": "C-0", "item": "I", "ttl_ms": 60000}})
-out["refused"] = [evaluator.handle_command(ev, clk, c) for c in json.loads({commands!r})]
+fw._command({{"cmd": "invite", "case": "C-0", "item": "I", "ttl_ms": 60000}})
+out["refused"] = [fw._command(c) for c in json.loads({commands!r})]
 out["kept"] = [ev.invitation[0], ev.invitation[1], ev.staff]
-out["press"] = ev.press(("level", "satisfied"))
-out["row"] = [b for s, b in ev.journal.rows(0, 9)][0]
+out["press"] = fw.press(("level", "satisfied"))
+out["row"] = [b for s, b in fw.journal.rows(0, 9)][0]
 """,
     )
     assert out["refused"] == [field for _, field in BAD_COMMANDS]
@@ -153,11 +158,11 @@ def test_a_row_that_breaks_a_rule_is_refused_at_commit_and_the_next_one_commits(
     out = mpy(
         tmp_path,
         """
-ev.invite("C-1", "x" * 65, None)  # got past every check: the commit still refuses its rating
-out["bad"] = ev.press(("level", "satisfied"))
-out["after_bad"] = [ev.journal.last_seq, board.shown[-1], ev.invitation[0], board.logged]
-ev.invite("C-2", "I", None)
-out["good"] = ev.press(("level", "satisfied"))
+ev.invite("C-1", "x" * 65, None, 60000, clk.mono_ms())  # got past every check: the commit still refuses it
+out["bad"] = fw.press(("level", "satisfied"))
+out["after_bad"] = [fw.journal.last_seq, board.shown[-1], ev.invitation[0], board.logged]
+ev.invite("C-2", "I", None, 60000, clk.mono_ms())
+out["good"] = fw.press(("level", "satisfied"))
 out["shown"] = board.shown[-1]
 """,
     )
