@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from protocol.rules import INVITE_TTL_MAX_MS
+from simulators.hall import Hall
 from terminal import core
 from terminal.micro_host import find_micropython, firmware_source
 
@@ -58,3 +59,10 @@ def test_every_case_is_listed() -> None:
 
 def test_the_core_and_the_protocol_agree_on_the_longest_invitation() -> None:
     assert core._TTL_MAX_MS == INVITE_TTL_MAX_MS
+
+
+def test_device_add_kind_micro_ships_the_very_file_the_cpython_terminal_imports(hall: Hall) -> None:
+    terminal_toml = hall.add_device("M01", "W01", kind="micro")
+    board = terminal_toml.parent / "board"
+    assert (board / "core.py").read_bytes() == Path(core.__file__).read_bytes()
+    assert not (board / "evaluator.py").exists()
