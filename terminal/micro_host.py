@@ -27,7 +27,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -154,18 +154,9 @@ def firmware_config(
             # [CA, client certificate, client key]: files beside config.json on the board (board_files)
             **({"tls": list(board_tls_files(config))} if config.broker.ca else {}),
         },
-        "timing": {
-            "lockout_s": config.timing.lockout_s,
-            "invite_s": config.timing.invite_s,
-            "reason_s": config.timing.reason_s,
-            "thanks_s": config.timing.thanks_s,
-        },
-        "uplink": {
-            "window": config.uplink.window,
-            "batch": config.uplink.batch,
-            "resend_s": config.uplink.resend_s,
-            "state_s": config.uplink.state_s,
-        },
+        # Whole sections: a key added to [timing] or [uplink] reaches the board too.
+        "timing": asdict(config.timing),
+        "uplink": asdict(config.uplink),
         "pins": board_pins(config.gpio),
         "wifi": {"ssid": wifi_ssid, "password": wifi_password},
         "ntp_host": ntp_host,
