@@ -210,3 +210,26 @@ def test_firmware_refuses_a_bad_invitation_takes_the_next_and_keeps_draining(
     events = standin.events("M01", epoch)
     assert [(e["kind"], e["case"]) for e in events] == [("ignored", None), ("rating", "C-OK")]
     assert all(rules.event_problem(Event(**{k: v for k, v in e.items() if k != "reasons"})) is None for e in events)
+
+
+def test_an_ack_beyond_last_seq_is_refused_once_and_a_good_ack_after_it_counts(tmp_path: Path) -> None:
+    """As the CPython terminal (tests/test_terminal_acks.py): both run terminal.core's Window."""
+    out = mpy(
+        tmp_path,
+        """
+fw.rules.mode = "free"
+for _ in range(3):
+    fw.press(("level", "satisfied"))
+    fw.rules.lockout_until = 0
+up = fw.uplink
+ack = '{"epoch":"%s","upto":%d}'
+up._on_message(up.t_ack, ack % (fw.journal.epoch, 10), True)
+up._apply_ack()
+out["after_bad"] = [fw.journal.acked, board.logged]
+up._on_message(up.t_ack, ack % (fw.journal.epoch, 2), True)
+up._apply_ack()
+out["acked"] = fw.journal.acked
+""",
+    )
+    assert out["after_bad"] == [0, ["hub acked seq 10 beyond last_seq 3: ignored"]]
+    assert out["acked"] == 2
