@@ -19,13 +19,11 @@ import queue
 import random
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from protocol.levels import LEVEL_IDS
 
 from .config import GpioSettings, TerminalConfig
 from .errors import JournalError, TerminalError
+from .micro.journal import read_record
 
 _LOG = logging.getLogger(__name__)
 
@@ -65,7 +64,6 @@ BOARD_TLS_FILES = {"ca": "ca.der", "client_cert": "client.der", "client_key": "c
 BAD_LEVELS = frozenset({"dissatisfied", "very_dissatisfied"})
 #: Weights of a plausible hall (as ``simulators/terminal_sim.py``): most citizens are satisfied.
 LEVEL_WEIGHTS = {"very_satisfied": 60, "satisfied": 25, "basic": 8, "dissatisfied": 5, "very_dissatisfied": 2}
-_MAX_PAYLOAD = 2048
 
 
 class MicroSimError(TerminalError, RuntimeError):
@@ -203,20 +201,13 @@ def _read_meta(folder: Path) -> dict[str, Any]:
 
 
 def iter_records(path: Path, first: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(seq, body) of a segment file, stopping at a torn or corrupt record as the firmware does."""
-    data = path.read_bytes()
-    pos, expect = 0, first
-    while pos + 8 <= len(data):
-        length, crc = struct.unpack_from("<II", data, pos)
-        payload = data[pos + 8 : pos + 8 + length]
-        if not 8 <= length <= _MAX_PAYLOAD or len(payload) < length or zlib.crc32(payload) != crc:
-            return
-        (seq,) = struct.unpack_from("<Q", payload)
-        if seq != expect:
-            return
-        yield seq, json.loads(payload[8:])
-        pos += 8 + length
-        expect += 1
+    """(seq, body) of a segment file, stopping at a torn or corrupt record: the firmware's own
+    ``read_record`` (``terminal/micro/journal.py``), as the board reads it."""
+    with path.open("rb") as f:
+        expect = first
+        while (record := read_record(f)) is not None and record[0] == expect:
+            yield expect, json.loads(record[1])
+            expect += 1
 
 
 def journal_summary(path: Path) -> dict[str, Any]:
