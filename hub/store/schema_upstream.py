@@ -97,6 +97,7 @@ def migrate_upstream_days(db: sqlite_utils.Database) -> None:
     unknown (no row)."""
     db.execute("CREATE TABLE upstream_days (day TEXT PRIMARY KEY, acked INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
     db.execute(
-        "INSERT INTO upstream_days (day, acked) SELECT e.day, count(*) FROM outbox o JOIN events e ON e.id = o.event_id "
+        "INSERT INTO upstream_days (day, acked) SELECT e.day, count(*) "
+        "FROM outbox o JOIN events e ON e.id = o.event_id "
         "WHERE o.kind = 'evaluation' AND o.status = 'sent' GROUP BY e.day"
     )

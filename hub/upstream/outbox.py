@@ -184,7 +184,8 @@ def _count_acked(conn: sqlite3.Connection, ids: list[int]) -> None:
     (``upstream_days``), before they are marked sent: each record counts once."""
     marks = ", ".join("?" * len(ids))
     conn.execute(
-        "INSERT INTO upstream_days (day, acked) SELECT e.day, count(*) FROM outbox o JOIN events e ON e.id = o.event_id "
+        "INSERT INTO upstream_days (day, acked) SELECT e.day, count(*) "
+        "FROM outbox o JOIN events e ON e.id = o.event_id "
         f"WHERE o.id IN ({marks}) AND o.kind = 'evaluation' AND o.status = 'pending' GROUP BY e.day "
         "ON CONFLICT(day) DO UPDATE SET acked = acked + excluded.acked",
         ids,
