@@ -43,14 +43,14 @@ def terminals(store: Store, now_ms: int, silent_after_ms: int = SILENT_AFTER_MS)
     """Every provisioned terminal (revoked ones included, marked), by device id."""
     conn = store.conn
     heard = _last_heard(conn)
-    epochs = {d: (e, upto) for d, e, upto, _last in conn.execute(_LATEST_EPOCH)}
+    epochs = {d: (e, upto, press) for d, e, upto, press in conn.execute(_LATEST_EPOCH)}
     out = []
     for device, window, kind, mode, revoked, state_text, state_ms in conn.execute(
         "SELECT id, window, kind, mode, revoked, state, state_ms FROM devices ORDER BY id"
     ):
         state = stored_state(state_text)
         seen = max((t for t in (state_ms, heard.get(device)) if t is not None), default=None)
-        epoch, upto = epochs.get(device, (None, 0))
+        epoch, upto, press = epochs.get(device, (None, 0, None))
         online = state.get("online") if state else None
         silent = not revoked and (online is not True or seen is None or now_ms - seen > silent_after_ms)
         panel = state.get("panel")
@@ -63,7 +63,7 @@ def terminals(store: Store, now_ms: int, silent_after_ms: int = SILENT_AFTER_MS)
                 revoked=bool(revoked),
                 online=online,
                 last_seen_ms=seen,
-                last_press_ms=_last_press(conn, device, epoch),
+                last_press_ms=press,
                 backlog=state.get("backlog"),
                 missing=_missing(state, epoch, upto),
                 clock=state.get("clock"),
@@ -76,23 +76,18 @@ def terminals(store: Store, now_ms: int, silent_after_ms: int = SILENT_AFTER_MS)
     return out
 
 
-#: The newest epoch (journal) of each device; SQLite takes the bare columns from the max row.
-_LATEST_EPOCH = "SELECT device, epoch, upto, max(last_ms) FROM epochs GROUP BY device"
+#: The newest epoch (journal) of each device (SQLite takes bare columns from the max row), its
+#: ack point, and the time of the newest event stored in it (one index lookup each).
+_LATEST_EPOCH = """
+    SELECT q.device, q.epoch, q.upto,
+           (SELECT e.t_ms FROM events e WHERE e.device = q.device AND e.epoch = q.epoch ORDER BY e.seq DESC LIMIT 1)
+    FROM (SELECT device, epoch, upto, max(last_ms) FROM epochs GROUP BY device) q"""
 
 
 def _last_heard(conn: sqlite3.Connection) -> dict[str, int]:
     marks = ", ".join("?" * len(_HEARD))
     sql = f"SELECT device, max(last_ms) FROM frame_counts WHERE outcome IN ({marks}) GROUP BY device"
     return {d: t for d, t in conn.execute(sql, _HEARD) if t}
-
-
-def _last_press(conn: sqlite3.Connection, device: str, epoch: str | None) -> int | None:
-    if epoch is None:
-        return None
-    row = conn.execute(
-        "SELECT t_ms FROM events WHERE device = ? AND epoch = ? ORDER BY seq DESC LIMIT 1", (device, epoch)
-    ).fetchone()
-    return None if row is None else int(row[0])
 
 
 def _missing(state: dict[str, object], epoch: str | None, upto: int) -> int | None:
