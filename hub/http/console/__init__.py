@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from . import audit_log, queue
+from . import audit_log, figures, operations, queue
 from .shell import Page, console_routes
 
 PAGES: list[Page] = [
+    *figures.PAGES,
     *queue.PAGES,
+    *operations.PAGES,
     *audit_log.PAGES,
 ]
 
