@@ -88,9 +88,9 @@ def line_chart(
 
 
 class _Plot:
-    """Geometry shared by the charts: a 640×220 box, a left axis with three ticks, x labels."""
+    """Geometry shared by the charts: a 480×240 box, a left axis with three ticks, x labels."""
 
-    W, H, LEFT, RIGHT, TOP, BOTTOM = 640, 220, 56, 10, 28, 186
+    W, H, LEFT, RIGHT, TOP, BOTTOM = 480, 240, 52, 10, 34, 200
 
     def __init__(self, n: int, lo: float, hi: float) -> None:
         self.n, self.lo, self.hi = max(n, 1), lo, hi if hi > lo else lo + 1
@@ -112,22 +112,22 @@ class _Plot:
             y = self.y(v)
             ticks.append(
                 f'<line x1="{self.LEFT}" x2="{self.W - self.RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e7eb"/>'
-                f'<text x="{self.LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#556">'
+                f'<text x="{self.LEFT - 6}" y="{y + 5:.1f}" text-anchor="end" font-size="13" fill="#556">'
                 f"{escape(fmt(v))}</text>"
             )
-        every = max(1, -(-len(labels) // 8))  # at most about eight x labels
+        every = max(1, -(-len(labels) // 6))  # at most six x labels: they must not overlap
         xlabels = []
         for i, label in enumerate(labels):
             if i % every == 0:
                 x, w = self.slot(i)
                 xlabels.append(
-                    f'<text x="{x + w / 2:.1f}" y="{self.BOTTOM + 18}" text-anchor="middle" font-size="11" '
+                    f'<text x="{x + w / 2:.1f}" y="{self.BOTTOM + 20}" text-anchor="middle" font-size="13" '
                     f'fill="#556">{escape(_short(label))}</text>'
                 )
         return (
             f'<svg class="chart" viewBox="0 0 {self.W} {self.H}" width="100%" role="img" '
             f'aria-label="{escape(title)}" {_FONT}>'
-            f'<text x="{self.LEFT}" y="16" font-size="13" font-weight="bold" fill="#1d2733">{escape(title)}</text>'
+            f'<text x="{self.LEFT}" y="20" font-size="16" font-weight="bold" fill="#1d2733">{escape(title)}</text>'
             f"{''.join(ticks)}{''.join(marks)}{''.join(xlabels)}"
             f'<line x1="{self.LEFT}" x2="{self.W - self.RIGHT}" y1="{self.BOTTOM}" y2="{self.BOTTOM}" stroke="#99a"/>'
             "</svg>"

@@ -232,7 +232,8 @@ def windows_html(
     body = [
         f"{STYLE}<section>{form}</section>",
         f"<section><h2>{escape(who)} · {period.start} 至 {period.end} · {GRAIN_ZH[period.grain]}趋势</h2>"
-        f"{trend_charts(points, who)}{levels_block(sel_total['levels'])}</section>",
+        f"{trend_charts(points, who)}<h3>等级分布（{sel_total['evaluations']} 条评价）</h3>"
+        f"{levels_block(sel_total['levels'])}</section>",
     ]
     lines = "".join(
         f'<tr><td><a href="{escape(_drill_link("windows", period, window=r["window"]))}">{escape(r["name"])}</a>'
@@ -254,7 +255,7 @@ def staff_table_html(period: Period, rows: list[dict[str, Any]]) -> str:
         return '<p class="muted">此时段没有记名的评价。</p>'
     lines = "".join(
         f'<tr><td><a href="{escape(_drill_link("staff", period, staff=r["staff"]))}">{escape(r["name"])}</a>'
-        f' <span class="muted">{escape(r["staff"])}</span></td>{figure_cells(r)}</tr>'
+        f"{_id_after_name(r['name'], r['staff'])}</td>{figure_cells(r)}</tr>"
         for r in rows
     )
     return f"<table>{figure_head('工作人员')}{lines}</table>"
@@ -272,6 +273,10 @@ def staff_html(
         f"{trend_charts(points, who)}</section>"
         f"<section><h2>工作人员</h2>{staff_table_html(period, rows)}</section>"
     )
+
+
+def _id_after_name(name: str, ident: str) -> str:
+    return "" if name == ident else f' <span class="muted">{escape(ident)}</span>'
 
 
 def _drill_link(page: str, period: Period, **choice: str) -> str:

@@ -81,14 +81,18 @@ def _device_row(t: Terminal, windows: dict[str, str], tz: ZoneInfo, now_ms: int)
         status,
         seen,
         clock(t.last_press_ms, tz, now_ms),
-        f'<span class="num">{_num(t.backlog)}</span>',
-        f'<span class="num">{_num(t.missing)}</span>',
+        _num(t.backlog),
+        _num(t.missing),
         clock_cell,
         panel,
         escape(t.firmware or "—"),
     ]
     cls = ' class="silent"' if t.silent and not t.revoked else ""
-    return f"<tr{cls}>{''.join(f'<td>{c}</td>' for c in cells)}</tr>"
+    tds = "".join(f"<td{' class=num' if i in _NUMERIC else ''}>{c}</td>" for i, c in enumerate(cells))
+    return f"<tr{cls}>{tds}</tr>"
+
+
+_NUMERIC = (7, 8)  #: backlog and journal columns of :func:`_device_row`
 
 
 def upstream_html(u: Upstream, tz: ZoneInfo, now_ms: int, unpark_form: str | None, flash: str = "") -> str:
@@ -141,7 +145,7 @@ def _parked_section(u: Upstream, tz: ZoneInfo, now_ms: int, csrf: str | None) ->
 
 def _reconcile_section(u: Upstream) -> str:
     if not u.days:
-        return '<section><h2>每日对账</h2><p class="muted">近期没有评价。</p></section>'
+        return f'<section><h2>每日对账（近 {u.span_days} 天）</h2><p class="muted">这些天没有评价。</p></section>'
     rows = []
     for d in u.days:
         text, cls = STATUS_ZH[d.status]
@@ -150,11 +154,11 @@ def _reconcile_section(u: Upstream) -> str:
             f'<td class=num>{d.waiting}</td><td><span class="badge {cls}">{text}</span></td></tr>'
         )
     head = "".join(
-        f"<th{' class=num' if i else ''}>{h}</th>"
+        f"<th{' class=num' if 0 < i < 5 else ''}>{h}</th>"
         for i, h in enumerate(("日期", "本厅评价数", "上级已确认", "已搁置", "在途（待发送）", "状态"))
     )
     return (
-        f"<section><h2>每日对账（近 {len(u.days)} 天有评价的日子）</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
+        f"<section><h2>每日对账（近 {u.span_days} 天）</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
         '<p class="muted">本厅评价数来自计数表（含被标记的评价，它们同样上报）；'
         "上级已确认为上级系统逐条应答接收的评价记录。</p></section>"
     )

@@ -52,7 +52,8 @@ class Upstream:
     parked: int
     oldest_pending_ms: int | None
     parked_rows: list[dict[str, Any]]  #: the oldest :data:`PARKED_SHOWN` parked records, with reasons
-    days: list[DayCheck]  #: newest first
+    days: list[DayCheck]  #: newest first, days with evaluations or records only
+    span_days: int  #: how many days back ``days`` looks
 
 
 def upstream(store: Store, url: str, today: dt.date, days: int = 14) -> Upstream:
@@ -68,6 +69,7 @@ def upstream(store: Store, url: str, today: dt.date, days: int = 14) -> Upstream
         oldest_pending_ms=oldest,
         parked_rows=outbox.parked(conn)[:PARKED_SHOWN],
         days=reconcile(store, today - dt.timedelta(days=days - 1), today),
+        span_days=days,
     )
 
 
