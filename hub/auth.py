@@ -87,7 +87,8 @@ _TICKET_ACTIONS = frozenset({"ticket.read", "ticket.assign", "ticket.appeal", "t
 
 #: The permission table (SPEC section 12).
 PERMISSIONS: dict[Role, frozenset[str]] = {
-    Role.MACHINE: frozenset({"case.open", "case.cancel", "stats.read", "stats.staff"}),
+    # The business system: its cases (reading one back is part of opening it) and the stats.
+    Role.MACHINE: frozenset({"case.open", "case.cancel", "case.read", "stats.read", "stats.staff"}),
     Role.SUPERVISOR: (_READS - {"audit.read"}) | _TICKET_ACTIONS | {"alerts.change", "upstream.change"},
     Role.HANDLER: frozenset({"ticket.read", "ticket.assign", "ticket.appeal", "ticket.feedback"}),
     Role.TECHNICIAN: frozenset(
