@@ -145,3 +145,37 @@ def _other(store: Store) -> int:
     """Pending rows that are not rating records (tickets)."""
     sql = "SELECT count(*) FROM outbox WHERE status = 'pending' AND kind != 'evaluation'"
     return int(store.conn.execute(sql).fetchone()[0])
+
+
+def test_reconciliation_matches_what_a_flaky_regional_system_took(tmp_path: Path) -> None:
+    """A real sender against a regional simulator that fails requests (so records are posted again)
+    and refuses one record: the day's acknowledged count equals the distinct records it holds."""
+    from hub.upstream.sender import Sender
+    from simulators.hall import wait_for
+    from simulators.regional import RegionalSim
+    from tests.upstream_helpers import EPOCH, T0, make_home, rating
+    from tests.upstream_helpers import ingest as ingest_events
+
+    with RegionalSim(fail_rate=0.4, seed=7) as sim:
+        config, store = make_home(tmp_path, url=sim.url, batch_size=7)
+        sim.state.control["reject_ids"] = [f"H1-T01-{EPOCH}-5"]
+        ingest_events(store, [rating(s, "satisfied") for s in range(1, 41)])
+        with Sender(config, tmp_path) as sender:
+            sender.start()
+            wait_for(lambda: outbox.counts(store.conn)["pending"] == 0, 30, "the outbox to drain")
+        day = dt.datetime.fromtimestamp(T0 / 1000, TZ).date()
+        (check,) = reconcile(store, day, day)
+        summary = sim.state.summary()
+        assert summary["records"] == 39 and summary["failed"] > 0  # requests failed and were posted again
+        assert (check.hall, check.acked, check.parked, check.waiting, check.status) == (40, 39, 1, 0, "parked")
+
+
+def test_the_migration_counts_the_records_already_sent(store: Store) -> None:
+    from hub.store.schema_upstream import migrate_upstream_days
+
+    with store.transaction() as conn:
+        outbox.mark_sent(conn, [1, 2, 3, 4])  # the first past day's three and one of the next
+        conn.execute("DROP TABLE upstream_days")  # as before the migration that adds it
+        migrate_upstream_days(store.db)
+    acked = dict(store.conn.execute("SELECT day, acked FROM upstream_days"))
+    assert acked == {PAST[0].isoformat(): 3, PAST[1].isoformat(): 1}
