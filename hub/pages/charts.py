@@ -20,6 +20,7 @@ LEVEL_COLOURS = {
     "dissatisfied": "#ef6c00",
     "very_dissatisfied": "#c62828",
 }
+LABELS_ZH = {lv: Level(lv).label_zh for lv in LEVEL_IDS}  # enum lookups per bar were half a card's cost
 _FONT = "font-family=\"'Noto Sans CJK SC','WenQuanYi Zen Hei',sans-serif\""
 
 
@@ -35,10 +36,10 @@ def level_bar(levels: dict[str, int], width: int = 600, height: int = 28) -> str
         n = levels.get(lv, 0)
         w = width * n / total
         if n:
-            tip = f"{Level(lv).label_zh} {n}（{n / total:.1%}）"
+            tip = f"{LABELS_ZH[lv]} {n}（{n / total:.1%}）"
             parts.append(
                 f'<rect x="{x:.2f}" width="{w:.2f}" height="{height}" fill="{LEVEL_COLOURS[lv]}">'
-                f"<title>{escape(tip)}</title></rect>"
+                f"<title>{tip}</title></rect>"  # nothing to escape: a fixed label and numbers
             )
         x += w
     parts.append("</svg>")

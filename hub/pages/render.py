@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from html import escape
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from protocol.levels import LEVEL_IDS, Level
@@ -145,7 +145,7 @@ def window_card(c: WindowCard, tz: ZoneInfo, now_ms: int) -> str:
         or '<div class="term"><span class="badge b-off">⚠ 未配终端</span></div>'
     )
     dept = f" · {escape(c.dept)}" if c.dept else ""
-    link = f"{CONSOLE}/windows?{urlencode({'window': c.window})}"
+    link = f"{CONSOLE}/windows?window={quote(c.window)}"
     return (
         f'<div class="card{" silent" if silent else ""}"><h3><a href="{escape(link)}">{escape(c.name)}</a>'
         f"<small>{escape(c.window)}{dept}</small></h3>"
