@@ -32,7 +32,7 @@ class Role(enum.StrEnum):
 
 
 #: Roles a person account can have (``haocha user add --role``).
-PERSON_ROLES: tuple[str, ...] = (Role.SUPERVISOR, Role.HANDLER, Role.TECHNICIAN, Role.AUDITOR)
+PERSON_ROLES: tuple[str, ...] = tuple(r.value for r in (Role.SUPERVISOR, Role.HANDLER, Role.TECHNICIAN, Role.AUDITOR))
 ROLE_NAMES_ZH = {
     Role.SUPERVISOR: "大厅主管",
     Role.HANDLER: "承办人",

@@ -31,11 +31,11 @@ def user_add(name: str, role: str, dept: str | None, password_stdin: bool, home:
     if not password_stdin:
         raise click.UsageError("give the password on standard input with --password-stdin")
     password = sys.stdin.readline().rstrip("\r\n")
-    if 0 < len(password) < 8:
-        click.echo("warning: a password under 8 characters is easy to guess", err=True)
     _cfg, store = open_hub(home)
     with store:
         auth_store.add_user(store, name, role, dept, password)
+    if len(password) < 8:
+        click.echo("warning: a password under 8 characters is easy to guess", err=True)
 
 
 @user_group.command("token")
