@@ -105,11 +105,12 @@ def no_horizontal_scroll(page: Page) -> bool:
 
 
 def test_each_role_logs_in_and_sees_only_its_pages(new_page: Page) -> None:
+    figures, machinery = ["今日概况", "窗口分析", "工作人员"], ["终端状态", "上报队列"]  # console-pages
     expected = {
-        "王主管": ["首页", "差评工单"],
+        "王主管": ["首页", *figures, "差评工单", *machinery],
         "李四": ["首页", "差评工单"],
-        "孙技术": ["首页"],
-        "周审计": ["首页", "差评工单", "审计日志"],
+        "孙技术": ["首页", *machinery],
+        "周审计": ["首页", *figures, "差评工单", *machinery, "审计日志"],
     }
     login_page = new_page()
     login_page.goto("/console/tickets")
