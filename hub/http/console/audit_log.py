@@ -12,6 +12,15 @@ from ...audit import read_audit
 from .shell import PREFIX, Page, config_of, esc, render_page, with_store
 
 LIMIT = 500
+#: Audit actions as people read them (the id stays beside it, as the CLI prints it).
+ACTION_ZH = {
+    "login": "登录", "login.failed": "登录失败", "logout": "退出登录", "user.lockout": "账号锁定",
+    "user.add": "新增用户", "user.token": "签发令牌", "user.disable": "停用用户",
+    "ticket.register": "工单登记", "ticket.assign": "工单转办", "ticket.appeal": "工单申诉",
+    "ticket.verify": "工单核实", "ticket.feedback": "工单反馈", "case.open": "开启办件", "case.cancel": "撤销办件",
+    "window.add": "新增窗口", "item.add": "新增事项", "device.add": "新增终端", "device.revoke": "吊销终端",
+    "device.rotate": "更换密钥", "upstream.unpark": "重新上报",
+}  # fmt: skip
 
 
 def _day(text: str | None) -> dt.date | None:
@@ -33,7 +42,8 @@ async def audit_page(request: Request) -> Response:
         f'<button type="submit">查询</button> <span class="muted">最多显示 {LIMIT} 条，最新在前</span></form></section>'
     )
     lines = "".join(
-        f"<tr><td>{esc(r['at'][:19].replace('T', ' '))}</td><td>{esc(r['actor'])}</td><td>{esc(r['action'])}</td>"
+        f"<tr><td>{esc(r['at'][:19].replace('T', ' '))}</td><td>{esc(r['actor'])}</td>"
+        f"<td>{esc(ACTION_ZH.get(r['action'], ''))} <span class=muted>{esc(r['action'])}</span></td>"
         f"<td>{esc(str(r['target'] or ''))}</td>"
         f"<td class=muted>{esc(json.dumps(r['detail'], ensure_ascii=False)[:200])}</td></tr>"
         for r in rows

@@ -145,6 +145,7 @@ table{border-collapse:collapse;width:100%}
 th,td{padding:6px 8px;border-bottom:1px solid #e3e7eb;text-align:left;vertical-align:top}
 th{font-size:13px;color:#556;white-space:nowrap}
 .num{text-align:right}
+table.facts th{width:9em}
 .overdue,.overdue a{color:#c62828;font-weight:bold}
 .muted{color:#778}
 .flash{padding:8px 12px;border-radius:4px;background:#fdecea;color:#8e1b1b;margin-bottom:12px}
