@@ -21,6 +21,7 @@ from .terminals import Terminal
 from .today import Today, WindowCard
 
 CONSOLE = "/console"
+REFRESH_S = 60
 GRAIN_ZH = {"day": "按日", "week": "按周", "month": "按月"}
 
 #: Styles of these pages, on top of the shell's.
@@ -128,7 +129,10 @@ def today_html(t: Today, tz: ZoneInfo, now_ms: int) -> str:
     )
     levels = f"<section><h2>今日评价等级分布</h2>{levels_block(total['levels'])}</section>"
     cards = "".join(window_card(c, tz, now_ms) for c in t.windows) or '<p class="muted">尚未登记窗口。</p>'
-    head = f'<p class="muted">{t.day.isoformat()}（大厅本地日期），页面生成于 {clock(now_ms, tz, now_ms)}</p>'
+    # the screen a supervisor leaves open: it reloads itself every minute (browsers honour this in the body)
+    refresh = f'<meta http-equiv="refresh" content="{REFRESH_S}">'
+    when = f"{t.day.isoformat()}（大厅本地日期），{clock(now_ms, tz, now_ms)} 更新，每分钟自动刷新"
+    head = f'{refresh}<p class="muted">{when}</p>'
     windows = f'<section><h2>各窗口</h2><div class="cards">{cards}</div></section>'
     return f'{STYLE}{head}<div class="tiles">{tiles}</div>{levels}{windows}'
 
