@@ -130,6 +130,20 @@ def issue_token(store: Store, name: str, actor: str = SYSTEM) -> str:
     return token
 
 
+def set_password(store: Store, name: str, password: str, actor: str = SYSTEM) -> None:
+    """A new password for ``name``; it also lifts a lockout and ends the person's console sessions."""
+    if not password:
+        raise ValueError("the password is empty")
+    hashed = hash_password(password)
+    with store.transaction() as conn:
+        _user(store, name)
+        conn.execute(
+            "UPDATE users SET password_hash = ?, failed = 0, locked_until_ms = NULL WHERE name = ?", (hashed, name)
+        )
+        conn.execute("DELETE FROM console_sessions WHERE user = ?", (name,))
+        store.audit(actor, "user.password", name)
+
+
 def disable_user(store: Store, name: str, actor: str = SYSTEM) -> None:
     """Disable an account: its tokens and sessions stop at once."""
     with store.transaction() as conn:

@@ -188,6 +188,9 @@ def test_lockout_after_five_failures_is_audited(client: TestClient, tokens: dict
         store.conn.execute("UPDATE users SET locked_until_ms = 1")
     assert login(client, "李四") == 303
     assert audit_rows(home)[-1]["action"] == "login" and audit_rows(home)[-1]["actor"] == "李四"
+    assert [login(client, "王主管", "wrong") for _ in range(5)][-1] == 423
+    cli(home, "user", "password", "王主管", "--password-stdin", stdin="a new one 新密码\n")  # lifts the lock
+    assert login(client, "王主管", "a new one 新密码") == 303 and login(client, "王主管") == 401
 
 
 def test_the_lockout_is_configured_in_hub_toml(home: Path, tokens: dict[str, str]) -> None:

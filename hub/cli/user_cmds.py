@@ -48,6 +48,20 @@ def user_token(name: str, home: Path | None) -> None:
         click.echo(auth_store.issue_token(store, name))
 
 
+@user_group.command("password")
+@click.argument("name")
+@click.option("--password-stdin", "password_stdin", is_flag=True, help="Read the new password from standard input.")
+@home_option
+def user_password(name: str, password_stdin: bool, home: Path | None) -> None:
+    """Set a new password for NAME (read from stdin); lifts a lockout and ends their console sessions."""
+    if not password_stdin:
+        raise click.UsageError("give the password on standard input with --password-stdin")
+    password = sys.stdin.readline().rstrip("\r\n")
+    _cfg, store = open_hub(home)
+    with store:
+        auth_store.set_password(store, name, password)
+
+
 @user_group.command("list")
 @home_option
 @format_option
