@@ -5,6 +5,7 @@ the person's name."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import re
 from collections.abc import Iterator
@@ -19,8 +20,10 @@ from hub import config as hub_config
 from hub.auth import ACTIONS, PERMISSIONS, Role
 from hub.cli import main
 from hub.http.app import create_app
+from hub.http.console.queue import countdown
 from hub.store import Store
 from hub.store import registry as reg
+from protocol.config import build
 
 from .people import PASSWORD, add_person, bearer
 from .upstream_helpers import ingest, make_home, rating, reason
@@ -272,3 +275,27 @@ def test_audit_json_rows_and_day_range(home: Path, tokens: dict[str, str]) -> No
     assert audit_rows(home, "--from", today, "--to", today)[-1] == rows[-1]
     assert audit_rows(home, "--from", "2099-01-01") == []
     assert audit_rows(home, "--to", "2000-01-01") == []
+
+
+def test_the_console_list_filters_and_counts(client: TestClient, tokens: dict[str, str]) -> None:
+    assert login(client, "王主管") == 303
+    everything = client.get("/console/tickets").text
+    assert everything.count("/console/tickets/") == 2 and "待转办 <b>2</b>" in everything
+    assert client.get(f"/console/tickets?dept={TAX}").text.count("/console/tickets/") == 0
+    assert client.get("/console/tickets?state=feedback").text.count("/console/tickets/") == 0
+    assert client.get("/console/tickets?state=registered&overdue=1").text.count("/console/tickets/") == 0
+
+
+def test_the_countdown_counts_working_days() -> None:
+    settings = hub_config.TicketSettings(holidays=("2026-12-08",), workdays=("2026-12-05",))
+    config = dataclasses.replace(_config(), tickets=settings)
+    ticket = {"deadline": "2026-12-10", "closed_ms": None}
+    monday = dt.date(2026, 11, 30)  # Tue 1 … Fri 4, Sat 5 (worked), Mon 7, Tue 8 (holiday), Wed 9, Thu 10
+    assert countdown(ticket, config, monday) == ("剩余 8 个工作日", False)
+    assert countdown(ticket, config, dt.date(2026, 12, 10)) == ("今天到期", False)
+    assert countdown(ticket, config, dt.date(2026, 12, 14)) == ("已超期 2 个工作日", True)
+    assert countdown({**ticket, "closed_ms": 1}, config, dt.date(2026, 12, 14)) == ("已办结", False)
+
+
+def _config() -> hub_config.HubConfig:
+    return build(hub_config.HubConfig, {"hall": "H1"}, "test")

@@ -98,6 +98,10 @@ def _state(row: dict[str, Any]) -> str:
 # -- the list ------------------------------------------------------------------------------------
 
 
+#: At most this many tickets in the list (newest first); the filters narrow it down.
+LIST_LIMIT = 500
+
+
 async def ticket_list(request: Request) -> Response:
     person, config = person_of(request), config_of(request)
     today = _today(config)
@@ -107,14 +111,30 @@ async def ticket_list(request: Request) -> Response:
     overdue = request.query_params.get("overdue") == "1"
 
     def load(store: Store) -> tuple[list[dict[str, Any]], dict[str, tuple[str, str | None]], list[str]]:
-        rows = tickets.list_tickets(store, config.tickets, today, state, overdue)
-        return rows, _windows(store), _departments(store)
+        return tickets.list_tickets(store, config.tickets, today), _windows(store), _departments(store)
 
-    rows, windows, depts = await with_store(request, load)
-    rows = [r for r in rows if in_scope(person, r["department"]) and dept in ("", r["department"])]
-    rows.reverse()  # newest first
-    body = _filters(person, depts, dept, state or "", overdue) + _table(rows, windows, config, today)
+    every, windows, depts = await with_store(request, load)
+    mine = [r for r in every if in_scope(person, r["department"]) and dept in ("", r["department"])]
+    rows = [r for r in reversed(mine) if state in (None, r["state"]) and (r["overdue"] or not overdue)]
+    body = _filters(person, depts, dept, state or "", overdue) + _summary(mine)
+    body += _table(rows[:LIST_LIMIT], windows, config, today)
+    if len(rows) > LIST_LIMIT:
+        body += f'<p class="muted">只显示最新的 {LIST_LIMIT} 条（共 {len(rows)} 条），请用筛选缩小范围。</p>'
     return render_page(request, "差评工单", body)
+
+
+def _summary(rows: list[dict[str, Any]]) -> str:
+    """Counts of the person's tickets (department filter applied) by where they wait."""
+    counts = {
+        "待转办": sum(r["state"] == "registered" for r in rows),
+        "待核实": sum(r["state"] in ("assigned", "appealed") for r in rows),
+        "待反馈": sum(r["state"] == "verified" and r["closed_ms"] is None for r in rows),
+        "已办结": sum(r["closed_ms"] is not None for r in rows),
+    }
+    late = sum(r["overdue"] for r in rows)
+    cells = "".join(f"<span class=stat>{esc(k)} <b>{v}</b></span>" for k, v in counts.items())
+    cells += f'<span class="stat{" overdue" if late else ""}">超期 <b>{late}</b></span>'
+    return f'<section class="summary">{cells}</section>'
 
 
 def _filters(person: Person, depts: list[str], dept: str, state: str, overdue: bool) -> str:

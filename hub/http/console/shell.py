@@ -146,6 +146,8 @@ th,td{padding:6px 8px;border-bottom:1px solid #e3e7eb;text-align:left;vertical-a
 th{font-size:13px;color:#556;white-space:nowrap}
 .num{text-align:right}
 table.facts th{width:9em}
+.summary{display:flex;flex-wrap:wrap;gap:28px}
+.stat b{font-size:20px;margin-left:4px}
 .overdue,.overdue a{color:#c62828;font-weight:bold}
 .muted{color:#778}
 .flash{padding:8px 12px;border-radius:4px;background:#fdecea;color:#8e1b1b;margin-bottom:12px}
