@@ -14,7 +14,7 @@ import sqlite_utils
 
 from protocol.levels import LEVEL_IDS
 
-from .schema_upstream import migrate_lazy_ratings, migrate_upstream
+from .schema_upstream import migrate_lazy_ratings, migrate_upstream, migrate_upstream_days
 
 #: Event counters of a tally row (created by migration 1). ``lv_*`` count every rating by level
 #: (flagged ones included), ``fl_*`` the flagged ones, so rates can leave misuse out while
@@ -194,6 +194,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m6_invalid_events,
     _m7_device_keys,
     _m8_people,
+    migrate_upstream_days,
 ]
 
 

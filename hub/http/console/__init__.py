@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from . import audit_log, queue, reports_pages
+from . import audit_log, figures, operations, queue, reports_pages
 from .shell import Page, console_routes
 
 PAGES: list[Page] = [
+    *figures.PAGES,
     *queue.PAGES,
     *reports_pages.PAGES,
+    *operations.PAGES,
     *audit_log.PAGES,
 ]
 
