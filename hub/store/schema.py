@@ -14,7 +14,7 @@ import sqlite_utils
 
 from protocol.levels import LEVEL_IDS
 
-from .schema_upstream import migrate_lazy_ratings, migrate_upstream
+from .schema_upstream import migrate_lazy_ratings, migrate_upstream, migrate_upstream_days
 
 #: Event counters of a tally row (created by migration 1). ``lv_*`` count every rating by level
 #: (flagged ones included), ``fl_*`` the flagged ones, so rates can leave misuse out while
@@ -185,7 +185,7 @@ def _m8_people(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX audit_subject ON audit(subject)")  # a ticket's history
 
 
-def _m9_alerts(db: sqlite_utils.Database) -> None:
+def _m10_alerts(db: sqlite_utils.Database) -> None:
     """Alerts (open → acknowledged → closed) and their webhook deliveries. At most one alert per
     (rule, subject) is not closed; ``held`` marks one closed by hand while its condition still
     held, so it does not open again until the condition clears. A delivery row per webhook is made
@@ -233,7 +233,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m6_invalid_events,
     _m7_device_keys,
     _m8_people,
-    _m9_alerts,
+    migrate_upstream_days,
+    _m10_alerts,
 ]
 
 

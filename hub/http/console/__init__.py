@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from . import alerts, audit_log, queue, reports_pages
+from . import alerts, audit_log, figures, operations, queue, reports_pages
 from .shell import Page, console_routes
 
 PAGES: list[Page] = [
+    *figures.PAGES,
     *queue.PAGES,
     *reports_pages.PAGES,
+    *operations.PAGES,
     *alerts.PAGES,
     *audit_log.PAGES,
 ]
