@@ -81,7 +81,7 @@ def test_cli_csv_writes_formulas_as_text(home: Path) -> None:
 def test_report_csv_writes_formulas_as_text(home: Path) -> None:
     rows = cells(ok(home, "report", "--format", "csv"))
     assert_no_formula(rows)
-    assert rows[[r[1] for r in rows].index("'" + FORMULA)][:4] == ["Items", "'" + FORMULA, "1", "0"]
+    assert rows[[r[1] for r in rows].index("'" + FORMULA)][:4] == ["事项", "'" + FORMULA, "'+1 cmd", "1"]
 
 
 def test_safe_cell_keeps_numbers_and_quotes_every_formula_start() -> None:
