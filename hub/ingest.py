@@ -4,7 +4,7 @@ One call to :meth:`Ingestor.ingest` handles a batch of messages in one transacti
 checked (topic → device, registry, MAC), deduplicated on (device, epoch, seq) *before* any business
 rule, inserted, and counted; the cumulative ack per (device, epoch) is the end of the contiguous
 prefix of stored seqs. Moving that ack point releases the ratings it passes to the upstream outbox
-and the work queue, in seq order (:mod:`hub.upstream.hook`). Nothing is acked to the broker or the
+and the work queue, in seq order (:mod:`hub.release`). Nothing is acked to the broker or the
 terminal until the commit returned.
 """
 
@@ -24,11 +24,11 @@ from protocol.frames import Event, Kind, Trigger, decode_state, parse_frame, ver
 from protocol.rules import event_problem
 from protocol.topics import Leaf, hub_state_topic, parse_topic
 
+from . import release
 from .cases import get_case
 from .store import Store, keys, now_ms
 from .store.registry import Device, all_devices, set_device_state
 from .store.tallies import DayCache, TallyDelta
-from .upstream import hook as upstream_hook
 
 _LOG = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Ingestor:
         self._uptos: dict[tuple[str, str], int] = {}
         #: What the current batch stored, per (device, epoch): seq → the rating to release, or
         #: None for other kinds. Lets the common case release without reading back.
-        self._fresh: defaultdict[tuple[str, str], dict[int, upstream_hook.Rated | None]] = defaultdict(dict)
+        self._fresh: defaultdict[tuple[str, str], dict[int, release.Rated | None]] = defaultdict(dict)
 
     def refresh_registry(self) -> None:
         version = self.store.meta("registry_version", "0")
@@ -162,9 +162,9 @@ class Ingestor:
 
     def release_held(self, received_before_ms: int) -> int:
         """Release ratings stored beyond a gap before ``received_before_ms`` (see
-        :func:`hub.upstream.hook.release_held`); returns how many."""
+        :func:`hub.release.release_held`); returns how many."""
         with self.store.transaction() as conn:
-            return upstream_hook.release_held(conn, self.hall, received_before_ms)
+            return release.release_held(conn, self.hall, received_before_ms)
 
     def _message(
         self,
@@ -259,7 +259,7 @@ class Ingestor:
         _track_case(conn, dev, ev, status, event_id, t_ms)
         self._fresh[(dev.id, ev.epoch)][ev.seq] = _releasable(event_id, dev, ev, status, t_ms, day)
         if ev.kind == Kind.REASON.value and ev.ref is not None and ev.reasons is not None:
-            upstream_hook.on_reason(conn, self.hall, dev.id, ev.epoch, ev.ref, list(ev.reasons))
+            release.on_reason(conn, self.hall, dev.id, ev.epoch, ev.ref, list(ev.reasons))
         _tally(delta, (day, dev.id, dev.window, ev.item or "", ev.staff or ""), ev, status)
         if ev.trigger == Trigger.FREE.value and self.burst_gap_ms:
             self._flag_next_if_burst(conn, dev, ev, delta)
@@ -326,7 +326,7 @@ class Ingestor:
             rated = fresh.get(seq)
             if rated is not None:  # stored by this batch, not released yet
                 fresh[seq] = dataclasses.replace(rated, status="flagged")
-            upstream_hook.rating_changed(conn, self.hall, event_id)
+            release.rating_changed(conn, self.hall, event_id)
 
     def _burst(self, conn: sqlite3.Connection, dev: Device, ev: Event) -> bool:
         """Did the previous rating of this terminal come less than the gap before this one?"""
@@ -345,7 +345,7 @@ class Ingestor:
             after = upto = self._upto(conn, device, epoch)
             while (upto + 1) in seqs or _exists(conn, device, epoch, upto + 1):
                 upto += 1
-            upstream_hook.release(conn, self.hall, device, epoch, after, upto, self._fresh.get((device, epoch), {}))
+            release.release(conn, self.hall, device, epoch, after, upto, self._fresh.get((device, epoch), {}))
             conn.execute(
                 "INSERT INTO epochs (device, epoch, upto, first_ms, last_ms) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(device, epoch) DO UPDATE SET upto = excluded.upto, last_ms = excluded.last_ms",
@@ -362,11 +362,11 @@ class Ingestor:
         return 0 if row is None else int(row[0])
 
 
-def _releasable(event_id: int, dev: Device, ev: Event, status: str, t_ms: int, day: str) -> upstream_hook.Rated | None:
+def _releasable(event_id: int, dev: Device, ev: Event, status: str, t_ms: int, day: str) -> release.Rated | None:
     """The rating to release upstream once the ack point passes it; None for anything else."""
     if ev.kind != Kind.RATING.value or status == "refused" or ev.level is None:
         return None
-    return upstream_hook.Rated(
+    return release.Rated(
         event_id, dev.id, ev.epoch, ev.seq, dev.window, ev.item, ev.case, ev.staff, ev.level, status, t_ms, day
     )
 

@@ -19,10 +19,10 @@ from protocol.levels import LEVEL_IDS, Level
 
 from . import tickets
 from .config import HubConfig
+from .periods import period_range
 from .spreadsheet import SafeWriter
 from .stats import stats
 from .store import Store
-from .upstream.totals import period_range
 
 REASON_ZH = {"cold": "冷", "lazy": "懒", "shirk": "推", "arbitrary": "乱", "greedy": "贪", "other": "其他",
              "unspecified": "未选择"}  # fmt: skip

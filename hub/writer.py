@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon ends this process by closing the pipe
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from .cli.common import setup_logging
+    from protocol.process import setup_logging
 
     setup_logging(args.verbose)
     batches = PipeEnd(args.batches)

@@ -14,8 +14,8 @@ import pytest
 import tomli_w
 from click.testing import CliRunner
 
+from haocha.cli import main
 from hub.cases import queue_command
-from hub.cli import main
 from hub.store import now_ms
 from simulators.hall import Hall, wait_for
 
@@ -33,7 +33,7 @@ def poison(path: Path, key: str, value: Any) -> None:
 
 
 def haocha(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hub", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "haocha", *args], capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize("kind", ["gpio", "micro"])

@@ -62,7 +62,7 @@ def enqueue(
 
 def enqueue_ratings(conn: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:
     """Queue the records of ratings ``(record_id, window, event_id)``, in that order; a rating
-    queued before (released early, see :func:`hub.upstream.hook.release_held`) is skipped."""
+    queued before (released early, see :func:`hub.release.release_held`) is skipped."""
     at = now_ms()
     conn.executemany(
         "INSERT OR IGNORE INTO outbox (record_id, kind, lane, event_id, created_ms) VALUES (?, 'evaluation', ?, ?, ?)",

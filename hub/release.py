@@ -16,32 +16,16 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass
 
 from protocol.levels import BAD_LEVEL_IDS
 
-from .. import tickets
-from . import outbox
+from . import tickets
+from .tickets import Rated
+from .upstream import outbox
 
 _LOG = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class Rated:
-    """A stored rating (not refused) as release needs it."""
-
-    event_id: int
-    device: str
-    epoch: str
-    seq: int
-    window: str
-    item: str | None
-    case: str | None
-    staff: str | None
-    level: str
-    status: str
-    t_ms: int
-    day: str
+__all__ = ["Rated", "on_reason", "rating_changed", "release", "release_held"]
 
 
 _RATED_COLUMNS = (
