@@ -18,6 +18,8 @@ import click
 from .errors import HaochaError
 
 EXPECTED_ERRORS = (HaochaError, ValueError, LookupError, OSError, sqlite3.Error)
+#: The project's own packages: a module of theirs missing is a bug, not a part left out.
+PARTS = ("protocol", "terminal", "hub", "simulators", "haocha")
 
 format_option = click.option(
     "--format",
@@ -47,7 +49,7 @@ class LazyGroup(click.Group):
         try:
             loaded = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if ctx.resilient_parsing or exc.name is None or exc.name.split(".")[0] == module.split(".")[0]:
+            if ctx.resilient_parsing or exc.name is None or exc.name.split(".")[0] in PARTS:
                 raise
             return _missing(cmd_name, exc.name)
         command: click.Command = getattr(loaded, attribute)
@@ -62,6 +64,10 @@ class LazyGroup(click.Group):
             if os.environ.get("HAOCHA_DEBUG") == "1":
                 raise
             raise click.ClickException(one_line(exc)) from exc
+        except ModuleNotFoundError as exc:  # a part this install leaves out (pip install 'haocha[pi]')
+            if os.environ.get("HAOCHA_DEBUG") == "1" or exc.name is None or exc.name.split(".")[0] in PARTS:
+                raise
+            raise click.ClickException(_not_installed(ctx.invoked_subcommand or "", exc.name)) from exc
 
 
 def _missing(name: str, package: str) -> click.Command:
@@ -69,16 +75,18 @@ def _missing(name: str, package: str) -> click.Command:
     hub): its help says so and running it fails with one line."""
 
     def fail(**_: Any) -> None:
-        raise click.ClickException(
-            f"`haocha {name}` needs {package}, which is not installed here: pip install 'haocha[hub]'"
-        )
+        raise click.ClickException(_not_installed(name, package))
 
     return click.Command(
         name,
         callback=fail,
         help=f"(not installed here: needs {package})",
-        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
     )
+
+
+def _not_installed(name: str, package: str) -> str:
+    return f"`haocha {name}` needs {package}, not installed here: pip install 'haocha[hub]' (or [sim]: every part)"
 
 
 def one_line(exc: BaseException) -> str:
