@@ -20,6 +20,7 @@ import sqlite3
 from protocol.levels import BAD_LEVEL_IDS
 
 from . import tickets
+from .statuses import EventStatus
 from .tickets import Rated
 from .upstream import outbox
 
@@ -83,7 +84,7 @@ def rating_changed(conn: sqlite3.Connection, hall: str, event_id: int) -> None:
         "LEFT JOIN epochs p ON p.device = e.device AND p.epoch = e.epoch WHERE e.id = ?",
         (event_id,),
     ).fetchone()
-    if row is None or row[4] == "refused":
+    if row is None or row[4] == EventStatus.REFUSED:
         return
     device, epoch, seq, window, _status, upto = row
     rid = outbox.record_id(hall, device, epoch, seq)
@@ -99,6 +100,6 @@ def _queue(conn: sqlite3.Connection, hall: str, ratings: list[Rated]) -> None:
     rids = [outbox.record_id(hall, r.device, r.epoch, r.seq) for r in ratings]
     outbox.enqueue_ratings(conn, [(rid, r.window, r.event_id) for rid, r in zip(rids, ratings, strict=True)])
     for rid, r in zip(rids, ratings, strict=True):
-        if r.status == "accepted" and r.level in BAD_LEVEL_IDS:
+        if r.status == EventStatus.ACCEPTED and r.level in BAD_LEVEL_IDS:
             reasons = outbox.latest_reasons(conn, r.device, r.epoch, r.seq)
             tickets.open_ticket(conn, rid, r, reasons)

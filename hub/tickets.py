@@ -23,11 +23,12 @@ from typing import Any
 from .config import TicketSettings
 from .errors import NotFound, TicketStateError
 from .stats import rectification_rate
+from .statuses import TicketState
 from .store import Store, now_ms
 from .store.tallies import TICKET_COUNTS, count_tickets
 from .upstream import outbox
 
-STATES = ("registered", "assigned", "appealed", "verified", "feedback")
+STATES = tuple(TicketState)
 ORDER = "registered → assigned → verified → feedback (an invalid verdict needs an appeal first)"
 _COLUMNS = (
     "id, ticket_no, window, item, case_no, staff, level, reasons, state, verdict, assignee, dept, appeal, "

@@ -23,6 +23,7 @@ from typing import Any
 
 from protocol.levels import BAD_LEVEL_IDS
 
+from ..statuses import EventStatus
 from ..store import now_ms
 
 KINDS = ("evaluation", "update", "ticket", "totals")
@@ -162,7 +163,7 @@ def _rating_body(conn: sqlite3.Connection, hall: str, rid: str, rating: list[Any
         "reasons": (latest_reasons(conn, device, epoch, seq) or []) if level in BAD_LEVEL_IDS else [],
         "trigger": trigger,
         "t_ms": t_ms,
-        "flagged": status == "flagged",
+        "flagged": status == EventStatus.FLAGGED,
     }
 
 
