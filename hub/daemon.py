@@ -196,7 +196,7 @@ class HubDaemon:
         finally:
             self.notify.stopping()
             if sender is not None:
-                sender.stop()
+                sender.close()
             self._shutdown(batches, reporting)
         if self.writer_died:
             raise HubError(f"the hub's writer process died (exit code {self.writer.returncode}); see the log above")
