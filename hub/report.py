@@ -17,7 +17,7 @@ from typing import Any
 
 from protocol.levels import LEVEL_IDS, Level
 
-from . import tickets
+from . import table, tickets
 from .config import HubConfig
 from .periods import period_range
 from .spreadsheet import SafeWriter
@@ -97,17 +97,8 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]
     ]  # fmt: skip
 
 
-def _width(text: str) -> int:
-    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
-
-
 def _table(head: list[str], rows: list[list[str]]) -> str:
-    widths = [max(_width(x) for x in col) for col in zip(head, *rows, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c + " " * (w - _width(c)) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+    return table.render(head, rows)
 
 
 def format_table(rep: dict[str, Any]) -> str:
