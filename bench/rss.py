@@ -32,9 +32,9 @@ def terminal_rss(hall: Hall) -> float:
         try:
             peak = max(peak, peak_rss_mb(proc.pid))
         except (OSError, RuntimeError):
-            break
+            break  # it exited between poll() and the read
         time.sleep(0.2)
-    assert proc.returncode == 0, hall.log("sim-T000")
+    assert proc.wait(30) == 0, hall.log("sim-T000")
     return peak
 
 

@@ -147,6 +147,14 @@ class MisuseSettings:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class ReportSettings:
+    difficult_min_ratings: int = field(
+        30, "最难办窗口: a window needs at least this many ratings in the period to be listed", check=positive
+    )
+    difficult_top: int = field(10, "最难办窗口: how many windows the list names", check=positive)
+
+
 def _names(value: tuple[str, ...]) -> str | None:
     bad = [n for n in value if not n or any(c.isspace() or c in "/,*" for c in n)]
     return f"has names that are not host names or addresses: {bad}" if bad else None
@@ -193,6 +201,7 @@ class HubConfig:
     ingest: IngestSettings = field(default_factory=IngestSettings, doc="[ingest] table")
     misuse: MisuseSettings = field(default_factory=MisuseSettings, doc="[misuse] table")
     tls: TlsSettings = field(default_factory=TlsSettings, doc="[tls] table: the hall CA's certificates")
+    reports: ReportSettings = field(default_factory=ReportSettings, doc="[reports] table: published rankings")
 
     @property
     def tz(self) -> ZoneInfo:

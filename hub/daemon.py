@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -60,6 +61,8 @@ GIL_SWITCH_S = 0.0005
 WRITER_EXIT_S = 10.0
 #: An idle forwarding thread sends the writer an empty batch this often; the writer answers it.
 WRITER_HEARTBEAT_S = 1.0
+#: How often the hub looks for certificates ``tls renew`` replaced.
+RENEWAL_CHECK_S = 2.0
 #: A writer silent this long is taken as stuck: the watchdog pings stop. A writer retrying a
 #: failing commit (disk full) reports every COMMIT_RETRY_MAX_S at the latest, so it is not stuck.
 WRITER_SILENT_S = 2 * COMMIT_RETRY_MAX_S
@@ -91,6 +94,8 @@ class HubDaemon:
         #: A thread of the daemon that ended by an exception: the hub stops and exits non-zero.
         self.thread_died: str | None = None
         self.link = LinkReport(_LOG, f"{config.broker.host}:{config.broker.port}")
+        self.renewals = tlsfiles.RenewalWatch()
+        self._renewals_checked = time.monotonic()
         self.client = self._make_client()
         self.upstream_tls = upstream_tls(config, home)  # a bad [upstream] ca stops the hub at start
         self.commands = CommandPublisher(self.client, config.hall, home / DB_NAME, self.connected)
@@ -109,7 +114,11 @@ class HubDaemon:
             mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.broker.user, protocol=mqtt.MQTTv5, manual_ack=True
         )
         client.username_pw_set(cfg.broker.user, cfg.broker.password)
-        client.tls_set_context(tlsfiles.mqtt_context(self.home, cfg))
+        context = tlsfiles.mqtt_context(self.home, cfg)
+        if cfg.tls.client_certificates:  # the broker checks it at every reconnect
+            hub_files = tlsfiles.paths(self.home)
+            self.renewals.watch(context, hub_files.cert("hub"), hub_files.key("hub"))
+        client.tls_set_context(context)
         client.will_set(hub_state_topic(cfg.hall), OFFLINE.encode(), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.max_inflight_messages_set(1000)
@@ -240,8 +249,16 @@ class HubDaemon:
         False if the hub stops first."""
         while not self.stopping.wait(0.02):
             if self.writer_answered is not None and self.http is not None and self.http.started:
+                self._watch_https()
                 return True
         return False
+
+    def _watch_https(self) -> None:
+        """uvicorn made the API's TLS context at start; renewed files are loaded into it."""
+        cert, key = self._https_files()
+        context = self.http.config.ssl if self.http is not None else None
+        if cert and key and isinstance(context, ssl.SSLContext):
+            self.renewals.watch(context, Path(cert), Path(key))
 
     def _status(self) -> str:
         broker = "connected to" if self.connected.is_set() else "waiting for"
@@ -257,6 +274,9 @@ class HubDaemon:
             self._sent_to_writer = now
         if self.writer_answered is not None and now - self.writer_answered < WRITER_SILENT_S:
             self.notify.watchdog(self._status)
+        if now - self._renewals_checked >= RENEWAL_CHECK_S:
+            self._renewals_checked = now
+            self.renewals.check()
 
     def _https_files(self) -> tuple[str | None, str | None]:
         """The API's certificate and key from the hall CA when ``[http] tls``, else plain HTTP."""

@@ -8,6 +8,8 @@ terminal would refuse to start with.
 
 from __future__ import annotations
 
+import json
+import logging
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +28,8 @@ from .secrets import mosquitto_hash, new_mac_key, new_password, write_private
 from .store import Store, keys
 from .store.registry import get_device, insert_device
 from .store.registry import revoke_device as revoke_in_registry
+
+_LOG = logging.getLogger(__name__)
 
 CA_NAME = "ca.crt"
 CLIENT_CERT_NAME = "client.crt"
@@ -234,9 +238,44 @@ def _require_board_files(kind: str, board_files: BoardFiles | None) -> None:
 
 def _write_board_files(config_path: Path, board_files: BoardFiles | None) -> None:
     """Firmware and ``config.json`` for a MicroPython board, in ``board/`` beside terminal.toml
-    (docs/micro.md: copy them with mpremote). Every file private: config.json holds secrets."""
+    (docs/micro.md: copy them with mpremote). Every file private: config.json holds secrets. What
+    the technician entered by hand in the last ``config.json`` (Wi-Fi, NTP host, watchdog) is kept:
+    a rotation or a renewal never sends someone to type the hall's Wi-Fi password again."""
     _require_board_files("micro", board_files)
     assert board_files is not None
     board = config_path.parent / "board"
+    site = _site_settings(board / "config.json")
     for name, data in board_files(load(config_path)).items():
+        if name == "config.json" and site:
+            data = _with_site_settings(data, site)
         write_private(board / name, data)
+
+
+#: Keys of a board's ``config.json`` a technician fills in by hand (docs/micro.md).
+BOARD_SITE_KEYS = ("wifi", "ntp_host", "watchdog_s")
+
+
+def _site_settings(path: Path) -> dict[str, Any]:
+    """The hand-entered keys of an existing ``config.json`` (``broker.report_s`` included)."""
+    try:
+        old = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        _LOG.warning("%s unreadable (%s): its Wi-Fi settings must be entered again", path, exc)
+        return {}
+    if not isinstance(old, dict):
+        return {}
+    site = {key: old[key] for key in BOARD_SITE_KEYS if key in old}
+    broker = old.get("broker")
+    if isinstance(broker, dict) and "report_s" in broker:
+        site["report_s"] = broker["report_s"]
+    return site
+
+
+def _with_site_settings(data: bytes, site: dict[str, Any]) -> bytes:
+    cfg = json.loads(data)
+    cfg.update({key: value for key, value in site.items() if key != "report_s"})
+    if "report_s" in site:
+        cfg["broker"]["report_s"] = site["report_s"]
+    return (json.dumps(cfg, indent=1, ensure_ascii=False) + "\n").encode()

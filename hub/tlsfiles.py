@@ -3,8 +3,9 @@ package (:mod:`hub.certs` makes the files): the hub daemon loads only this."""
 
 from __future__ import annotations
 
+import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from protocol.transport import client_tls
@@ -12,6 +13,7 @@ from protocol.transport import client_tls
 from .config import HubConfig
 from .errors import HubError
 
+_LOG = logging.getLogger(__name__)
 TLS_DIR = "tls"
 #: Addresses that mean "every interface": no client connects to them by that name.
 ANY_ADDRESS = ("0.0.0.0", "::", "")
@@ -80,3 +82,38 @@ def mqtt_context(home: Path, config: HubConfig) -> ssl.SSLContext:
 def local_host(host: str) -> str:
     """How a client on the hub's machine reaches a server listening at ``host``."""
     return "127.0.0.1" if host in ANY_ADDRESS else host
+
+
+@dataclass
+class RenewalWatch:
+    """Loads renewed certificates into live TLS contexts (``tls renew`` while the hub runs): the
+    HTTPS API's and the hub's own client certificate. Each new handshake uses the new files; the
+    connections already open keep theirs. A half-written pair (renew caught mid-way) is retried at
+    the next check, and the context keeps serving the old one meanwhile."""
+
+    _watched: list[tuple[ssl.SSLContext, Path, Path]] = field(default_factory=list)
+    _stamps: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def watch(self, context: ssl.SSLContext, cert: Path, key: Path) -> None:
+        self._watched.append((context, cert, key))
+        self._stamps[cert] = _stamp(cert, key)
+
+    def check(self) -> None:
+        for context, cert, key in self._watched:
+            stamp = _stamp(cert, key)
+            if stamp == self._stamps[cert]:
+                continue
+            try:
+                context.load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as exc:
+                _LOG.warning("renewed certificate %s not loaded yet: %s", cert, exc)
+                continue
+            self._stamps[cert] = stamp
+            _LOG.info("renewed certificate %s loaded", cert)
+
+
+def _stamp(cert: Path, key: Path) -> tuple[int, int]:
+    try:
+        return cert.stat().st_mtime_ns, key.stat().st_mtime_ns
+    except OSError:
+        return 0, 0

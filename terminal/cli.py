@@ -1,4 +1,5 @@
-"""The terminal's command group: ``terminal run`` and ``terminal journal`` (SPEC section 7)."""
+"""The terminal's command group: ``terminal run``, ``terminal check`` and ``terminal journal``
+(SPEC section 7)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,21 @@ def terminal_run(config_path: Path, verbose: bool) -> None:
         raise click.ClickException("kind micro runs on the board (see docs/micro.md), or under `haocha sim terminal`")
     with Terminal(config) as term, stop_on_signals(term.stop):
         term.run()
+
+
+@terminal_group.command("check")
+@config_option
+def terminal_check(config_path: Path) -> None:
+    """Check a terminal.toml (every key and value, the files it names) without running anything;
+    one line on what it sets up, or one line on what is wrong."""
+    from .config import load
+
+    config = load(config_path)
+    tls = "plain MQTT" if config.broker_tls() is None else "TLS"  # loads the CA and certificate files
+    click.echo(
+        f"{config.device} at window {config.window} ({config.kind}, {config.mode} mode), "
+        f"broker {config.broker.host}:{config.broker.port} over {tls}"
+    )
 
 
 @terminal_group.command("journal")

@@ -19,15 +19,13 @@ import queue
 import random
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,18 +33,21 @@ from protocol.levels import LEVEL_IDS
 
 from .config import GpioSettings, TerminalConfig
 from .errors import JournalError, TerminalError
+from .micro.journal import read_record
 
 _LOG = logging.getLogger(__name__)
 
 #: Where the firmware sources live (package data).
 FIRMWARE_DIR = Path(__file__).resolve().parent / "micro"
+#: The rules both terminals run (:mod:`terminal.core`): the board gets this very file.
+CORE_FILE = Path(__file__).resolve().parent / "core.py"
 #: Files copied onto a board; ``sim_board.py`` stays on the host.
 FIRMWARE_FILES: tuple[str, ...] = (
     "wire.py",
     "journal.py",
     "mqtt.py",
     "clock.py",
-    "evaluator.py",
+    "core.py",
     "uplink.py",
     "board.py",
     "main.py",
@@ -63,7 +64,6 @@ BOARD_TLS_FILES = {"ca": "ca.der", "client_cert": "client.der", "client_key": "c
 BAD_LEVELS = frozenset({"dissatisfied", "very_dissatisfied"})
 #: Weights of a plausible hall (as ``simulators/terminal_sim.py``): most citizens are satisfied.
 LEVEL_WEIGHTS = {"very_satisfied": 60, "satisfied": 25, "basic": 8, "dissatisfied": 5, "very_dissatisfied": 2}
-_MAX_PAYLOAD = 2048
 
 
 class MicroSimError(TerminalError, RuntimeError):
@@ -152,22 +152,18 @@ def firmware_config(
             # [CA, client certificate, client key]: files beside config.json on the board (board_files)
             **({"tls": list(board_tls_files(config))} if config.broker.ca else {}),
         },
-        "timing": {
-            "lockout_s": config.timing.lockout_s,
-            "invite_s": config.timing.invite_s,
-            "reason_s": config.timing.reason_s,
-            "thanks_s": config.timing.thanks_s,
-        },
-        "uplink": {
-            "window": config.uplink.window,
-            "batch": config.uplink.batch,
-            "resend_s": config.uplink.resend_s,
-            "state_s": config.uplink.state_s,
-        },
+        # Whole sections: a key added to [timing] or [uplink] reaches the board too.
+        "timing": asdict(config.timing),
+        "uplink": asdict(config.uplink),
         "pins": board_pins(config.gpio),
         "wifi": {"ssid": wifi_ssid, "password": wifi_password},
         "ntp_host": ntp_host,
     }
+
+
+def firmware_source(name: str) -> Path:
+    """The source file of firmware module ``name`` (``core.py`` is the CPython terminal's own)."""
+    return CORE_FILE if name == CORE_FILE.name else FIRMWARE_DIR / name
 
 
 def board_files(config: TerminalConfig, wifi_ssid: str = "", wifi_password: str = "") -> dict[str, bytes]:
@@ -175,7 +171,7 @@ def board_files(config: TerminalConfig, wifi_ssid: str = "", wifi_password: str 
     the TLS files ``terminal.toml`` names (the hall CA's ``ca.crt``; a client certificate and key
     when the hall requires them) and ``config.json`` (Wi-Fi left blank unless given: the technician
     fills it in)."""
-    files = {name: (FIRMWARE_DIR / name).read_bytes() for name in FIRMWARE_FILES}
+    files = {name: firmware_source(name).read_bytes() for name in FIRMWARE_FILES}
     files |= board_tls_files(config)
     cfg = firmware_config(config, wifi_ssid=wifi_ssid, wifi_password=wifi_password)
     files["config.json"] = (json.dumps(cfg, indent=1, ensure_ascii=False) + "\n").encode()
@@ -205,20 +201,13 @@ def _read_meta(folder: Path) -> dict[str, Any]:
 
 
 def iter_records(path: Path, first: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(seq, body) of a segment file, stopping at a torn or corrupt record as the firmware does."""
-    data = path.read_bytes()
-    pos, expect = 0, first
-    while pos + 8 <= len(data):
-        length, crc = struct.unpack_from("<II", data, pos)
-        payload = data[pos + 8 : pos + 8 + length]
-        if not 8 <= length <= _MAX_PAYLOAD or len(payload) < length or zlib.crc32(payload) != crc:
-            return
-        (seq,) = struct.unpack_from("<Q", payload)
-        if seq != expect:
-            return
-        yield seq, json.loads(payload[8:])
-        pos += 8 + length
-        expect += 1
+    """(seq, body) of a segment file, stopping at a torn or corrupt record: the firmware's own
+    ``read_record`` (``terminal/micro/journal.py``), as the board reads it."""
+    with path.open("rb") as f:
+        expect = first
+        while (record := read_record(f)) is not None and record[0] == expect:
+            yield expect, json.loads(record[1])
+            expect += 1
 
 
 def journal_summary(path: Path) -> dict[str, Any]:
@@ -273,7 +262,7 @@ def compile_firmware(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     compiler = find_mpy_cross()
     for name in (*FIRMWARE_FILES, "sim_board.py"):
-        src = FIRMWARE_DIR / name
+        src = firmware_source(name)
         if compiler is None:
             shutil.copyfile(src, dest / name)
             continue

@@ -4,7 +4,8 @@ The broker is transport, not storage: a PUBACK proves nothing. Rows leave the jo
 the hub's retained ``ack`` covers them. The MQTT client is handed a bounded window of rows beyond
 the acked pointer, never the whole backlog, and the window is sent again on (re)connect, when the
 hub's state turns online, and whenever the ack has not advanced for ``resend_s`` while rows are
-pending (the broker may have dropped messages it already PUBACKed).
+pending (the broker may have dropped messages it already PUBACKed). Those decisions are
+:class:`terminal.core.Window`, the very code the firmware runs; this module is their I/O (paho).
 
 Threads: paho's network thread runs the ``_on_*`` callbacks, which only record what arrived and
 wake the sender thread; the sender thread alone publishes and writes acks to the journal.
@@ -28,6 +29,7 @@ from protocol.transport import LinkReport, no_delay
 from . import __version__
 from .clock import Clock
 from .config import TerminalConfig
+from .core import Window
 from .errors import JournalError
 from .journal import Journal, Row, row_event
 from .secrets import TerminalSecrets
@@ -52,14 +54,12 @@ class Uplink:
         self._dirty = True
         self._stopping = False
         self._connected = False
-        self._hub_online: bool | None = None
-        self._resend_due = True
-        self._latest_ack: Ack | None = None
-        self._sent_upto = journal.acked
-        self._last_progress = time.monotonic()
+        self._window = Window(
+            config.uplink.window, _ms(config.uplink.resend_s), journal.epoch, journal.acked, _now_ms()
+        )
         self._next_state = 0.0
         self._panel = {"ok": True, "detail": ""}
-        self.counts = {"published_events": 0, "resends": 0, "acks": 0, "commands": 0}
+        self.counts = {"published_events": 0, "resends": 0, "acks": 0, "refused_acks": 0, "commands": 0}
         self._thread: threading.Thread | None = None
         self.link = LinkReport(_LOG, f"{config.broker.host}:{config.broker.port}")
         self.secrets = TerminalSecrets(config)
@@ -124,7 +124,7 @@ class Uplink:
         _LOG.info("connected to broker %s:%s", self.config.broker.host, self.config.broker.port)
         with self._cond:
             self._connected = True
-            self._resend_due = True
+            self._window.resend_due = True
             self._next_state = 0.0
             self._wake_locked()
 
@@ -171,17 +171,20 @@ class Uplink:
             self._wake_locked()
 
     def _record_ack(self, ack: Ack) -> None:
+        journal, window = self.journal, self._window
         with self._cond:
-            if ack.epoch == self.journal.epoch and (self._latest_ack is None or ack.upto > self._latest_ack.upto):
-                self._latest_ack = ack
+            before = window.upto
+            if window.heard(ack.upto, ack.epoch, journal.acked, journal.last_seq):
+                self.counts["refused_acks"] += 1
+                _LOG.error("hub acked seq %d beyond last_seq %d: ignored", ack.upto, journal.last_seq)
+            elif window.upto != before:
                 self._wake_locked()
 
     def _record_hub_state(self, online: bool) -> None:
         with self._cond:
-            if online and self._hub_online is not True:
-                self._resend_due = True  # the hub is back: whatever the broker held may be gone
+            self._window.online(online)
+            if self._window.resend_due:
                 self._wake_locked()
-            self._hub_online = online
 
     # -- sender thread ----------------------------------------------------------------------
     def wake(self) -> None:
@@ -222,37 +225,25 @@ class Uplink:
         now = time.monotonic()
         with self._cond:
             connected = self._connected
-            if self._resend_due or self._ack_stalled(now):
-                self._resend_due = False
-                self._sent_upto = self.journal.acked
-                self._last_progress = now
+            if self._window.rewind(self.journal.acked, _now_ms()):
                 self.counts["resends"] += 1
         if connected:
             self._send_window()
             if now >= self._next_state:
                 self._publish_state(now)
 
-    def _ack_stalled(self, now: float) -> bool:
-        pending = self._sent_upto > self.journal.acked
-        return pending and self._hub_online is not False and now - self._last_progress >= self.config.uplink.resend_s
-
     def _apply_ack(self) -> None:
         with self._cond:
-            ack = self._latest_ack
-        if ack is None:
-            return
-        if ack.upto > self.journal.last_seq:
-            _LOG.error("hub acked seq %d beyond last_seq %d: ignored", ack.upto, self.journal.last_seq)
-            return
-        if self.journal.ack(ack.upto):
+            upto = self._window.upto
+        if upto > self.journal.acked and self.journal.ack(upto):
             self.counts["acks"] += 1
-            self._last_progress = time.monotonic()
-            self._sent_upto = max(self._sent_upto, ack.upto)
+            with self._cond:
+                self._window.ack(upto, _now_ms())
 
     def _send_window(self) -> None:
         cfg = self.config.uplink
-        start = max(self._sent_upto, self.journal.acked)
-        room = self.journal.acked + cfg.window - start
+        with self._cond:
+            start, room = self._window.pending(self.journal.acked, self.journal.last_seq)
         if room <= 0:
             return
         rows = self.journal.rows_after(start, min(room, cfg.batch * 10))
@@ -263,7 +254,8 @@ class Uplink:
             info = self.client.publish(self._topic(Leaf.EV), payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 return  # disconnected meanwhile: resent on reconnect
-            self._sent_upto = chunk[-1].seq
+            with self._cond:
+                self._window.sent_upto = chunk[-1].seq
             self.counts["published_events"] += len(chunk)
         if len(rows) == min(room, cfg.batch * 10) and rows:
             self.wake()  # more rows fit the window: keep going without waiting
@@ -310,3 +302,12 @@ class Uplink:
             info.wait_for_publish(timeout=2)
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def _now_ms() -> int:
+    """The monotonic clock the uplink's decisions count in."""
+    return int(time.monotonic() * 1000)
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)

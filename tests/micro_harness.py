@@ -30,7 +30,6 @@ from protocol.transport import client_tls
 from simulators.hall import free_port, wait_for
 
 MOSQUITTO = "/usr/sbin/mosquitto"
-MICRO_DIR = Path(__file__).resolve().parent.parent / "terminal" / "micro"
 
 
 def own_ca(folder: Path, names: tuple[str, ...] = certs.LOOPBACK_NAMES) -> tuple[Path, Path, Path]:
@@ -214,19 +213,30 @@ class StandInHub:
         self.close()
 
 
+def firmware_sources(folder: Path) -> Path:
+    """The firmware's sources as a board holds them (flat, ``core.py`` beside the rest), and the
+    simulated board, in ``folder``; returns it."""
+    from terminal.micro_host import FIRMWARE_FILES, firmware_source
+
+    for name in (*FIRMWARE_FILES, "sim_board.py"):
+        (folder / name).write_bytes(firmware_source(name).read_bytes())
+    return folder
+
+
 def run_micropython(script: str, timeout_s: float = 60, heap: str = "64k") -> str:
     """Run ``script`` in the real MicroPython interpreter with the firmware folder importable;
     return its stdout (AssertionError with the output when it fails)."""
     from terminal.micro_host import find_micropython
 
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(f"import sys\nsys.path.insert(0, {str(MICRO_DIR)!r})\n" + script)
-    try:
+    with tempfile.TemporaryDirectory() as folder:
+        code = firmware_sources(Path(folder))
+        (code / "run.py").write_text(f"import sys\nsys.path.insert(0, {str(code)!r})\n" + script)
         proc = subprocess.run(
-            [find_micropython(), "-X", f"heapsize={heap}", f.name], capture_output=True, text=True, timeout=timeout_s
+            [find_micropython(), "-X", f"heapsize={heap}", str(code / "run.py")],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
         )
-    finally:
-        Path(f.name).unlink()
     if proc.returncode != 0:
         raise AssertionError(f"micropython failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout

@@ -33,12 +33,15 @@ SECRETS = ("CASE-SECRET-7", "ITEM-SECRET-3", "STAFF-SECRET-9", "ASSIGNEE-SECRET"
 PUBLIC = ("/", "/display.json", "/metrics", "/openapi.json")
 
 
+WHEEL = "haocha-0.1.0-py3-none-any.whl"
+
+
 def _operations() -> list[tuple[str, str, bool]]:
     """(method, path, takes a body) of every operation the API describes, path parameters filled."""
     out = []
     for path, ops in spec()["paths"].items():
         for method, op in ops.items():
-            out.append((method.upper(), path.format(case="CASE-SECRET-7", ticket="1"), "requestBody" in op))
+            out.append((method.upper(), path.format(case="CASE-SECRET-7", ticket="1", name=WHEEL), "requestBody" in op))
     return out
 
 
@@ -91,7 +94,9 @@ def call(client: TestClient, method: str, path: str, **kwargs: Any) -> httpx.Res
 def test_the_description_covers_every_route(client: TestClient) -> None:
     described = {p for _m, p, _b in OPERATIONS}
     routed = {getattr(r, "path", "") for r in client.app.routes}  # type: ignore[attr-defined]
-    assert {p.replace("{case}", "CASE-SECRET-7").replace("{ticket}", "1") for p in routed} - described == {
+    assert {
+        p.replace("{case}", "CASE-SECRET-7").replace("{ticket}", "1").replace("{name}", WHEEL) for p in routed
+    } - described == {
         "/openapi.json",
         "/api/v1/tickets/1/{action}",  # described once per action
     }
@@ -150,7 +155,7 @@ def test_public_pages_need_no_token_and_show_nothing_personal(client: TestClient
     display = client.get("/display.json").json()
     assert display["total"]["evaluations"] == 1
     assert display["bad_reviews"] == [
-        {"window": "W01", "level": "very_dissatisfied", "t_ms": display["bad_reviews"][0]["t_ms"],
+        {"window": "W01", "name": "W01 窗", "level": "very_dissatisfied", "t_ms": display["bad_reviews"][0]["t_ms"],
          "reasons": ["unspecified"]}
     ]  # fmt: skip
     with open_store(client) as store:

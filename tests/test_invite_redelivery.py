@@ -3,8 +3,8 @@ run: while its disk was full the hub could not mark an invitation published and 
 second; each copy lit the keys again, and the terminal took 59 more ratings of one case, each with
 "thank you", each refused by the hub). Commands travel at QoS 1, so copies come also after a hub
 killed between publishing and marking, or a reconnect: a terminal must never reopen a case it has
-rated. Both implementations: the CPython terminal against a running hall, the firmware's
-evaluator in MicroPython."""
+rated. Both terminals: the CPython terminal against a running hall, the firmware in MicroPython
+(the rule itself is terminal.core's, tests/test_core_rules.py)."""
 
 from __future__ import annotations
 
@@ -50,22 +50,26 @@ def test_a_terminal_never_reopens_a_case_it_has_rated(hall: Hall) -> None:
 
 def test_the_firmware_never_reopens_a_case_it_has_rated(tmp_path: Path) -> None:
     script = f"""
-import json, clock, evaluator, journal
+import json, main
 
 class Board:
     levels = ("satisfied", "basic")
     reasons = ()
     def show(self, feedback):
         self.shown = feedback
+    def synced(self):
+        return False
+    network_up = log = synced
 
-cfg = {{"device": "M01", "window": "W01", "mode": "invited"}}
-board, clk = Board(), clock.Clock("unsynced")
-ev = evaluator.Evaluator(cfg, journal.Journal({str(tmp_path / "journal")!r}, "M01"), board, clk)
+cfg = {{"hall": "H1", "device": "M01", "window": "W01", "mode": "invited", "key": "00" * 32,
+        "journal": {str(tmp_path / "journal")!r}}}
+board = Board()
+fw = main.Firmware(cfg, board)
 invite = {{"cmd": "invite", "case": "C-1", "ttl_ms": 60000}}
-out = [evaluator.handle_command(ev, clk, invite), ev.press(("level", "satisfied"))]
-out += [evaluator.handle_command(ev, clk, invite), ev.invitation, board.shown, ev.press(("level", "basic"))]
-evaluator.handle_command(ev, clk, {{"cmd": "invite", "case": "C-2", "ttl_ms": 60000}})  # the next case opens
-out += [ev.invitation[0], ev.press(("level", "basic"))]
+out = [fw._command(invite), fw.press(("level", "satisfied"))]
+out += [fw._command(invite), fw.rules.invitation, board.shown, fw.press(("level", "basic"))]
+fw._command({{"cmd": "invite", "case": "C-2", "ttl_ms": 60000}})  # the next case opens
+out += [fw.rules.invitation[0], fw.press(("level", "basic"))]
 print(json.dumps(out))
 """
     out = json.loads(run_micropython(script, heap="256k").strip().splitlines()[-1])

@@ -14,7 +14,8 @@ from pathlib import Path
 from terminal.micro_host import compile_firmware, find_micropython
 
 NAME_POOLS_BEFORE_THE_CLIFF = 4
-#: The live heap right after importing the firmware, on the 64-bit unix port (44.4 KB measured).
+#: The live heap right after importing the firmware, on the 64-bit unix port (45.4 KB measured, with
+#: terminal/core.py as core; 44.9 KB before).
 IMPORTED_HEAP_MAX = 46 * 1024
 
 
@@ -23,7 +24,7 @@ def test_the_firmware_stays_below_the_string_table_cliff(tmp_path: Path) -> None
     script = f"""
 import sys, gc, micropython
 sys.path.insert(0, {str(code)!r})
-for name in ("wire", "clock", "journal", "evaluator", "mqtt", "uplink", "main"):
+for name in ("wire", "clock", "journal", "core", "mqtt", "uplink", "main"):
     __import__(name)
 micropython.qstr_info()
 gc.collect()

@@ -90,7 +90,7 @@ def test_firmware_refuses_to_start_with_a_poisoned_config_json(tmp_path: Path, k
 
 # -- the firmware in micropython ------------------------------------------------------------------
 FIRMWARE = """
-import json, clock, evaluator, journal
+import json, main
 
 class Board:
     levels = ("satisfied", "basic")
@@ -101,10 +101,15 @@ class Board:
         self.shown.append(feedback)
     def log(self, text):
         self.logged.append(text)
+    def synced(self):
+        return False
+    network_up = synced
 
-cfg = {"device": "M01", "window": "W01", "mode": "invited", "staff": "S0"}
-board, clk = Board(), clock.Clock("unsynced")
-ev = evaluator.Evaluator(cfg, journal.Journal(%r, "M01"), board, clk)
+cfg = {"hall": "H1", "device": "M01", "window": "W01", "mode": "invited", "staff": "S0", "key": "00" * 32,
+       "clock": "unsynced", "journal": %r}
+board = Board()
+fw = main.Firmware(cfg, board)
+ev, clk = fw.rules, fw.clock
 out = {}
 """
 
@@ -136,11 +141,11 @@ def test_bad_commands_are_refused_and_change_nothing(tmp_path: Path) -> None:
     out = mpy(
         tmp_path,
         f"""
-evaluator.handle_command(ev, clk, {{"cmd": "invite", "case": "C-0", "item": "I", "ttl_ms": 60000}})
-out["refused"] = [evaluator.handle_command(ev, clk, c) for c in json.loads({commands!r})]
+fw._command({{"cmd": "invite", "case": "C-0", "item": "I", "ttl_ms": 60000}})
+out["refused"] = [fw._command(c) for c in json.loads({commands!r})]
 out["kept"] = [ev.invitation[0], ev.invitation[1], ev.staff]
-out["press"] = ev.press(("level", "satisfied"))
-out["row"] = [b for s, b in ev.journal.rows(0, 9)][0]
+out["press"] = fw.press(("level", "satisfied"))
+out["row"] = [b for s, b in fw.journal.rows(0, 9)][0]
 """,
     )
     assert out["refused"] == [field for _, field in BAD_COMMANDS]
@@ -153,11 +158,11 @@ def test_a_row_that_breaks_a_rule_is_refused_at_commit_and_the_next_one_commits(
     out = mpy(
         tmp_path,
         """
-ev.invite("C-1", "x" * 65, None)  # got past every check: the commit still refuses its rating
-out["bad"] = ev.press(("level", "satisfied"))
-out["after_bad"] = [ev.journal.last_seq, board.shown[-1], ev.invitation[0], board.logged]
-ev.invite("C-2", "I", None)
-out["good"] = ev.press(("level", "satisfied"))
+ev.invite("C-1", "x" * 65, None, 60000, clk.mono_ms())  # got past every check: the commit still refuses it
+out["bad"] = fw.press(("level", "satisfied"))
+out["after_bad"] = [fw.journal.last_seq, board.shown[-1], ev.invitation[0], board.logged]
+ev.invite("C-2", "I", None, 60000, clk.mono_ms())
+out["good"] = fw.press(("level", "satisfied"))
 out["shown"] = board.shown[-1]
 """,
     )
@@ -205,3 +210,26 @@ def test_firmware_refuses_a_bad_invitation_takes_the_next_and_keeps_draining(
     events = standin.events("M01", epoch)
     assert [(e["kind"], e["case"]) for e in events] == [("ignored", None), ("rating", "C-OK")]
     assert all(rules.event_problem(Event(**{k: v for k, v in e.items() if k != "reasons"})) is None for e in events)
+
+
+def test_an_ack_beyond_last_seq_is_refused_once_and_a_good_ack_after_it_counts(tmp_path: Path) -> None:
+    """As the CPython terminal (tests/test_terminal_acks.py): both run terminal.core's Window."""
+    out = mpy(
+        tmp_path,
+        """
+fw.rules.mode = "free"
+for _ in range(3):
+    fw.press(("level", "satisfied"))
+    fw.rules.lockout_until = 0
+up = fw.uplink
+ack = '{"epoch":"%s","upto":%d}'
+up._on_message(up.t_ack, ack % (fw.journal.epoch, 10), True)
+up._apply_ack()
+out["after_bad"] = [fw.journal.acked, board.logged]
+up._on_message(up.t_ack, ack % (fw.journal.epoch, 2), True)
+up._apply_ack()
+out["acked"] = fw.journal.acked
+""",
+    )
+    assert out["after_bad"] == [0, ["hub acked seq 10 beyond last_seq 3: ignored"]]
+    assert out["acked"] == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.micro_host import FIRMWARE_FILES, board_files, firmware_config
+from terminal.micro_host import FIRMWARE_FILES, board_files, firmware_config, firmware_source
 
 try:
     from .micro_harness import make_config, run_micropython
@@ -91,7 +91,7 @@ def test_board_files_hold_the_firmware_and_its_config(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", FIRMWARE_FILES)
 def test_every_board_file_compiles_in_micropython(name: str) -> None:
     # main.py runs at import on a board; compile only, do not import (no machine/network here).
-    src = (Path(__file__).resolve().parent.parent / "terminal" / "micro" / name).read_text()
+    src = firmware_source(name).read_text()
     out = run_micropython(f"compile({src!r}, {name!r}, 'exec')\nprint('ok')\n", heap="256k")
     assert out.strip() == "ok"
 

@@ -38,13 +38,17 @@ def test_report_ranks_windows_by_bad_rate_and_breaks_down_reasons(tmp_path: Path
     assert rep["total"]["evaluations"] == 5
 
 
-def test_table_csv_and_html_carry_the_same_sections(tmp_path: Path) -> None:
+def test_table_csv_and_html_carry_the_same_sections_in_chinese_by_name(tmp_path: Path) -> None:
     home = _home(tmp_path)
     table = report(home, "table")
-    assert "## Ranking by bad-review rate" in table and "cold 冷" in table
-    rows = list(csv.reader(io.StringIO(report(home, "csv"))))
-    assert ["Ranking by bad-review rate", "1", "W02", "50.0%", "2"] in rows
-    assert ["Windows", "W01", "0", "3", "—", "66.7%", "33.3%", "3.00", "1", "—"] in rows  # 1 ticket, none valid yet
+    assert "## 差评率排名" in table and "冷（态度冷漠）" in table and "W02 窗" in table
+    data = report(home, "csv")
+    assert data.startswith("\ufeff")  # Excel reads UTF-8 Chinese only after a BOM
+    rows = list(csv.reader(io.StringIO(data[1:])))
+    assert ["差评率排名", "1", "W02", "W02 窗", "50.0", "2"] in rows  # numbers as numbers, rates in %
+    # W01: 3 ratings, no case, 2 of 3 satisfied, 1 bad review (its ticket not yet verified)
+    assert ["窗口", "W01", "W01 窗", "市场监管局", "0", "3", "", "66.67", "33.33", "3.0", "1", ""] in rows
+    assert rows[0][:7] == ["表", "窗口编号", "窗口名称", "部门", "办件量", "评价数", "评价率(%)"]
     page = report(home, "html")
-    assert page.startswith("<!doctype html>") and page.count("<svg") == 3
+    assert page.startswith("<!doctype html>") and page.count("<svg") == 3 and "差评原因" in page
     assert "http" not in page.replace("http-equiv", "")  # no CDN, nothing fetched

@@ -43,10 +43,11 @@ def haocha(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
-def broker_serial(hall: Hall) -> int:
-    """The serial number of the certificate the running broker shows a new connection."""
+def broker_serial(hall: Hall, port: int | None = None) -> int:
+    """The serial number of the certificate the running broker (or the server at ``port`` on this
+    machine) shows a new connection."""
     with (
-        socket.create_connection(("127.0.0.1", hall.broker_port), timeout=5) as raw,
+        socket.create_connection(("127.0.0.1", port or hall.broker_port), timeout=5) as raw,
         hall.tls_context().wrap_socket(raw, server_hostname="127.0.0.1") as sock,
     ):
         der = sock.getpeercert(binary_form=True)
@@ -274,6 +275,12 @@ def test_the_hub_api_serves_https_with_a_certificate_of_the_hall_ca(tmp_path: Pa
             httpx.get(f"https://127.0.0.1:{hall.http_port}/metrics", timeout=10)  # the system CAs alone
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{hall.http_port}/metrics", timeout=10)  # no plain HTTP beside it
+        hub_pid = hall.procs["hub"].pid
+        before = broker_serial(hall, hall.http_port)
+        assert haocha("tls", "renew", "--home", str(hall.home)).returncode == 0
+        renewed = certs.load_cert(certs.paths(hall.home).cert("http")).serial_number
+        wait_for(lambda: broker_serial(hall, hall.http_port) == renewed != before, 20, "the API's renewed certificate")
+        assert hall.procs["hub"].pid == hub_pid and hall.procs["hub"].poll() is None  # no restart
 
 
 def test_an_https_upstream_is_checked_against_the_configured_ca_bundle(tmp_path: Path) -> None:

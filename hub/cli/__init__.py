@@ -25,6 +25,7 @@ LAZY_COMMANDS = {
     "ticket": "ticket_cmds:ticket_group",
     "report": "report_cmds:report_cmd",
     "tls": "tls_cmds:tls_group",
+    "fleet": "fleet_cmds:fleet_group",
 }
 
 #: Where the program above puts the function that makes a MicroPython board's files, in

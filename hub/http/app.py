@@ -9,6 +9,8 @@ route, reads included, needs the bearer token, and bodies are bounded. Checks ru
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,15 +26,20 @@ from starlette.routing import Route
 from .. import cases
 from ..config import CONFIG_NAME, DB_NAME, HubConfig
 from ..display import display_data
-from ..errors import AlreadyExists, NotFound
+from ..errors import AlreadyExists, NotFound, StoreError
 from ..stats import parse_by, stats
 from ..store import Store
 from .edge import BadBody, BodyLimit, HubToken, RequireToken, error, json_object
+from .fleet import fleet_routes
 from .metrics import render_metrics
 from .openapi import spec
+from .reports import routes as report_routes
 from .tickets import routes as ticket_routes
 
 T = TypeVar("T")
+_LOG = logging.getLogger(__name__)
+#: Seconds a client waits before trying again when the store cannot be used (a full disk).
+RETRY_AFTER_S = 5
 PAGE = Path(__file__).with_name("display.html")
 
 
@@ -124,6 +131,16 @@ async def _bad_body(request: Request, exc: Exception) -> Response:
     return error(422, str(exc))
 
 
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """A full disk or an unreadable database is the hub's trouble, not the client's, and passes:
+    503 with Retry-After, so the business system tries again, and one log line instead of a 500
+    with a traceback."""
+    _LOG.warning("%s %s: the store cannot be used now: %s", request.method, request.url.path, exc)
+    response = error(503, f"the hub cannot use its database now ({exc}); try again")
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
 def create_app(
     home: Path,
     config: HubConfig,
@@ -143,11 +160,13 @@ def create_app(
         Route("/api/v1/cases/{case}/cancel", api.cancel_case, methods=["POST"]),
         Route("/api/v1/stats", api.stats),
         *ticket_routes,
+        *fleet_routes(home),
+        *report_routes,
         *(extra_routes or []),
     ]
     token = HubToken(home / CONFIG_NAME, config.http.token)
     middleware = [Middleware(RequireToken, token=token), Middleware(BodyLimit)]
-    handlers = {BadBody: _bad_body}
+    handlers = {BadBody: _bad_body, StoreError: _store_unavailable, sqlite3.OperationalError: _store_unavailable}
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
     app.state.home = home
     app.state.config = config

@@ -25,6 +25,8 @@ MAX_BODY = 64 * 1024
 #: Anyone may read these (the hall display, its figures, /metrics, the API description): they
 #: hold no staff id, case number or ticket text. Every other path, all of /api/v1/, needs a token.
 PUBLIC_PATHS = frozenset({"/", "/display.json", "/metrics", "/openapi.json"})
+#: The wheelhouse terminals install from (hub/http/fleet.py): public, holds no secret.
+PUBLIC_PREFIXES = ("/fleet/",)
 
 
 class BadBody(HubError, ValueError):
@@ -98,7 +100,7 @@ class RequireToken:
         self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and scope["path"] not in PUBLIC_PATHS:
+        if scope["type"] in ("http", "websocket") and not _public(scope["path"]):
             caller = authenticate(_header(scope, b"authorization") or b"", self.token.current())
             if caller is None and scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
@@ -188,3 +190,7 @@ def parse_object(raw: bytes) -> dict[str, Any]:
 async def json_object(request: Request) -> dict[str, Any]:
     """The request's body as a JSON object (BadBody, answered 422, otherwise)."""
     return parse_object(await request.body())
+
+
+def _public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)

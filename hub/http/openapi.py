@@ -10,6 +10,7 @@ from typing import Any
 
 from protocol.rules import TEXT_PATTERN
 
+from .reports import openapi_paths as report_paths
 from .tickets import openapi_paths
 
 _ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
@@ -133,6 +134,27 @@ def spec() -> dict[str, Any]:
                     "responses": {"200": _json("display data", {"type": "object"})},
                 }
             },
+            "/fleet/": {
+                "get": {
+                    "summary": "The terminals' wheelhouse as links for pip --find-links (public: no secret)",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "HTML links", "content": {"text/html": {"schema": {"type": "string"}}}},
+                        "404": {"description": "no wheelhouse made yet (haocha fleet wheelhouse)"},
+                    },
+                }
+            },
+            "/fleet/{name}": {
+                "get": {
+                    "summary": "A wheel, the install script (with this hub's address) or the terminal's unit",
+                    "security": [],
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {"description": "the file", "content": {"application/octet-stream": {"schema": {}}}},
+                        "404": {"description": "no such file in the wheelhouse"},
+                    },
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics (public: no staff ids, case numbers or tickets)",
@@ -143,6 +165,7 @@ def spec() -> dict[str, Any]:
                 }
             },
             **openapi_paths(),
+            **report_paths(),
             "/": {
                 "get": {
                     "summary": "The hall display page",

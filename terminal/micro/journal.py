@@ -23,7 +23,13 @@ import json
 import os
 import struct
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython: terminal.micro_host reads a board's journal with read_record
+
+    def const(n):
+        return n
+
 
 META = "meta.json"
 META_TMP = "meta.tmp"

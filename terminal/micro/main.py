@@ -11,7 +11,7 @@ import gc
 # KB in one piece later. Then one module at a time with a collection in between.
 FRAME = bytearray(3584)
 FRAME[:] = b""  # keeps the allocation
-for _m in ("wire", "journal", "mqtt", "clock", "evaluator", "uplink"):
+for _m in ("wire", "journal", "mqtt", "clock", "core", "uplink"):
     __import__(_m)
     gc.collect()
 
@@ -21,10 +21,10 @@ from json import dumps, loads  # noqa: E402
 
 import mqtt  # noqa: E402
 from clock import Clock  # noqa: E402
-from evaluator import REFUSED, Evaluator, handle_command  # noqa: E402
+from core import READY, REFUSED, Rules  # noqa: E402
 from journal import Journal, JournalError  # noqa: E402
 from uplink import Uplink  # noqa: E402
-from wire import config_problem  # noqa: E402
+from wire import config_problem, row_problem, valid  # noqa: E402
 
 
 def make_board(cfg):
@@ -38,20 +38,61 @@ def make_board(cfg):
 
 
 class Firmware:
+    """The board's terminal: the rules of ``core`` with this board's keys, journal and uplink.
+    Single-threaded: the main loop calls everything."""
+
     def __init__(self, cfg, board):
-        self.board = board
+        self.cfg, self.board = cfg, board
         self.clock = Clock(cfg.get("clock", "auto"), board.synced)
         self.journal = Journal(cfg.get("journal", "journal"), cfg["device"])
-        self.evaluator = Evaluator(cfg, self.journal, board, self.clock)
+        t = cfg.get("timing", {})
+        self.rules = r = Rules(cfg.get("mode", "free"), cfg.get("item"), cfg.get("staff"),
+                               int(t.get("lockout_s", 10.0) * 1000), int(t.get("invite_s", 60.0) * 1000),
+                               int(t.get("reason_s", 20.0) * 1000), int(t.get("thanks_s", 2.0) * 1000))
+        r.levels = board.levels
+        r.reasons = tuple(k for k in board.reasons if k in cfg.get("reasons", ()))
         self.uplink = Uplink(cfg, self.journal, self.clock, FRAME, self._command, board.log)
         self.uplink.net_ok = board.network_up
         self.running = True
         self.peak_alloc = self.peak_live = 0
 
+    def press(self, key):
+        """A key: (seq, row kind) once journaled and its feedback shown, or (None, None). Raises
+        JournalError when the append failed (nothing accepted, no feedback). A row that breaks a
+        rule of ``wire`` is not journaled: the press gets the refused feedback."""
+        kind, value = key
+        r, clock, j = self.rules, self.clock, self.journal
+        now = clock.mono_ms()
+        row = r.press(kind, value, now)
+        if row is None:
+            return None, None
+        seq, wall = j.last_seq + 1, clock.wall_ms()  # the seq the append gives it
+        body = {"kind": row[0], "window": self.cfg["window"], "boot": clock.boot_id, "mono_ms": now,
+                "wall_ms": wall, "synced": clock.synced(wall)}
+        body.update(row[1])
+        if row[0] == "staff":
+            body["case"] = j.local_case(seq)
+        problem = row_problem(body, seq)
+        if problem:
+            self.board.log("press of %s %s not journaled: its row breaks the rule of field %s" % (kind, value, problem))
+            self.board.show(REFUSED)
+            return None, None
+        j.append(body)
+        self.board.show(r.committed(row[0], row[1], seq, now, body.get("case")))
+        return seq, row[0]
+
     def _command(self, cmd):
-        problem = handle_command(self.evaluator, self.clock, cmd)
+        """A ``cmd`` from the hub (invite, cancel, staff): None once applied, else the field that
+        made it refused (then nothing changed)."""
+        clock, r = self.clock, self.rules
+        problem, done = r.handle(cmd, lambda f, v: valid(v), clock.mono_ms(), clock.wall_ms() if clock.synced() else None)
         if problem:
             self.board.log("refused a command from the hub: bad %s" % problem)
+        elif done == "cancel":
+            self.board.show(r.resting())
+        elif done == "invite":
+            self.board.show(READY)
+        return problem
 
     def summary(self, extra=""):
         j = self.journal
@@ -63,7 +104,7 @@ class Firmware:
         board = self.board
         if kind in ("level", "reason", "staff"):
             try:
-                seq, row_kind = self.evaluator.press(action)
+                seq, row_kind = self.press(action)
             except JournalError as exc:
                 board.emit("error %s" % exc)
                 board.show(REFUSED)
@@ -88,15 +129,16 @@ class Firmware:
         # Collect early and often: a small heap fails on fragmentation long before it is full.
         gc.collect()
         gc.threshold(max(2048, gc.mem_free() // 4))
-        board, ev, up = self.board, self.evaluator, self.uplink
+        board, r, up = self.board, self.rules, self.uplink
         board.emit("started " + self.summary(',"cut_bytes":%d' % self.journal.cut_bytes))
-        board.show(ev.resting())
+        board.show(r.resting())
         while self.running:
             actions = board.poll()
             for action in actions:
                 self.handle(action)
             try:
-                ev.tick()
+                if r.tick(self.clock.mono_ms()):
+                    board.show(r.resting())
                 up.step(0 if actions else 10)
                 board.idle()
             except Exception as exc:  # flash or network trouble: logged, the loop goes on

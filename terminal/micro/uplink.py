@@ -1,10 +1,8 @@
-"""Carries journal rows to the hub and applies the hub's acks: the rules of ``terminal/uplink.py``.
+"""Carries journal rows to the hub and applies the hub's acks, as ``core.Window`` decides (the
+same decisions as the CPython terminal's): rows leave the journal only when the hub's ``ack``
+covers them; the client is handed a bounded window of rows; the window is sent again on
+(re)connect, when the hub turns online and when the ack stalls. This module adds the board's I/O.
 
-- Rows leave the journal only when the hub's retained ``ack`` for this journal's epoch covers
-  them; the broker's PUBACK proves nothing.
-- The client is handed a bounded window of rows beyond the acked pointer, never the backlog.
-- The window is sent again on (re)connect, when the hub's state turns online, and whenever the
-  ack has not moved for ``resend_s`` while rows are pending.
 - Broker trouble is logged with the broker's host:port and the reason: at once, then every
   ``broker.report_s`` (60 s) while it lasts, not at every retry. Retries back off from 1 s to
   10 s; the backoff starts again only after a link stayed up for 30 s, so a broker that drops
@@ -22,6 +20,7 @@ from micropython import const
 
 import mqtt
 import wire
+from core import Window
 
 FW = "micro-0.1.0"
 # Names set by ``const`` with a leading underscore cost no RAM.
@@ -42,9 +41,9 @@ class Uplink:
         self.on_command, self.log = on_command, log
         self.hall, self.device = cfg["hall"], cfg["device"]
         up = cfg.get("uplink", {})
-        self.window = max(1, min(int(up.get("window", 1000)), _MAX_WINDOW))
         self.batch = max(1, min(int(up.get("batch", 50)), _MAX_BATCH))
-        self.resend_ms = int(up.get("resend_s", 5.0) * 1000)
+        self.w = Window(max(1, min(int(up.get("window", 1000)), _MAX_WINDOW)), int(up.get("resend_s", 5.0) * 1000),
+                        journal.epoch, journal.acked, clock.mono_ms())
         self.state_ms = int(up.get("state_s", 30.0) * 1000)
         self.mac = wire.Mac(unhexlify(cfg["key"]))
         p = "haocha/v1/%s/%s/" % (self.hall, self.device)
@@ -57,11 +56,7 @@ class Uplink:
                                   ((self.t_ack, 1), (self.t_cmd, 1), (self.t_hub, 1)), log, b.get("tls"))
         self.client.on_message = self._on_message
         self.report_ms = int(b.get("report_s", 60) * 1000)
-        self.hub_online = None
-        self.resend_due = True
-        self.latest_ack = 0
-        self.sent_upto = journal.acked
-        self.last_progress = self.retry_at = ticks_ms()
+        self.retry_at = ticks_ms()
         self.next_state = None
         self.backoff_ms = _BACKOFF_MS
         self.up_at = None  # when the link came up; None while it is down
@@ -73,15 +68,12 @@ class Uplink:
     def _on_message(self, topic, payload, retained):
         try:
             if topic == self.t_ack:
-                ack = loads(payload)
+                ack, j = loads(payload), self.journal
                 upto = ack.get("upto")
-                if ack.get("epoch") == self.journal.epoch and isinstance(upto, int) and upto > self.latest_ack:
-                    self.latest_ack = upto
+                if self.w.heard(upto, ack.get("epoch"), j.acked, j.last_seq):
+                    self.log("hub acked seq %d beyond last_seq %d: ignored" % (upto, j.last_seq))
             elif topic == self.t_hub:
-                online = loads(payload).get("online") is True
-                if online and self.hub_online is not True:
-                    self.resend_due = True  # the hub is back: what the broker held may be gone
-                self.hub_online = online
+                self.w.online(loads(payload).get("online") is True)
             elif topic == self.t_cmd:
                 self.on_command(loads(payload))
         except Exception as exc:  # a bad message is logged and dropped, never kills the loop
@@ -103,11 +95,7 @@ class Uplink:
         self._apply_ack()
         if c.connected:
             now = ticks_ms()
-            if self.resend_due or (self.sent_upto > self.journal.acked and self.hub_online is not False
-                                   and ticks_diff(now, self.last_progress) >= self.resend_ms):
-                self.resend_due = False
-                self.sent_upto = self.journal.acked
-                self.last_progress = now
+            self.w.rewind(self.journal.acked, self.clock.mono_ms())
             if self.backoff_ms > _BACKOFF_MS and ticks_diff(now, self.up_at) >= _STABLE_MS:
                 self.backoff_ms = _BACKOFF_MS  # only a link that stayed up earns quick retries
             try:
@@ -126,7 +114,7 @@ class Uplink:
         else:
             self.log("connected to %s:%d" % (c.host, c.port))
         self.up_at, self.failures, self.reported = ticks_ms(), 0, None
-        self.resend_due = True
+        self.w.resend_due = True
         self.next_state = None
 
     def _failed(self):
@@ -147,24 +135,16 @@ class Uplink:
         self.backoff_ms = min(self.backoff_ms * 2, _MAX_BACKOFF_MS)
 
     def _apply_ack(self):
-        j, upto = self.journal, self.latest_ack
-        if upto <= j.acked:
-            return
-        if upto > j.last_seq:
-            self.log("hub acked seq %d beyond last_seq %d: ignored" % (upto, j.last_seq))
-            self.latest_ack = j.acked
-            return
-        j.ack(upto)
-        self.last_progress = ticks_ms()
-        if upto > self.sent_upto:
-            self.sent_upto = upto
+        j, upto = self.journal, self.w.upto
+        if upto > j.acked:
+            j.ack(upto)
+            self.w.ack(upto, self.clock.mono_ms())
 
     def _send_window(self):
         j, out = self.journal, self.out
         for _ in range(4):  # a few frames per step, then the loop reads keys again
-            start = max(self.sent_upto, j.acked)
-            room = j.acked + self.window - start
-            if room <= 0 or start >= j.last_seq:
+            start, room = self.w.pending(j.acked, j.last_seq)
+            if room <= 0:
                 return
             out[:] = b""  # keeps its allocation: the buffer is reused, never regrown
             out.extend(b'{"v":1,"ev":[')
@@ -182,7 +162,7 @@ class Uplink:
                 return
             out.extend(b"]}")
             self.client.publish(self.t_ev, out)
-            self.sent_upto = last
+            self.w.sent_upto = last
 
     def publish_state(self, online):
         j = self.journal
