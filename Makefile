@@ -34,6 +34,7 @@ bench: $(STAMP) test-debs
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/backlog.py
 	$(BIN)/python bench/stats.py
+	$(BIN)/python bench/today.py
 	$(BIN)/python bench/rss.py
 	$(BIN)/python bench/micro_soak.py
 	$(BIN)/python bench/panels.py

@@ -177,6 +177,13 @@ class TlsSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConsoleSettings:
+    max_failed_logins: int = field(5, "failed logins in a row that lock an account", check=positive)
+    lockout_minutes: float = field(15.0, "how long a locked account stays locked", check=positive)
+    session_hours: float = field(12.0, "how long a console login lasts", check=positive)
+
+
+@dataclasses.dataclass(frozen=True)
 class HubConfig:
     hall: str = field(doc="hall id", check=lambda v: None if valid_id(v) else "must be 1-32 of A-Z a-z 0-9 _ -")
     timezone: str = field(
@@ -202,6 +209,7 @@ class HubConfig:
     misuse: MisuseSettings = field(default_factory=MisuseSettings, doc="[misuse] table")
     tls: TlsSettings = field(default_factory=TlsSettings, doc="[tls] table: the hall CA's certificates")
     reports: ReportSettings = field(default_factory=ReportSettings, doc="[reports] table: published rankings")
+    console: ConsoleSettings = field(default_factory=ConsoleSettings, doc="[console] table: logins and sessions")
 
     @property
     def tz(self) -> ZoneInfo:

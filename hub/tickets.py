@@ -32,7 +32,8 @@ STATES = tuple(TicketState)
 ORDER = "registered → assigned → verified → feedback (an invalid verdict needs an appeal first)"
 _COLUMNS = (
     "id, ticket_no, window, item, case_no, staff, level, reasons, state, verdict, assignee, dept, appeal, "
-    "feedback, opened_ms, opened_day, updated_ms, closed_ms"
+    "feedback, opened_ms, opened_day, updated_ms, closed_ms, "
+    "coalesce(dept, (SELECT w.dept FROM windows w WHERE w.id = tickets.window)) AS department"
 )
 
 
@@ -170,15 +171,17 @@ def _text(value: str, what: str) -> str:
 
 
 def assign(store: Store, ref: str, to: str, dept: str | None, actor: str = "cli") -> dict[str, Any]:
-    """转办: registered (or assigned, to hand it on) → assigned."""
+    """转办: registered (or assigned, to hand it on) → assigned. Without ``dept`` the ticket stays
+    in its department (its window's, until it is assigned to another)."""
 
     def check(t: dict[str, Any]) -> None:
         if t["state"] not in ("registered", "assigned"):
             raise _refuse(t, "assign it")
 
-    return _change(
-        store, ref, "assign", actor, check, {"state": "assigned", "assignee": _text(to, "--to"), "dept": dept}
-    )
+    sets = {"state": "assigned", "assignee": _text(to, "--to")}
+    if dept:
+        sets["dept"] = dept
+    return _change(store, ref, "assign", actor, check, sets)
 
 
 def appeal(store: Store, ref: str, text: str, actor: str = "cli") -> dict[str, Any]:

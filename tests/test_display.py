@@ -29,6 +29,7 @@ from hub.store import registry as reg
 from protocol.frames import Event
 from simulators.hall import Hall, free_port, port_open, wait_for
 
+from .people import add_person
 from .upstream_helpers import EPOCH, KEY, ingest, make_home
 
 ARTEFACTS = Path(__file__).parent.parent / "artefacts" / "console"
@@ -99,7 +100,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[[int], Served]]:
         thread.start()
         servers.append((server, thread))
         wait_for(lambda: server.started, 20, "the HTTP server")
-        return Served(f"http://127.0.0.1:{port}", config.http.token)
+        return Served(f"http://127.0.0.1:{port}", add_person(home, "主管", "supervisor"))  # reports: people's
 
     yield start
     for server, thread in servers:

@@ -23,6 +23,7 @@ from hub.store import Store
 from hub.store import registry as reg
 from protocol.frames import Event
 
+from .people import add_person, bearer
 from .upstream_helpers import EPOCH, KEY, TZ, ingest, make_home
 
 NOV, OCT = dt.date(2026, 11, 10), dt.date(2026, 10, 15)
@@ -195,9 +196,11 @@ def test_html_prints_in_chinese_with_nothing_from_the_network(home: Path) -> Non
 def test_reports_over_http_need_the_token(home: Path) -> None:
     config = hub_config.load(home)
     client = TestClient(create_app(home, config))
-    auth = {"Authorization": f"Bearer {config.http.token}"}
+    auth = bearer(add_person(home, "主管", "supervisor"))
     url = "/api/v1/reports/monthly?month=2026-11"
     assert client.get(url + "&format=csv").status_code == 401
+    machine = {"Authorization": f"Bearer {config.http.token}"}  # the business system reads stats, not reports
+    assert client.get(url, headers=machine).status_code == 403
     answer = client.get(url + "&format=csv", headers=auth)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
     assert "attachment" in answer.headers["content-disposition"]

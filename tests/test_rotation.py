@@ -310,6 +310,10 @@ def test_the_migration_gives_every_device_key_1(tmp_path: Path) -> None:
         store.conn.execute("DROP TABLE device_keys")
         store.conn.execute("ALTER TABLE devices DROP COLUMN kid")
         store.conn.execute("ALTER TABLE events DROP COLUMN kid")
+        for table in ("upstream_days", "console_sessions", "user_tokens", "users"):  # migrations 9 and 8
+            store.conn.execute(f"DROP TABLE {table}")
+        store.conn.execute("DROP INDEX audit_time")
+        store.conn.execute("DROP INDEX audit_subject")
         store.conn.execute("PRAGMA user_version = 6")
     with Store(path) as store:
         assert [(k["kid"], k["state"]) for k in device_keys.key_history(store, "T01")] == [(1, "active")]

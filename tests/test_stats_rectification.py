@@ -166,6 +166,10 @@ def test_migration_fills_the_counters_from_existing_tickets(home: Path) -> None:
         store.conn.execute("ALTER TABLE events DROP COLUMN kid")  # migration 7
         store.conn.execute("ALTER TABLE devices DROP COLUMN kid")
         store.conn.execute("DROP TABLE device_keys")
+        for table in ("upstream_days", "console_sessions", "user_tokens", "users"):  # migrations 9 and 8
+            store.conn.execute(f"DROP TABLE {table}")
+        store.conn.execute("DROP INDEX audit_time")
+        store.conn.execute("DROP INDEX audit_subject")
         store.conn.execute("PRAGMA user_version = 4")
     with Store(path) as store:
         assert {names: stats(store, list(names), D0, D3) for names in expected} == expected

@@ -20,6 +20,7 @@ from hub.http.app import create_app
 from hub.http.tickets import routes
 from hub.store import Store
 
+from .people import add_person, bearer
 from .upstream_helpers import TZ, ingest, make_home, rating, reason
 
 OLD = int(dt.datetime(2026, 1, 5, 10, 0, tzinfo=TZ).timestamp() * 1000)
@@ -114,7 +115,7 @@ def test_deadlines_count_working_days_and_old_open_tickets_are_overdue(home: Pat
 
 def test_http_routes_need_the_token_and_keep_the_order(home: Path) -> None:
     config = hub_config.load(home)
-    auth = {"Authorization": f"Bearer {config.http.token}"}
+    auth = bearer(add_person(home, "主管", "supervisor"))
     with TestClient(create_app(home, config)) as client:
         assert client.get("/api/v1/tickets").status_code == 401
         assert client.get("/api/v1/tickets/1").status_code == 401

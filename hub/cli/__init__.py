@@ -25,6 +25,8 @@ LAZY_COMMANDS = {
     "ticket": "ticket_cmds:ticket_group",
     "report": "report_cmds:report_cmd",
     "tls": "tls_cmds:tls_group",
+    "user": "user_cmds:user_group",
+    "audit": "user_cmds:audit_cmd",
     "fleet": "fleet_cmds:fleet_group",
 }
 

@@ -69,7 +69,7 @@ def _after(cfg: hub_config.HubConfig, store: Store, row: dict[str, Any], fmt: st
 @ticket_group.command("assign")
 @click.argument("ticket")
 @click.option("--to", "to", required=True, help="Person or department handling it.")
-@click.option("--dept", default=None, help="Department of the handler.")
+@click.option("--dept", default=None, help="Hand the ticket to this department (default: it stays in its own).")
 @actor_option
 @home_option
 @format_option

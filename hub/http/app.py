@@ -24,12 +24,25 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from .. import cases
+from ..auth import can
 from ..config import CONFIG_NAME, DB_NAME, HubConfig
 from ..display import display_data
 from ..errors import AlreadyExists, NotFound, StoreError
 from ..stats import parse_by, stats
 from ..store import Store
-from .edge import BadBody, BodyLimit, HubToken, RequireToken, error, json_object
+from .console import routes as console_routes
+from .edge import (
+    BadBody,
+    BodyLimit,
+    HubToken,
+    RequireToken,
+    error,
+    forbidden,
+    json_object,
+    person_lookup,
+    person_of,
+    requires,
+)
 from .fleet import fleet_routes
 from .metrics import render_metrics
 from .openapi import spec
@@ -59,6 +72,7 @@ class Api:
 
         return await run_in_threadpool(call)
 
+    @requires("case.open")
     async def open_case(self, request: Request) -> Response:
         try:
             body = cases.CaseRequest.from_json(await json_object(request))
@@ -75,15 +89,18 @@ class Api:
         self.on_command()
         return JSONResponse(case, status_code=201)
 
+    @requires("case.read")
     async def get_case(self, request: Request) -> Response:
         case_no = request.path_params["case"]
         case = await self.with_store(lambda s: cases.get_case(s.conn, case_no))
         return error(404, f"unknown case {case_no}") if case is None else JSONResponse(case)
 
+    @requires("case.cancel")
     async def cancel_case(self, request: Request) -> Response:
         case_no = request.path_params["case"]
+        actor = person_of(request).name
         try:
-            result = await self.with_store(lambda s: cases.cancel_case(s, case_no))
+            result = await self.with_store(lambda s: cases.cancel_case(s, case_no, actor))
         except NotFound as exc:
             return error(404, str(exc))
         except AlreadyExists as exc:
@@ -91,9 +108,12 @@ class Api:
         self.on_command()
         return JSONResponse(result)
 
+    @requires("stats.read")
     async def stats(self, request: Request) -> Response:
         try:
             by = parse_by(request.query_params.get("by"))
+            if "staff" in by and not can(person_of(request), "stats.staff"):
+                return forbidden(person_of(request), "stats.staff")
             start, end = (_date(request.query_params.get(k), k) for k in ("from", "to"))
             result = await self.with_store(lambda s: stats(s, by, start, end, self.config.satisfaction_threshold))
         except ValueError as exc:
@@ -162,10 +182,11 @@ def create_app(
         *ticket_routes,
         *fleet_routes(home),
         *report_routes,
+        *console_routes(),
         *(extra_routes or []),
     ]
     token = HubToken(home / CONFIG_NAME, config.http.token)
-    middleware = [Middleware(RequireToken, token=token), Middleware(BodyLimit)]
+    middleware = [Middleware(RequireToken, token=token, people=person_lookup(home)), Middleware(BodyLimit)]
     handlers = {BadBody: _bad_body, StoreError: _store_unavailable, sqlite3.OperationalError: _store_unavailable}
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
     app.state.home = home

@@ -1,30 +1,41 @@
 """The HTTP API's edge (SPEC section 10): who may call, how large a body may be, what a body is.
 
-Every request passes here before a handler runs: :class:`RequireToken` asks for the token on every
-path but the public ones, :class:`BodyLimit` answers 413 past 64 KiB, and handlers read their body
-with :func:`json_object`, which turns anything but a plain JSON object into :class:`BadBody` (422).
+Every request passes here before a handler runs: :class:`RequireToken` asks for a bearer token on
+every path but the public ones and the console's (which has its own sessions), and names the
+person it belongs to (the hub's machine token, or a person's own, SPEC section 12); handlers
+declare the action they need with :func:`requires` (403 otherwise, :func:`hub.auth.can`);
+:class:`BodyLimit` answers 413 past 64 KiB, and handlers read their body with
+:func:`json_object`, which turns anything but a plain JSON object into :class:`BadBody` (422).
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import math
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..auth import ACTIONS, MACHINE, Person, can
+from ..config import DB_NAME
 from ..errors import HubError
 
 MAX_BODY = 64 * 1024
+MAX_TOKEN = 256
 #: Anyone may read these (the hall display, its figures, /metrics, the API description): they
 #: hold no staff id, case number or ticket text. Every other path, all of /api/v1/, needs a token.
 PUBLIC_PATHS = frozenset({"/", "/display.json", "/metrics", "/openapi.json"})
+#: The console checks its own session cookie (:mod:`hub.http.console.shell`), not bearer tokens.
+CONSOLE_PREFIX = "/console"
+PersonLookup = Callable[[bytes], "Person | None"]
 #: The wheelhouse terminals install from (hub/http/fleet.py): public, holds no secret.
 PUBLIC_PREFIXES = ("/fleet/",)
 
@@ -44,20 +55,63 @@ def error(status: int, message: str) -> Response:
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Whom a request acts for. Today the hub's machine token is the only one (``hub``)."""
-
-    name: str
-
-
-def authenticate(authorization: bytes, token: bytes) -> Caller | None:
-    """The caller an ``Authorization`` header names, or None. Compared as bytes: a token of any
-    bytes (non-ASCII, not UTF-8, megabytes long) is simply not the token."""
+def authenticate(authorization: bytes, token: bytes, people: PersonLookup | None = None) -> Person | None:
+    """Whom an ``Authorization`` header names: the hub's machine token (:data:`hub.auth.MACHINE`),
+    a person's own token (looked up by ``people``), or None. Compared as bytes: a token of any
+    bytes (non-ASCII, not UTF-8, megabytes long) is simply not a token."""
     scheme, _, given = authorization.strip().partition(b" ")
-    if scheme.lower() != b"bearer" or not token or not hmac.compare_digest(given.lstrip(b" "), token):
+    given = given.lstrip(b" ")
+    if scheme.lower() != b"bearer" or not given or len(given) > MAX_TOKEN:
         return None
-    return Caller("hub")
+    if token and hmac.compare_digest(given, token):
+        return MACHINE
+    return people(given) if people is not None else None
+
+
+def person_lookup(home: Path) -> PersonLookup:
+    """A person-token lookup in ``home``'s database (run on a worker thread)."""
+    from .. import auth_store
+    from ..store import Store
+
+    def lookup(given: bytes) -> Person | None:
+        if not given.startswith(auth_store.TOKEN_PREFIX.encode()):
+            return None
+        with Store(home / DB_NAME) as store:
+            return auth_store.person_for_token(store, given)
+
+    return lookup
+
+
+def person_of(request: Request) -> Person:
+    """The person (or machine) the edge authenticated for this request."""
+    person = request.scope.get("state", {}).get("person")
+    if not isinstance(person, Person):
+        raise RuntimeError("no authenticated person: the route is not behind RequireToken")
+    return person
+
+
+def forbidden(person: Person, action: str) -> Response:
+    return error(403, f"{person.name} ({person.role}) may not {ACTIONS[action]}")
+
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+def requires(action: str) -> Callable[[Handler], Handler]:
+    """Decorate an API handler (function or method, the request last): 403 unless the
+    authenticated person may do ``action`` (:func:`hub.auth.can`), before the body is read."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def checked(*args: Any) -> Response:
+            person = person_of(args[-1])
+            if not can(person, action):
+                return forbidden(person, action)
+            return await handler(*args)
+
+        return checked
+
+    return wrap
 
 
 class HubToken:
@@ -90,26 +144,39 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return next((value for key, value in scope["headers"] if key.lower() == name), None)
 
 
-class RequireToken:
-    """ASGI middleware: a request to a non-public path without the right bearer token gets 401
-    (a WebSocket, should one come, is refused before its handshake); the caller is left in
-    ``request.state.caller``."""
+def _guarded(path: str) -> bool:
+    console = path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+    return not _public(path) and not console
 
-    def __init__(self, app: ASGIApp, token: HubToken) -> None:
+
+class RequireToken:
+    """ASGI middleware: a request to a guarded path without a valid bearer token (the hub's or a
+    person's) gets 401 (a WebSocket, should one come, is refused before its handshake); whom it
+    acts for is left in ``request.state.person`` (:func:`person_of`). Roles are checked by the
+    routes (:func:`hub.auth.can`)."""
+
+    def __init__(self, app: ASGIApp, token: HubToken, people: PersonLookup | None = None) -> None:
         self.app = app
         self.token = token
+        self.people = people
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and not _public(scope["path"]):
-            caller = authenticate(_header(scope, b"authorization") or b"", self.token.current())
-            if caller is None and scope["type"] == "websocket":
+        if scope["type"] in ("http", "websocket") and _guarded(scope["path"]):
+            person = await self._authenticate(_header(scope, b"authorization") or b"")
+            if person is None and scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            if caller is None:
+            if person is None:
                 await error(401, "bearer token missing or wrong")(scope, receive, send)
                 return
-            scope.setdefault("state", {})["caller"] = caller
+            scope.setdefault("state", {})["person"] = person
         await self.app(scope, receive, send)
+
+    async def _authenticate(self, authorization: bytes) -> Person | None:
+        machine = authenticate(authorization, self.token.current())
+        if machine is not None or self.people is None:
+            return machine
+        return await run_in_threadpool(authenticate, authorization, b"", self.people)
 
 
 class BodyLimit:

@@ -1,7 +1,8 @@
 """The OpenAPI description of the hub's HTTP API, served at ``/openapi.json``.
 
-Every ``/api/v1/`` operation names the bearer scheme and its 401; the public pages say
-``security: []`` (SPEC section 10).
+Every ``/api/v1/`` operation names the bearer scheme, its 401 and its 403 (SPEC section 12); the
+public pages say ``security: []`` (SPEC section 10). The bearer is the hub's machine token or a
+person's own token (``haocha user token``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def spec() -> dict[str, Any]:
+    """The description, every ``/api/v1/`` operation with its 403 (a role outside its rights)."""
+    description = _spec()
+    for path, ops in description["paths"].items():
+        if path.startswith("/api/v1/"):
+            for op in ops.values():
+                op["responses"]["403"] = _error("the token's person (or the machine token) may not do this")
+    return description
+
+
+def _spec() -> dict[str, Any]:
     case_body = {
         "type": "object",
         "required": ["case", "window"],

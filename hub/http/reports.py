@@ -3,7 +3,9 @@
 ``GET /api/v1/reports/monthly?month=YYYY-MM&format=html|csv|json`` and
 ``GET /api/v1/reports/difficult?quarter=YYYY-Qn&min_ratings=N&top=N&format=html|csv|json``.
 Like every ``/api/v1/`` route they need a bearer token, asked for by the app's edge
-(:mod:`.edge`) before a handler runs; a bad parameter gets 422.
+(:mod:`.edge`) before a handler runs: a person's own whose role may read reports
+(``reports.read`` in :mod:`hub.auth`: supervisors, auditors), 403 otherwise (the hub's machine
+token too); a bad parameter gets 422.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from starlette.routing import Route
 from .. import rankings, rankings_render
 from ..config import DB_NAME, HubConfig, load
 from ..store import Store
-from .edge import error
+from .edge import error, requires
 
 T = TypeVar("T")
 
@@ -100,6 +102,7 @@ def _answer(rep: dict[str, Any], fmt: str, config: HubConfig) -> Response:
     return Response(text.encode("utf-8"), media_type="text/csv; charset=utf-8", headers=headers)
 
 
+@requires("reports.read")
 async def monthly(request: Request) -> Response:
     config = _config(request)
     try:
@@ -111,6 +114,7 @@ async def monthly(request: Request) -> Response:
     return _answer(rep, fmt, config)
 
 
+@requires("reports.read")
 async def difficult(request: Request) -> Response:
     config = _config(request)
     params, settings = request.query_params, config.reports

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import sqlite_utils
 
 from .layout import EVENT_COLUMNS, RULE_COLUMNS, TALLY_COLUMNS, TALLY_KEYS, TICKET_COLUMNS, count_tickets
-from .schema_upstream import migrate_lazy_ratings, migrate_upstream
+from .schema_upstream import migrate_lazy_ratings, migrate_upstream, migrate_upstream_days
 
 __all__ = ["TALLY_COLUMNS", "TALLY_KEYS", "migrate"]
 
@@ -149,6 +149,27 @@ def _m7_device_keys(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE events ADD COLUMN kid INTEGER")
 
 
+def _m8_people(db: sqlite_utils.Database) -> None:
+    """People and their logins (SPEC section 12): accounts with a role, a department, a slow
+    password hash and a lockout; personal API tokens and console sessions, both kept only as a
+    SHA-256 of the secret (they are long random strings, so a fast hash is enough)."""
+    db.execute(
+        "CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL, dept TEXT, password_hash TEXT NOT NULL, "
+        "disabled INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, locked_until_ms INTEGER, "
+        "created_ms INTEGER NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE user_tokens (token_hash TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name), "
+        "created_ms INTEGER NOT NULL)"
+    )
+    db.execute(
+        "CREATE TABLE console_sessions (session_hash TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name), "
+        "created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL)"
+    )
+    db.execute("CREATE INDEX audit_time ON audit(ts_ms)")  # `haocha audit --from --to`
+    db.execute("CREATE INDEX audit_subject ON audit(subject)")  # a ticket's history
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_core,
     _m2_cases,
@@ -157,6 +178,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m5_ticket_counters,
     _m6_invalid_events,
     _m7_device_keys,
+    _m8_people,
+    migrate_upstream_days,
 ]
 
 

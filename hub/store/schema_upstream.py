@@ -88,3 +88,16 @@ def migrate_lazy_ratings(db: sqlite_utils.Database) -> None:
     db.execute("CREATE UNIQUE INDEX outbox_rating ON outbox(event_id) WHERE kind = 'evaluation'")
     db.execute("CREATE INDEX outbox_ticket ON outbox(record_id) WHERE kind = 'ticket'")
     db.execute("CREATE INDEX outbox_totals ON outbox(record_id) WHERE kind = 'totals'")
+
+
+def migrate_upstream_days(db: sqlite_utils.Database) -> None:
+    """Rating records the regional system acknowledged, per hall-local day of the rating, for the
+    daily reconciliation (console upstream page): counted when a record is first marked sent, so
+    pruning sent rows loses nothing. Filled from the sent rows still kept; older days stay
+    unknown (no row)."""
+    db.execute("CREATE TABLE upstream_days (day TEXT PRIMARY KEY, acked INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID")
+    db.execute(
+        "INSERT INTO upstream_days (day, acked) SELECT e.day, count(*) "
+        "FROM outbox o JOIN events e ON e.id = o.event_id "
+        "WHERE o.kind = 'evaluation' AND o.status = 'sent' GROUP BY e.day"
+    )

@@ -171,12 +171,26 @@ def mark_sent(conn: sqlite3.Connection, ids: list[int]) -> None:
     """Mark rows sent whatever changed meanwhile (used where nothing can be in flight)."""
     if not ids:
         return
+    _count_acked(conn, ids)
     cur = conn.executemany(
         "UPDATE outbox SET status = 'sent', sent_ms = ?, attempts = attempts + 1, error = NULL "
         "WHERE id = ? AND status = 'pending'",
         [(now_ms(), i) for i in ids],
     )
     _bump_sent(conn, cur.rowcount)
+
+
+def _count_acked(conn: sqlite3.Connection, ids: list[int]) -> None:
+    """Add the rating records among ``ids`` still pending to their day's acknowledged count
+    (``upstream_days``), before they are marked sent: each record counts once."""
+    marks = ", ".join("?" * len(ids))
+    conn.execute(
+        "INSERT INTO upstream_days (day, acked) SELECT e.day, count(*) "
+        "FROM outbox o JOIN events e ON e.id = o.event_id "
+        f"WHERE o.id IN ({marks}) AND o.kind = 'evaluation' AND o.status = 'pending' GROUP BY e.day "
+        "ON CONFLICT(day) DO UPDATE SET acked = acked + excluded.acked",
+        ids,
+    )
 
 
 def settle_sent(conn: sqlite3.Connection, rows: list[OutboxRow]) -> None:
