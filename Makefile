@@ -20,9 +20,11 @@ demo: $(STAMP) mosquitto
 test: $(STAMP) test-debs lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider -n 3 tests
 
+# The layers (docs/layers.md) are import-linter contracts in pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

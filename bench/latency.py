@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulators.hall import Hall, wait_for
-from tests.rig import TerminalRig
+from simulators.rig import TerminalRig
 
 
 def percentile(values: list[float], q: float) -> float:

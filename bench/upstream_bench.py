@@ -9,13 +9,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from hub import release
 from hub.ingest import Incoming, Ingestor
-from hub.upstream import hook, outbox
+from hub.upstream import outbox
 from hub.upstream.sender import Sender
 from protocol.frames import encode_batch
 from simulators.hall import wait_for
 from simulators.regional import RegionalSim
-from tests.upstream_helpers import EPOCH, KEY, T0, TZ, make_home, rating
+from simulators.upstream_data import EPOCH, KEY, T0, TZ, make_home, rating
 
 
 def _ingest(home: Path, n: int, epoch: str = EPOCH) -> float:
@@ -51,10 +52,10 @@ def main(n: int) -> None:
         home = Path(tmp)
         make_home(home)[1].close()
         with_hook = _ingest(home, n)
-        original = hook.release
-        hook.release = lambda *a, **k: None  # baseline: ingest that queues no record and opens no ticket
+        original = release.release
+        release.release = lambda *a, **k: None  # baseline: ingest that queues no record and opens no ticket
         without = _ingest(home, n, "fedcba9876543210")
-        hook.release = original
+        release.release = original
         print(f"ingest with outbox+tickets: {with_hook:,.0f} ev/s; without: {without:,.0f} ev/s")
         pending = outbox.counts(__import__("sqlite3").connect(home / "hub.db"))["pending"]
         with RegionalSim() as sim:

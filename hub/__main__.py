@@ -1,4 +1,4 @@
-"""``python -m hub`` is ``haocha``."""
+"""``python -m hub``: the hub's commands of ``haocha``."""
 
 from .cli import main
 

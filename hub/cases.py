@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from protocol import commands
 from protocol.rules import valid_text
 
 from .errors import AlreadyExists, NotFound
+from .statuses import CaseStatus
 from .store import Store, now_ms
 from .store.registry import window_exists
 from .store.tallies import TallyDelta, local_day
@@ -84,12 +86,7 @@ def open_case(store: Store, request: CaseRequest, invite_s: float, tz: ZoneInfo,
         )
         delta.apply(conn)
         if device is not None:
-            queue_command(
-                conn,
-                device,
-                {"cmd": "invite", "case": request.case, "item": request.item, "staff": request.staff},
-                expires,
-            )
+            queue_command(conn, device, commands.Invite(request.case, request.item, request.staff), expires)
         store.audit(source, "case.open", request.case, window=request.window, device=device)
     return {
         "case": request.case,
@@ -97,7 +94,7 @@ def open_case(store: Store, request: CaseRequest, invite_s: float, tz: ZoneInfo,
         "device": device,
         "item": request.item,
         "staff": request.staff,
-        "status": "open",
+        "status": CaseStatus.OPEN.value,
         "expires_ms": expires,
     }
 
@@ -109,19 +106,20 @@ def cancel_case(store: Store, case: str, actor: str = "api") -> dict[str, Any]:
         if row is None:
             raise NotFound(f"unknown case {case}")
         device, status = row
-        if status != "open":
+        if status != CaseStatus.OPEN:
             raise AlreadyExists(f"case {case} is {status}, not open")
         conn.execute("UPDATE cases SET status = 'cancelled', closed_ms = ? WHERE case_no = ?", (now_ms(), case))
         if device is not None:
-            queue_command(conn, device, {"cmd": "cancel", "case": case}, None)
+            queue_command(conn, device, commands.Cancel(case), None)
         store.audit(actor, "case.cancel", case)
-    return {"case": case, "status": "cancelled"}
+    return {"case": case, "status": CaseStatus.CANCELLED.value}
 
 
-def queue_command(conn: sqlite3.Connection, device: str, payload: dict[str, Any], expires_ms: int | None) -> None:
+def queue_command(conn: sqlite3.Connection, device: str, command: commands.Command, expires_ms: int | None) -> None:
+    """Queue ``command`` for ``device`` in the caller's transaction (the publisher sends it)."""
     conn.execute(
         "INSERT INTO commands (device, payload, created_ms, expires_ms) VALUES (?, ?, ?, ?)",
-        (device, json.dumps(payload, ensure_ascii=False), now_ms(), expires_ms),
+        (device, json.dumps(commands.payload(command), ensure_ascii=False), now_ms(), expires_ms),
     )
 
 
@@ -145,6 +143,6 @@ def sign_in_staff(store: Store, window: str, staff: str | None, actor: str = "cl
         device = window_device(conn, window)
         if device is None:
             raise NotFound(f"window {window} has no terminal")
-        queue_command(conn, device, {"cmd": "staff", "staff": staff}, None)
+        queue_command(conn, device, commands.StaffSignIn(staff), None)
         store.audit(actor, "staff.signin" if staff else "staff.signout", window, staff=staff, device=device)
     return device

@@ -17,13 +17,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from protocol.frames import dumps
+from protocol import commands
+from protocol.errors import ProtocolError
 from protocol.topics import Leaf, topic
 
 from .store import Store, now_ms
 
 _LOG = logging.getLogger(__name__)
-EXPIRED = -1  # published_ms of a command that expired before it could be sent
+EXPIRED = -1  # published_ms of a command that expired before it could be sent (or could not be read)
 
 
 def broker_expiry_s(ttl_ms: int) -> int:
@@ -67,17 +68,24 @@ class CommandPublisher:
                 self._mark(store, command_id, EXPIRED)
                 self.counts["expired"] += 1
                 continue
-            if not self._publish(device, json.loads(payload), expires_ms, now):
+            try:
+                command = commands.parse(json.loads(payload))
+            except (ValueError, ProtocolError) as exc:  # written by an older hub, or by hand
+                _LOG.error("dropped queued command %d for %s: %s", command_id, device, exc)
+                self._mark(store, command_id, EXPIRED)
+                continue
+            if not self._publish(device, command, expires_ms, now):
                 return  # not connected any more: the rest waits for the next connection
             self._mark(store, command_id, now)
             self.counts["published"] += 1
 
-    def _publish(self, device: str, payload: dict[str, object], expires_ms: int | None, now: int) -> bool:
+    def _publish(self, device: str, command: commands.Command, expires_ms: int | None, now: int) -> bool:
         props = Properties(PacketTypes.PUBLISH)
         if expires_ms is not None:
-            payload = {**payload, "ttl_ms": expires_ms - now, "sent_ms": now}
+            command = commands.with_lifetime(command, expires_ms - now, now)
             props.MessageExpiryInterval = broker_expiry_s(expires_ms - now)
-        info = self.client.publish(topic(self.hall, device, Leaf.CMD), dumps(payload), qos=1, properties=props)
+        frame = commands.encode(command)
+        info = self.client.publish(topic(self.hall, device, Leaf.CMD), frame, qos=1, properties=props)
         try:
             info.wait_for_publish(timeout=5)
         except (RuntimeError, ValueError):

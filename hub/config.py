@@ -15,7 +15,7 @@ from protocol.levels import LEVEL_IDS
 from protocol.rules import INVITE_TTL_MAX_MS
 from protocol.topics import valid_id
 
-from .alerts.settings import AlertSettings
+from .alert_settings import AlertSettings
 
 CONFIG_NAME = "hub.toml"
 DB_NAME = "hub.db"

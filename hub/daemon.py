@@ -37,8 +37,9 @@ import uvicorn
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from protocol.frames import Ack, encode_state
+from protocol.frames import Ack
 from protocol.sdnotify import Notifier
+from protocol.state import OFFLINE, ONLINE
 from protocol.topics import Leaf, hub_state_topic, topic, wildcard
 from protocol.transport import MAX_PACKET_BYTES, LinkReport, no_delay
 
@@ -120,7 +121,7 @@ class HubDaemon:
             hub_files = tlsfiles.paths(self.home)
             self.renewals.watch(context, hub_files.cert("hub"), hub_files.key("hub"))
         client.tls_set_context(context)
-        client.will_set(hub_state_topic(cfg.hall), encode_state(False), qos=1, retain=True)
+        client.will_set(hub_state_topic(cfg.hall), OFFLINE.encode(), qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
@@ -138,7 +139,7 @@ class HubDaemon:
         self.link.connected()
         hall = self.config.hall
         client.subscribe([(wildcard(hall, Leaf.EV), 1), (wildcard(hall, Leaf.STATE), 1)])
-        client.publish(hub_state_topic(hall), encode_state(True), qos=1, retain=True)
+        client.publish(hub_state_topic(hall), ONLINE.encode(), qos=1, retain=True)
         self.connected.set()
         self.commands.wake()
         _LOG.info(
@@ -208,7 +209,7 @@ class HubDaemon:
         finally:
             self.notify.stopping()
             if sender is not None:
-                sender.stop()
+                sender.close()
             self._shutdown(batches, reporting)
         if self.writer_died:
             raise HubError(f"the hub's writer process died (exit code {self.writer.returncode}); see the log above")
@@ -364,7 +365,7 @@ class HubDaemon:
             self.writer.wait()
         reporting.join(timeout=5)  # its last acks go out before the session closes
         if self.connected.is_set():
-            info = self.client.publish(hub_state_topic(self.config.hall), encode_state(False), qos=1, retain=True)
+            info = self.client.publish(hub_state_topic(self.config.hall), OFFLINE.encode(), qos=1, retain=True)
             info.wait_for_publish(timeout=2)
         self.client.disconnect()
         self.client.loop_stop()

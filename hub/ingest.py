@@ -4,7 +4,7 @@ One call to :meth:`Ingestor.ingest` handles a batch of messages in one transacti
 checked (topic → device, registry, MAC), deduplicated on (device, epoch, seq) *before* any business
 rule, inserted, and counted; the cumulative ack per (device, epoch) is the end of the contiguous
 prefix of stored seqs. Moving that ack point releases the ratings it passes to the upstream outbox
-and the work queue, in seq order (:mod:`hub.upstream.hook`). Nothing is acked to the broker or the
+and the work queue, in seq order (:mod:`hub.release`). Nothing is acked to the broker or the
 terminal until the commit returned.
 """
 
@@ -20,15 +20,17 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from protocol.errors import BadTopic, ProtocolError, UnknownKey
-from protocol.frames import Event, Kind, Trigger, decode_state, parse_frame, verify_event
+from protocol.frames import Event, Kind, Trigger, parse_frame, verify_event
 from protocol.rules import event_problem
+from protocol.state import State
 from protocol.topics import Leaf, hub_state_topic, parse_topic
 
+from . import release
 from .cases import get_case
+from .statuses import CaseStatus, EventStatus
 from .store import Store, keys, now_ms
 from .store.registry import Device, all_devices, set_device_state
 from .store.tallies import DayCache, TallyDelta
-from .upstream import hook as upstream_hook
 
 _LOG = logging.getLogger(__name__)
 
@@ -96,7 +98,7 @@ class Ingestor:
         self._uptos: dict[tuple[str, str], int] = {}
         #: What the current batch stored, per (device, epoch): seq → the rating to release, or
         #: None for other kinds. Lets the common case release without reading back.
-        self._fresh: defaultdict[tuple[str, str], dict[int, upstream_hook.Rated | None]] = defaultdict(dict)
+        self._fresh: defaultdict[tuple[str, str], dict[int, release.Rated | None]] = defaultdict(dict)
 
     def refresh_registry(self) -> None:
         version = self.store.meta("registry_version", "0")
@@ -162,9 +164,9 @@ class Ingestor:
 
     def release_held(self, received_before_ms: int) -> int:
         """Release ratings stored beyond a gap before ``received_before_ms`` (see
-        :func:`hub.upstream.hook.release_held`); returns how many."""
+        :func:`hub.release.release_held`); returns how many."""
         with self.store.transaction() as conn:
-            return upstream_hook.release_held(conn, self.hall, received_before_ms)
+            return release.release_held(conn, self.hall, received_before_ms)
 
     def _message(
         self,
@@ -187,10 +189,10 @@ class Ingestor:
             return
         try:
             if leaf is Leaf.STATE:
-                state = decode_state(msg.payload)
-                set_device_state(self.store, device, json.dumps(state), msg.received_ms)
+                state = State.decode(msg.payload)
+                set_device_state(self.store, device, json.dumps(state.fields()), msg.received_ms)
                 frames[("state", device)] += 1
-                self._key_in_use(dev, state.get("kid"), from_state=True)
+                self._key_in_use(dev, state.kid, from_state=True)
                 return
             if leaf is not Leaf.EV:
                 raise BadTopic(f"devices do not publish on {leaf.value}")
@@ -259,7 +261,7 @@ class Ingestor:
         _track_case(conn, dev, ev, status, event_id, t_ms)
         self._fresh[(dev.id, ev.epoch)][ev.seq] = _releasable(event_id, dev, ev, status, t_ms, day)
         if ev.kind == Kind.REASON.value and ev.ref is not None and ev.reasons is not None:
-            upstream_hook.on_reason(conn, self.hall, dev.id, ev.epoch, ev.ref, list(ev.reasons))
+            release.on_reason(conn, self.hall, dev.id, ev.epoch, ev.ref, list(ev.reasons))
         _tally(delta, (day, dev.id, dev.window, ev.item or "", ev.staff or ""), ev, status)
         if ev.trigger == Trigger.FREE.value and self.burst_gap_ms:
             self._flag_next_if_burst(conn, dev, ev, delta)
@@ -295,14 +297,14 @@ class Ingestor:
         """(status, reason): ``accepted``; ``refused`` for a second rating of a case; ``flagged``
         (stored, counted, left out of the rates) for a rating that looks like misuse."""
         if ev.kind == Kind.STAFF.value:
-            return ("accepted", None) if _local_case(dev, ev) else ("flagged", "unknown_case")
+            return (EventStatus.ACCEPTED, None) if _local_case(dev, ev) else (EventStatus.FLAGGED, "unknown_case")
         if ev.kind != Kind.RATING.value:
-            return "accepted", None
+            return EventStatus.ACCEPTED, None
         if ev.case is not None:
             return _case_verdict(conn, dev, ev)
         if ev.trigger == Trigger.FREE.value and self.burst_gap_ms and self._burst(conn, dev, ev):
-            return "flagged", "burst"
-        return "accepted", None
+            return EventStatus.FLAGGED, "burst"
+        return EventStatus.ACCEPTED, None
 
     def _flag_next_if_burst(self, conn: sqlite3.Connection, dev: Device, ev: Event, delta: TallyDelta) -> None:
         """A rating that arrives late (resent after a gap) may be the one the next rating came too
@@ -315,7 +317,7 @@ class Ingestor:
         if row is None:
             return
         event_id, seq, boot, mono_ms, status, trigger, level, day, item, staff = row
-        if status != "accepted" or trigger != Trigger.FREE.value or boot != ev.boot:
+        if status != EventStatus.ACCEPTED or trigger != Trigger.FREE.value or boot != ev.boot:
             return
         if int(mono_ms) - ev.mono_ms < self.burst_gap_ms:
             conn.execute("UPDATE events SET status = 'flagged', status_reason = 'burst' WHERE id = ?", (event_id,))
@@ -325,8 +327,8 @@ class Ingestor:
             fresh = self._fresh[(dev.id, ev.epoch)]
             rated = fresh.get(seq)
             if rated is not None:  # stored by this batch, not released yet
-                fresh[seq] = dataclasses.replace(rated, status="flagged")
-            upstream_hook.rating_changed(conn, self.hall, event_id)
+                fresh[seq] = dataclasses.replace(rated, status=EventStatus.FLAGGED)
+            release.rating_changed(conn, self.hall, event_id)
 
     def _burst(self, conn: sqlite3.Connection, dev: Device, ev: Event) -> bool:
         """Did the previous rating of this terminal come less than the gap before this one?"""
@@ -345,7 +347,7 @@ class Ingestor:
             after = upto = self._upto(conn, device, epoch)
             while (upto + 1) in seqs or _exists(conn, device, epoch, upto + 1):
                 upto += 1
-            upstream_hook.release(conn, self.hall, device, epoch, after, upto, self._fresh.get((device, epoch), {}))
+            release.release(conn, self.hall, device, epoch, after, upto, self._fresh.get((device, epoch), {}))
             conn.execute(
                 "INSERT INTO epochs (device, epoch, upto, first_ms, last_ms) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(device, epoch) DO UPDATE SET upto = excluded.upto, last_ms = excluded.last_ms",
@@ -362,11 +364,11 @@ class Ingestor:
         return 0 if row is None else int(row[0])
 
 
-def _releasable(event_id: int, dev: Device, ev: Event, status: str, t_ms: int, day: str) -> upstream_hook.Rated | None:
+def _releasable(event_id: int, dev: Device, ev: Event, status: str, t_ms: int, day: str) -> release.Rated | None:
     """The rating to release upstream once the ack point passes it; None for anything else."""
-    if ev.kind != Kind.RATING.value or status == "refused" or ev.level is None:
+    if ev.kind != Kind.RATING.value or status == EventStatus.REFUSED or ev.level is None:
         return None
-    return upstream_hook.Rated(
+    return release.Rated(
         event_id, dev.id, ev.epoch, ev.seq, dev.window, ev.item, ev.case, ev.staff, ev.level, status, t_ms, day
     )
 
@@ -387,24 +389,26 @@ def _case_verdict(conn: sqlite3.Connection, dev: Device, ev: Event) -> tuple[str
     for a case of another window, a cancelled case, or one the hub never opened. The case table
     decides, so a flagged rating never makes a later genuine one look like a second rating."""
     if ev.trigger == Trigger.STAFF.value and not _local_case(dev, ev):
-        return "flagged", "unknown_case"
+        return EventStatus.FLAGGED, "unknown_case"
     case = get_case(conn, ev.case or "")
     if case is None:
         # A staff-key case is created by its staff event, which may still be behind a gap.
-        return ("accepted", None) if ev.trigger == Trigger.STAFF.value else ("flagged", "unknown_case")
+        return (
+            (EventStatus.ACCEPTED, None) if ev.trigger == Trigger.STAFF.value else (EventStatus.FLAGGED, "unknown_case")
+        )
     if case["window"] != dev.window:
-        return "flagged", "wrong_window"
-    if case["status"] == "cancelled":
-        return "flagged", "case_cancelled"
-    if case["status"] == "rated":
-        return "refused", "case_already_rated"
-    return "accepted", None
+        return EventStatus.FLAGGED, "wrong_window"
+    if case["status"] == CaseStatus.CANCELLED:
+        return EventStatus.FLAGGED, "case_cancelled"
+    if case["status"] == CaseStatus.RATED:
+        return EventStatus.REFUSED, "case_already_rated"
+    return EventStatus.ACCEPTED, None
 
 
 def _track_case(conn: sqlite3.Connection, dev: Device, ev: Event, status: str, event_id: int, t_ms: int) -> None:
     """A staff event opens its local case; an accepted rating closes its case as rated. Nothing
     else touches cases: a flagged rating neither creates nor closes one."""
-    if ev.case is None or status != "accepted" or ev.kind not in (Kind.STAFF.value, Kind.RATING.value):
+    if ev.case is None or status != EventStatus.ACCEPTED or ev.kind not in (Kind.STAFF.value, Kind.RATING.value):
         return
     if ev.trigger == Trigger.STAFF.value:
         conn.execute(
@@ -422,18 +426,18 @@ def _track_case(conn: sqlite3.Connection, dev: Device, ev: Event, status: str, e
 def _tally(delta: TallyDelta, key: tuple[str, str, str, str, str], ev: Event, status: str) -> None:
     delta.add(key, "events")
     if ev.kind == Kind.RATING.value:
-        if status == "refused":
+        if status == EventStatus.REFUSED:
             delta.add(key, "refused")
             return
         delta.add(key, f"lv_{ev.level}")
-        if ev.case is not None and status == "accepted":
+        if ev.case is not None and status == EventStatus.ACCEPTED:
             delta.add(key, "rated")
-        if status == "flagged":
+        if status == EventStatus.FLAGGED:
             delta.add(key, f"fl_{ev.level}")
             delta.add(key, "flagged")
     elif ev.kind == Kind.IGNORED.value:
         delta.add(key, "ignored")
-    elif ev.kind == Kind.STAFF.value and status == "accepted":
+    elif ev.kind == Kind.STAFF.value and status == EventStatus.ACCEPTED:
         delta.add(key, "cases")
 
 

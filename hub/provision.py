@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from protocol.terminal_config import KINDS, MODES, TerminalConfig, load, panel_table
+from protocol.terminal_config import parse as parse_terminal_config
 from protocol.topics import check_device_id
-from terminal.config import KINDS, MODES, panel_table
-from terminal.config import parse as parse_terminal_config
 
 from . import tlsfiles
 from .config import HubConfig
+from .errors import HubError
 from .secrets import mosquitto_hash, new_mac_key, new_password, write_private
 from .store import Store, keys
 from .store.registry import get_device, insert_device
@@ -33,6 +35,9 @@ CA_NAME = "ca.crt"
 CLIENT_CERT_NAME = "client.crt"
 CLIENT_KEY_NAME = "client.key"
 HEADER = b"# haocha terminal config, written by `haocha device add`. Copy this folder onto the terminal.\n"
+#: A MicroPython board's files (name → bytes) for its config: the firmware is the terminal's, so
+#: the program above the hub hands this in (``terminal.micro_host.board_files``).
+BoardFiles = Callable[[TerminalConfig], dict[str, bytes]]
 JOURNAL_NAMES = {"gpio": "journal.db", "modbus": "journal.db", "serial": "journal.db", "micro": "journal"}
 
 
@@ -81,7 +86,14 @@ def broker_tls_settings(config: HubConfig) -> dict[str, str]:
 
 
 def add_device(
-    store: Store, config: HubConfig, home: Path, device: str, window: str, kind: str = "gpio", mode: str = "free"
+    store: Store,
+    config: HubConfig,
+    home: Path,
+    device: str,
+    window: str,
+    kind: str = "gpio",
+    mode: str = "free",
+    board_files: BoardFiles | None = None,
 ) -> Path:
     """Register ``device`` at ``window`` and write its ``terminal.toml``; returns that path."""
     if kind not in KINDS:
@@ -89,15 +101,23 @@ def add_device(
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     check_device_id(device)  # a bad id gets the registry's message, before the config check
+    _require_board_files(kind, board_files)
     password, mac_key = new_password(), new_mac_key()
     settings = _checked(terminal_settings(config, device, window, kind, mode, password, mac_key))
     tlsfiles.require(home)  # a hall made before TLS says what to run, before anything is registered
     insert_device(store, device, window, kind, mode, mac_key, mosquitto_hash(password))
     write_tls_files(config, home, device, new_client_cert=True)
-    return _write_terminal_files(config, home, settings)
+    return _write_terminal_files(config, home, settings, board_files)
 
 
-def rotate_device(store: Store, config: HubConfig, home: Path, device: str, at_once: bool = False) -> Path:
+def rotate_device(
+    store: Store,
+    config: HubConfig,
+    home: Path,
+    device: str,
+    at_once: bool = False,
+    board_files: BoardFiles | None = None,
+) -> Path:
     """New password and MAC key for ``device``; rewrites its terminal.toml.
 
     By default the rotation is one a running terminal survives (:mod:`hub.store.keys`): the new
@@ -107,6 +127,7 @@ def rotate_device(store: Store, config: HubConfig, home: Path, device: str, at_o
     A MicroPython board is always rotated at once (its firmware takes no rekey command yet).
     A revoked device stays revoked (DeviceRevoked)."""
     dev = get_device(store, device)
+    _require_board_files(dev.kind, board_files)
     at_once = at_once or dev.kind == "micro"  # the MicroPython firmware takes no rekey command yet
     password, mac_key = new_password(), new_mac_key()
     secrets = keys.NewSecrets(mac_key, password, mosquitto_hash(password))
@@ -118,20 +139,22 @@ def rotate_device(store: Store, config: HubConfig, home: Path, device: str, at_o
     kid = rotate(store, device, secrets)
     write_tls_files(config, home, device)
     settings = terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key, kid, previous)
-    return _write_terminal_files(config, home, settings)
+    return _write_terminal_files(config, home, settings, board_files)
 
 
-def reinstate_device(store: Store, config: HubConfig, home: Path, device: str) -> Path:
+def reinstate_device(
+    store: Store, config: HubConfig, home: Path, device: str, board_files: BoardFiles | None = None
+) -> Path:
     """A revoked device provisioned again on purpose: new pair, active at once."""
     dev = get_device(store, device)
+    _require_board_files(dev.kind, board_files)
     password, mac_key = new_password(), new_mac_key()
     _checked(terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key, 2))
     tlsfiles.require(home)
     kid = keys.reinstate(store, device, keys.NewSecrets(mac_key, password, mosquitto_hash(password)))
     write_tls_files(config, home, device, new_client_cert=True)  # revoke put the old one on the CRL
-    return _write_terminal_files(
-        config, home, terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key, kid)
-    )
+    settings = terminal_settings(config, device, dev.window, dev.kind, dev.mode, password, mac_key, kid)
+    return _write_terminal_files(config, home, settings, board_files)
 
 
 def _current_password(home: Path, device: str) -> str | None:
@@ -176,7 +199,12 @@ def write_tls_files(
 
 
 def refresh_tls(
-    config: HubConfig, home: Path, device: str, new_client_cert: bool = False, days: int | None = None
+    config: HubConfig,
+    home: Path,
+    device: str,
+    new_client_cert: bool = False,
+    days: int | None = None,
+    board_files: BoardFiles | None = None,
 ) -> Path:
     """Bring a provisioned device's folder up to the hall's TLS settings (``tls init`` for a hall
     made before TLS, ``tls renew``): its TLS files, the ``[broker]`` keys naming them in its
@@ -187,27 +215,34 @@ def refresh_tls(
     settings.setdefault("broker", {}).update(broker_tls_settings(config))
     write_private(path, HEADER + tomli_w.dumps(_checked(settings)).encode())
     if settings.get("kind") == "micro":
-        _write_board_files(path)
+        _write_board_files(path, board_files)
     return path
 
 
-def _write_terminal_files(config: HubConfig, home: Path, settings: dict[str, Any]) -> Path:
+def _write_terminal_files(
+    config: HubConfig, home: Path, settings: dict[str, Any], board_files: BoardFiles | None
+) -> Path:
     folder = device_dir(home, settings["device"])
     path = folder / "terminal.toml"
     write_private(path, HEADER + tomli_w.dumps(settings).encode())
     if settings["kind"] == "micro":
-        _write_board_files(path)
+        _write_board_files(path, board_files)
     return path
 
 
-def _write_board_files(config_path: Path) -> None:
+def _require_board_files(kind: str, board_files: BoardFiles | None) -> None:
+    """Checked before anything is registered or written."""
+    if kind == "micro" and board_files is None:
+        raise HubError("a MicroPython board's files come with the terminal package: run this as `haocha`")
+
+
+def _write_board_files(config_path: Path, board_files: BoardFiles | None) -> None:
     """Firmware and ``config.json`` for a MicroPython board, in ``board/`` beside terminal.toml
     (docs/micro.md: copy them with mpremote). Every file private: config.json holds secrets. What
     the technician entered by hand in the last ``config.json`` (Wi-Fi, NTP host, watchdog) is kept:
     a rotation or a renewal never sends someone to type the hall's Wi-Fi password again."""
-    from terminal.config import load
-    from terminal.micro_host import board_files
-
+    _require_board_files("micro", board_files)
+    assert board_files is not None
     board = config_path.parent / "board"
     site = _site_settings(board / "config.json")
     for name, data in board_files(load(config_path)).items():

@@ -21,12 +21,12 @@ from typing import Any
 from protocol.levels import BAD_LEVEL_IDS, LEVEL_IDS
 
 from .config import HubConfig
+from .periods import period_range
 from .stats import summarize
 from .store import Store
 from .store.registry import list_windows
 from .store.schema import TALLY_COLUMNS
 from .store.tallies import query
-from .upstream.totals import period_range
 
 KINDS = ("monthly", "difficult")
 

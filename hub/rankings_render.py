@@ -19,6 +19,7 @@ from typing import Any
 
 from protocol.levels import Level
 
+from . import table
 from .rankings import COLUMNS, Column
 from .spreadsheet import SafeWriter
 
@@ -81,22 +82,14 @@ def shown(col: Column, value: Any) -> str:
     return str(value) if value != "" else "—"
 
 
-def _width(text: str) -> int:
-    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
-
-
 def format_table(rep: dict[str, Any]) -> str:
     cols = COLUMNS[rep["kind"]]
     head = [c.head for c in cols]
     body = [[shown(c, row[c.key]) for c in cols] for row in rep["rows"]]
-    widths = [max(_width(x) for x in col) for col in zip(head, *body, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c + " " * (w - _width(c)) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    lines = [f"{rep['hall']} {title(rep)} ({rep['from']} … {rep['to']})", line(head)]
-    lines += ["  ".join("-" * w for w in widths), *(line(r) for r in body)] if body else ["（无）"]
-    return "\n".join(lines)
+    heading = f"{rep['hall']} {title(rep)} ({rep['from']} … {rep['to']})"
+    if not body:
+        return "\n".join([heading, table.render(head, []).splitlines()[0], "（无）"])
+    return "\n".join([heading, table.render(head, body)])
 
 
 # --- HTML --------------------------------------------------------------------------------------

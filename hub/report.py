@@ -18,15 +18,15 @@ from typing import Any
 
 from protocol.levels import LEVEL_IDS, Level
 
-from . import tickets
+from . import table, tickets
 from .config import HubConfig
+from .periods import period_range
 from .rankings import Column
 from .rankings_render import BOM, csv_cell, csv_head, shown
 from .spreadsheet import SafeWriter
 from .stats import stats
 from .store import Store
 from .store.registry import list_items, list_windows
-from .upstream.totals import period_range
 
 REASON_ZH = {
     "cold": "冷（态度冷漠）",
@@ -124,17 +124,8 @@ def _sections(rep: dict[str, Any]) -> list[Section]:
     ]  # fmt: skip
 
 
-def _width(text: str) -> int:
-    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
-
-
 def _table(head: list[str], rows: list[list[str]]) -> str:
-    widths = [max(_width(x) for x in col) for col in zip(head, *rows, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c + " " * (w - _width(c)) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+    return table.render(head, rows)
 
 
 def _shown_rows(cols: list[Column], rows: list[dict[str, Any]]) -> list[list[str]]:

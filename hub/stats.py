@@ -17,6 +17,7 @@ from typing import Any
 
 from protocol.levels import BAD_LEVEL_IDS, LEVEL_IDS, Level
 
+from . import table
 from .spreadsheet import SafeWriter
 from .store import Store
 from .store.schema import TALLY_COLUMNS
@@ -130,24 +131,13 @@ def _flat(row: dict[str, Any], by: Sequence[str]) -> list[str]:
     ]
 
 
-def _width(text: str) -> int:
-    """Display width: CJK characters take two columns."""
-    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
-
-
 def format_table(result: dict[str, Any], by: Sequence[str]) -> str:
     head = [*by, *TABLE_HEAD]
     body = [_flat(r, by) for r in result["rows"]]
     total = _flat({**result["total"], **{k: "" for k in by}}, by)
     if by:
         total[0] = "TOTAL"
-    widths = [max(_width(x) for x in col) for col in zip(head, *body, total, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(" " * (w - _width(c)) + c for c, w in zip(cells, widths, strict=True))
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(head), rule, *(line(r) for r in body), rule, line(total)])
+    return table.render(head, body, right=True, footer=total)
 
 
 def format_csv(result: dict[str, Any], by: Sequence[str]) -> str:

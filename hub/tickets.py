@@ -1,7 +1,7 @@
 """The bad-review work queue (登记 → 转办 → 核实 → 反馈), SPEC section 1.
 
 Every accepted bad review opens a ticket in the transaction that releases its rating upstream
-(:mod:`hub.upstream.hook`: normally the one that stores it). A ticket then moves
+(:mod:`hub.release`: normally the one that stores it). A ticket then moves
 registered → assigned (to a department or person) → verified (valid; or invalid, only after an
 appeal) → feedback (the rectification text). Any other move is refused with a message naming the
 ticket's state and the allowed order. Each change is audited and queued upstream in the same
@@ -18,25 +18,42 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .config import TicketSettings
 from .errors import NotFound, TicketStateError
 from .stats import rectification_rate
+from .statuses import TicketState
 from .store import Store, now_ms
 from .store.tallies import TICKET_COUNTS, count_tickets
 from .upstream import outbox
 
-if TYPE_CHECKING:
-    from .upstream.hook import Rated
-
-STATES = ("registered", "assigned", "appealed", "verified", "feedback")
+STATES = tuple(TicketState)
 ORDER = "registered → assigned → verified → feedback (an invalid verdict needs an appeal first)"
 _COLUMNS = (
     "id, ticket_no, window, item, case_no, staff, level, reasons, state, verdict, assignee, dept, appeal, "
     "feedback, opened_ms, opened_day, updated_ms, closed_ms, "
     "coalesce(dept, (SELECT w.dept FROM windows w WHERE w.id = tickets.window)) AS department"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Rated:
+    """A stored rating (not refused), as releasing it (:mod:`hub.release`) and registering its bad
+    review need it."""
+
+    event_id: int
+    device: str
+    epoch: str
+    seq: int
+    window: str
+    item: str | None
+    case: str | None
+    staff: str | None
+    level: str
+    status: str
+    t_ms: int
+    day: str
 
 
 @dataclass(frozen=True)
@@ -68,7 +85,7 @@ class Calendar:
 
 
 def open_ticket(conn: sqlite3.Connection, ticket_no: str, rating: Rated, reasons: list[str] | None) -> None:
-    """Writer thread, in the transaction that releases the rating (see :mod:`hub.upstream.hook`):
+    """Writer thread, in the transaction that releases the rating (see :mod:`hub.release`):
     register a bad review."""
     cur = conn.execute(
         "INSERT INTO tickets (ticket_no, event_id, device, window, item, case_no, staff, level, reasons, "

@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from protocol.retry import Backoff
+
 from .config import DB_NAME, HubConfig, load
 from .ingest import BatchResult, Incoming, Ingestor
 from .pipes import PipeEnd, widen
@@ -38,6 +40,7 @@ from .store import Store, now_ms
 
 #: A failed commit (disk full, I/O error) is retried at most this far apart: cheap, and a disk an
 #: operator clears is picked up within seconds.
+COMMIT_RETRY_FIRST_S = 0.5
 COMMIT_RETRY_MAX_S = 5.0
 #: How often the writer looks for ratings held behind a gap for longer than ``gap_hold_s``.
 RELEASE_CHECK_S = 10.0
@@ -109,19 +112,19 @@ class Writer:
 
     def _commit(self, ingestor: Ingestor, batch: list[Incoming]) -> BatchResult | None:
         """Commit, retrying with backoff while the disk refuses; None if the daemon went away."""
-        delay = 0.5
+        backoff = Backoff(COMMIT_RETRY_FIRST_S, COMMIT_RETRY_MAX_S)
         while True:
             try:
                 return ingestor.ingest(batch)
             except sqlite3.Error as exc:
-                self.failures += 1
+                delay = backoff.failed()
                 _LOG.error("cannot commit %d messages (%s); retrying in %.1fs", len(batch), exc, delay)
             except Exception:  # a bug, not input (ingest isolates each message): keep the hub up, loudly
-                self.failures += 1
+                delay = backoff.failed()
                 _LOG.exception("storing %d messages failed; retrying in %.1fs", len(batch), delay)
+            self.failures += 1
             self._report(CommitFailing(self.failures))
             time.sleep(delay)
-            delay = min(delay * 2, COMMIT_RETRY_MAX_S)
             if os.getppid() != self._parent:
                 return None
 
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon ends this process by closing the pipe
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from .cli.common import setup_logging
+    from protocol.process import setup_logging
 
     setup_logging(args.verbose)
     batches = PipeEnd(args.batches)

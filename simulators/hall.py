@@ -1,7 +1,7 @@
 """A whole hall on one machine: a hub home, its broker and hub processes, simulated terminals.
 
 Used by ``haocha demo`` and by the test suite. Every process is the real program started as
-``python -m hub …`` in its own session, so tests can kill it (or its whole group) with SIGKILL.
+``python -m haocha …`` in its own session, so tests can kill it (or its whole group) with SIGKILL.
 Ports are free loopback ports chosen at start; nothing binds a fixed port.
 """
 
@@ -26,6 +26,7 @@ from hub.store import Store
 from hub.store import registry as reg
 from protocol.errors import HaochaError
 from protocol.transport import client_tls
+from terminal.micro_host import board_files
 
 
 class HallError(HaochaError, RuntimeError):
@@ -126,13 +127,13 @@ class Hall:
         with self.store() as store:
             if not reg.window_exists(store, window):
                 reg.add_window(store, window, window, None)
-            return provision.add_device(store, self.config, self.home, device, window, kind, mode)
+            return provision.add_device(store, self.config, self.home, device, window, kind, mode, board_files)
 
     def terminal_config(self, device: str) -> Path:
         return provision.device_dir(self.home, device) / "terminal.toml"
 
     # -- processes --------------------------------------------------------------------------
-    def spawn(self, name: str, *args: str, module: str = "hub") -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, *args: str, module: str = "haocha") -> subprocess.Popen[bytes]:
         """Start ``python -m module args…`` (default: the ``haocha`` command line) as process ``name``
         in its own session, its output appended to ``logs/name.log``."""
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -233,7 +234,7 @@ class Hall:
             return hub_stats(store, list(by), None, None, self.config.satisfaction_threshold)
 
     def journal(self, device: str) -> dict[str, Any]:
-        from hub.cli.terminal_cmds import journal_summary
+        from terminal.summary import journal_summary
 
         return journal_summary(self.terminal_config(device))
 

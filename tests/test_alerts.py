@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from hub.alert_settings import AlertSettings, BacklogRule, BadShareRule, CommitRule, SilentRule
 from hub.alerts import lifecycle
 from hub.alerts.engine import AlertEngine
 from hub.alerts.lifecycle import AlertStateError, BadComment, Finding
@@ -26,7 +27,6 @@ from hub.alerts.rules import (
     UpstreamPending,
     first_event_since,
 )
-from hub.alerts.settings import AlertSettings, BacklogRule, BadShareRule, CommitRule, SilentRule
 from hub.cli import main
 from hub.config import HubConfig, load
 from hub.errors import NotFound

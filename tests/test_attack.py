@@ -37,7 +37,7 @@ THIEF_EPOCH = "feedfacecafebeef"
 
 
 def haocha(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hub", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "haocha", *args], capture_output=True, text=True, timeout=timeout)
 
 
 class Thief:

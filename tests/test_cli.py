@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from hub.cli import main
+from haocha.cli import main
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -46,7 +46,7 @@ def test_terminal_commands_load_no_hub_modules() -> None:
     import sys
 
     code = (
-        "import sys; from hub.cli import main; from click.testing import CliRunner; "
+        "import sys; from haocha.cli import main; from click.testing import CliRunner; "
         "CliRunner().invoke(main, ['terminal', 'run', '--help']); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('uvicorn', 'starlette', 'sqlite_utils') "
         "or m in ('hub.daemon', 'hub.store')))"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from haocha.cli import main
 from hub import broker
 from hub import config as hub_config
-from hub.cli import main
 
 FORMULA = '=HYPERLINK("http://x","y")'
 #: What a spreadsheet reads as the start of a formula (OWASP's list).

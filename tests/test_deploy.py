@@ -23,7 +23,7 @@ STATE = "var/lib/haocha-terminal"
 
 def haocha(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hub", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+        [sys.executable, "-m", "haocha", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
     )
 
 

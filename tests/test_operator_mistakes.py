@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def haocha(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hub", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+        [sys.executable, "-m", "haocha", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
     )
 
 

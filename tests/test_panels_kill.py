@@ -32,7 +32,7 @@ KEYS = [Key(KeyKind.LEVEL, "satisfied"), Key(KeyKind.LEVEL, "basic")]
 
 def start_terminal(config: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "hub", "terminal", "run", "--config", str(config)]
+    cmd = [sys.executable, "-m", "haocha", "terminal", "run", "--config", str(config)]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

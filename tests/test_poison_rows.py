@@ -4,6 +4,7 @@ the hub that would make one is refused, and the terminal keeps draining."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -14,8 +15,7 @@ import pytest
 import tomli_w
 from click.testing import CliRunner
 
-from hub.cases import queue_command
-from hub.cli import main
+from haocha.cli import main
 from hub.store import now_ms
 from simulators.hall import Hall, wait_for
 
@@ -33,7 +33,7 @@ def poison(path: Path, key: str, value: Any) -> None:
 
 
 def haocha(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hub", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "haocha", *args], capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize("kind", ["gpio", "micro"])
@@ -71,9 +71,12 @@ def test_a_poisoned_config_stops_terminal_run_and_sim_terminal_with_one_line(
 
 
 def test_bad_commands_never_stall_a_terminal_and_it_keeps_draining(running_hall: Hall) -> None:
-    """The case from the issue, through a running broker and hub: the hub sends invitations and a
-    sign-in that no row may carry. The terminal refuses each (no "thank you" for a row the hub
-    would refuse), takes the next good invitation, and its ack keeps up with its journal."""
+    """The case from the issue, through a running broker and hub: the hub's command queue holds
+    invitations and a sign-in that no row may carry (written past the hub's own checks). The hub
+    reads every queued command with protocol.commands before it sends it: it drops these with
+    one ERROR each and goes on, so the terminal never sees them (the terminal's own refusal of
+    such commands is tested in test_terminal.py), takes the next good invitation, and its ack
+    keeps up with its journal."""
     hall = running_hall
     hall.add_device("T01", "W01", mode="invited")
     api = HubApi(hall)
@@ -87,19 +90,29 @@ def test_bad_commands_never_stall_a_terminal_and_it_keeps_draining(running_hall:
         ]
         with hall.store() as store, store.transaction() as conn:
             for payload, until in bad:
-                queue_command(conn, "T01", payload, until)
-        wait_for(lambda: rig.term.uplink.counts["commands"] >= len(bad), 20, "the bad commands to arrive")
+                conn.execute(
+                    "INSERT INTO commands (device, payload, created_ms, expires_ms) VALUES ('T01', ?, ?, ?)",
+                    (json.dumps(payload), now_ms(), until),
+                )
+        wait_for(lambda: _unsent_commands(hall) == 0, 20, "the hub to go through its queue")
         assert rig.term.evaluator.invitation is None
         rig.press("satisfied")  # no invitation: an ignored press, never a rating for C-BAD
         api.open_case("C-OK", "W01", item="11010000-XK-001")
         rig.wait_invited("C-OK")
         rig.press("very_satisfied")
         rig.wait_acked()
-        assert rig.term.commands.counts["refused"] == len(bad)
+        assert rig.term.uplink.counts["commands"] == 1  # the good invitation alone
+        assert rig.term.commands.counts["refused"] == 0
     finally:
         rig.close()
         api.close()
+    assert hall.log("hub").count("dropped queued command") == len(bad)
     assert_invariant(hall, ["T01"])
     with hall.store() as store:
         rows = store.conn.execute("SELECT kind, case_no FROM events WHERE device = 'T01' ORDER BY seq").fetchall()
     assert rows == [("ignored", None), ("rating", "C-OK")]
+
+
+def _unsent_commands(hall: Hall) -> int:
+    with hall.store() as store:
+        return int(store.conn.execute("SELECT count(*) FROM commands WHERE published_ms IS NULL").fetchone()[0])

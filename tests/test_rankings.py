@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
+from haocha.cli import main
 from hub import config as hub_config
 from hub import rankings, rankings_render, tickets
-from hub.cli import main
 from hub.http.app import create_app
 from hub.store import Store
 from hub.store import registry as reg

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from hub.cli import main
+from haocha.cli import main
 
 from .upstream_helpers import ingest, make_home, rating, reason
 

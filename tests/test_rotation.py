@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 
-from hub.cli import main
+from haocha.cli import main
 from hub.ingest import Incoming, Ingestor
 from hub.store import Store
 from hub.store import keys as device_keys
@@ -103,7 +103,7 @@ def test_a_running_terminal_takes_up_a_rotation_and_loses_nothing(running_hall: 
 
 def assert_invariant_on(hall: Hall, device: str, config: Path) -> None:
     """SPEC section 9 for a terminal whose journal lives in its own copy of the folder."""
-    from hub.cli.terminal_cmds import journal_summary
+    from terminal.summary import journal_summary
 
     summary = journal_summary(config)
     with hall.store() as store:
@@ -225,7 +225,7 @@ def test_the_hub_token_rotates_under_a_running_hub(running_hall: Hall) -> None:
     old = hall.config.http.token
     wait_for(lambda: status(old) == 200, 30, "the hub's API")
     done = subprocess.run(
-        [sys.executable, "-m", "hub", "hub", "token", "--rotate", "--home", str(hall.home)],
+        [sys.executable, "-m", "haocha", "hub", "token", "--rotate", "--home", str(hall.home)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     new = done.stdout.strip()

@@ -222,7 +222,7 @@ def start_hub(hall: Hall, env: dict[str, str]) -> subprocess.Popen[bytes]:
     hall.logs.mkdir(exist_ok=True)
     with open(hall.logs / "hub.log", "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "hub", "hub", "run", "--home", str(hall.home)],
+            [sys.executable, "-m", "haocha", "hub", "run", "--home", str(hall.home)],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -296,7 +296,7 @@ def test_terminal_ready_watchdog_and_a_hang(tmp_path: Path) -> None:
     panel = SerialPanelSim(button_map(config.serial, config.reasons), repeat_s=0.05)
     panel.start()
     config_path = write_config(tmp_path, "serial", panel.url)
-    cmd = [sys.executable, "-m", "hub", "terminal", "run", "--config", str(config_path)]
+    cmd = [sys.executable, "-m", "haocha", "terminal", "run", "--config", str(config_path)]
     env = {**listener.env(TERMINAL_WATCHDOG_S), "PYTHONPATH": str(ROOT)}
     term = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

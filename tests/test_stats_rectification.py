@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from haocha.cli import main
 from hub import tickets
-from hub.cli import main
 from hub.stats import stats
 from hub.store import Store
 from protocol.frames import Event

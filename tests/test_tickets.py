@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
+from haocha.cli import main
 from hub import config as hub_config
 from hub import tickets
-from hub.cli import main
 from hub.config import TicketSettings
 from hub.errors import TicketStateError
 from hub.http.app import create_app

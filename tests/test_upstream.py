@@ -10,7 +10,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from hub.cli import main
+from haocha.cli import main
 from hub.stats import stats
 from hub.upstream import outbox
 from hub.upstream.adapters import Context, NationalAdapter
@@ -174,7 +174,7 @@ def test_sim_regional_command_serves_and_fails_on_demand(tmp_path: Path) -> None
     from simulators.hall import free_port, port_open
 
     port = free_port()
-    cmd = [sys.executable, "-m", "hub", "sim", "regional", "--listen", f"127.0.0.1:{port}", "--fail-rate", "1"]
+    cmd = [sys.executable, "-m", "haocha", "sim", "regional", "--listen", f"127.0.0.1:{port}", "--fail-rate", "1"]
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(lambda: port_open(port), 15, "the simulator to listen")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from hub.cli import main
+from haocha.cli import main
 from hub.stats import stats
 from hub.upstream import outbox
 from simulators.hall import Hall, wait_for

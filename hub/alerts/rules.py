@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 from protocol.levels import BAD_LEVEL_IDS
 
+from ..alert_settings import RULE_TITLES, AlertSettings, BacklogRule, BadShareRule, CommitRule, SilentRule
 from ..config import HubConfig
 from ..store.registry import stored_state
 from ..tickets import Calendar
 from .lifecycle import Finding
-from .settings import RULE_TITLES, AlertSettings, BacklogRule, BadShareRule, CommitRule, SilentRule
 
 MINUTE_MS = 60_000
 #: A rating stamped this far after the evaluation time still counts as now (clocks differ a little).

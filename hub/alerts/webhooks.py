@@ -25,10 +25,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ..alert_settings import RULE_TITLES, Webhook
 from ..config import DB_NAME, HubConfig
 from ..store import Store, now_ms
 from .lifecycle import get
-from .settings import RULE_TITLES, Webhook
 
 _LOG = logging.getLogger(__name__)
 #: WeCom's markdown ``content`` holds at most 4096 bytes of UTF-8; DingTalk's is kept as short.

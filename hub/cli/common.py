@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
-import os
-import signal
-import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from protocol.cli import format_option
+from protocol.process import own_process_group, setup_logging, stop_on_signals
+
 from ..config import HubConfig, resolve_home
 from ..spreadsheet import to_csv
 
 if TYPE_CHECKING:
+    from ..provision import BoardFiles
     from ..store import Store
+
+__all__ = [
+    "board_files",
+    "format_option",
+    "home_option",
+    "home_path",
+    "open_hub",
+    "own_process_group",
+    "print_records",
+    "setup_logging",
+    "stop_on_signals",
+]
 
 home_option = click.option(
     "--home",
@@ -27,49 +37,19 @@ home_option = click.option(
     default=None,
     help="Folder holding hub.toml, hub.db and the broker files (default: $HAOCHA_HOME, else the current directory).",
 )
-format_option = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-    help="Output format; json goes to stdout alone.",
-)
 
 
 def home_path(home: Path | None) -> Path:
     return resolve_home(home)
 
 
-def own_process_group() -> None:
-    """Long-running commands keep their children in their own process group."""
-    with contextlib.suppress(OSError):
-        if os.getpgrp() != os.getpid():
-            os.setpgid(0, 0)
+def board_files() -> BoardFiles | None:
+    """The maker of a MicroPython board's files that the program ``haocha`` hands down (the
+    firmware is the terminal's: :data:`hub.cli.BOARD_FILES`)."""
+    from . import BOARD_FILES
 
-
-@contextlib.contextmanager
-def stop_on_signals(stop: Callable[[], Any]) -> Iterator[threading.Event]:
-    """Call ``stop`` on SIGTERM or SIGINT; yields an Event set at the same time."""
-    event = threading.Event()
-
-    def handler(signum: int, frame: Any) -> None:
-        event.set()
-        stop()
-
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield event
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
-
-
-def setup_logging(verbose: bool = False) -> None:
-    """Entry points only: log lines to stderr (journald under systemd)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    maker: BoardFiles | None = click.get_current_context().meta.get(BOARD_FILES)
+    return maker
 
 
 def open_hub(home: Path | None) -> tuple[HubConfig, Store]:

@@ -16,6 +16,7 @@ from ..lock import HomeLock
 from ..store import Store
 from ..store import registry as reg
 from .common import (
+    board_files,
     format_option,
     home_option,
     home_path,
@@ -161,7 +162,7 @@ def device_add(device: str, window: str, kind: str, mode: str, home: Path | None
     folder = home_path(home)
     cfg = hub_config.load(folder)
     with open_hub(folder)[1] as store:
-        path = provision.add_device(store, cfg, folder, device, window, kind, mode)
+        path = provision.add_device(store, cfg, folder, device, window, kind, mode, board_files())
     click.echo(f"wrote {path} (secret: copy it to the terminal, mode 0600)", err=True)
 
 
@@ -206,7 +207,7 @@ def device_rotate(device: str, at_once: bool, home: Path | None) -> None:
     cfg = hub_config.load(folder)
     with open_hub(folder)[1] as store:
         at_once = at_once or reg.get_device(store, device).kind == "micro"
-        path = provision.rotate_device(store, cfg, folder, device, at_once)
+        path = provision.rotate_device(store, cfg, folder, device, at_once, board_files())
     how = (
         "the old password and key stop now: copy the file to the terminal"
         if at_once
@@ -223,7 +224,7 @@ def device_reinstate(device: str, home: Path | None) -> None:
     folder = home_path(home)
     cfg = hub_config.load(folder)
     with open_hub(folder)[1] as store:
-        path = provision.reinstate_device(store, cfg, folder, device)
+        path = provision.reinstate_device(store, cfg, folder, device, board_files())
     click.echo(f"wrote {path}", err=True)
 
 

@@ -11,7 +11,7 @@ import click
 from .. import certs, provision
 from .. import config as hub_config
 from ..store import registry as reg
-from .common import format_option, home_option, home_path, open_hub, print_records
+from .common import board_files, format_option, home_option, home_path, open_hub, print_records
 
 
 @click.group("tls")
@@ -33,7 +33,7 @@ def tls_init(home: Path | None) -> None:
     certs.init_hall(folder, cfg)
     devices = _live_devices(folder)
     for device in devices:
-        provision.refresh_tls(cfg, folder, device, new_client_cert=True)
+        provision.refresh_tls(cfg, folder, device, new_client_cert=True, board_files=board_files())
     click.echo(f"made the hall CA {certs.paths(folder).ca_cert} and the broker's certificate", err=True)
     if devices:
         click.echo(
@@ -61,7 +61,7 @@ def tls_renew(home: Path | None, days: int | None) -> None:
     if cfg.tls.client_certificates:
         devices = _live_devices(folder)
         for device in devices:
-            provision.refresh_tls(cfg, folder, device, new_client_cert=True, days=days)
+            provision.refresh_tls(cfg, folder, device, new_client_cert=True, days=days, board_files=board_files())
         if devices:
             click.echo(
                 f"renewed the client certificates of {', '.join(devices)}: copy client.crt and client.key "

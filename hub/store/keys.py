@@ -23,11 +23,14 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
+from protocol import commands
+from protocol.errors import ProtocolError
+
 from ..errors import HubError
 from . import Store, now_ms
 from .registry import get_device
 
-REKEY = "rekey"
+REKEY = commands.CommandName.REKEY.value
 #: Rekey commands among the queued commands (their payloads are JSON written by :func:`_queue`).
 _REKEY_LIKE = '{"cmd": "rekey"%'
 
@@ -70,11 +73,11 @@ def _drop_pending(conn: sqlite3.Connection, device: str) -> None:
     )
 
 
-def _queue(conn: sqlite3.Connection, device: str, payload: dict[str, object]) -> None:
+def _queue(conn: sqlite3.Connection, device: str, command: commands.Rekey) -> None:
     """A command for the hub's publisher (hub.commands), with no expiry: it must arrive."""
     conn.execute(
         "INSERT INTO commands (device, payload, created_ms) VALUES (?, ?, ?)",
-        (device, json.dumps(payload, ensure_ascii=False), now_ms()),
+        (device, json.dumps(commands.payload(command), ensure_ascii=False), now_ms()),
     )
 
 
@@ -99,10 +102,10 @@ def _activate(conn: sqlite3.Connection, device: str, kid: int, trust_old: bool) 
     )
 
 
-def rekey_command(kid: int, secrets: NewSecrets) -> dict[str, object]:
+def rekey_command(kid: int, secrets: NewSecrets) -> commands.Rekey:
     """What the terminal receives: the pair and its id (secret: only its own ``cmd`` topic, which
     the broker's ACL lets no one else read)."""
-    return {"cmd": REKEY, "kid": kid, "key": secrets.mac_key, "password": secrets.password}
+    return commands.Rekey(kid, secrets.mac_key, secrets.password)
 
 
 def start_rotation(store: Store, device: str, secrets: NewSecrets, actor: str = "cli") -> int:
@@ -172,10 +175,15 @@ def resend_rekey(store: Store, device: str, kid: int, not_within_ms: int) -> boo
     ).fetchall()
     if not rows:
         return False
-    payload, published_ms = json.loads(rows[0][0]), rows[0][1]
-    if payload.get("kid") != kid or published_ms is None or published_ms > now_ms() - not_within_ms:
+    try:
+        command, published_ms = commands.parse(json.loads(rows[0][0])), rows[0][1]
+    except (ValueError, ProtocolError):
         return False
-    _queue(conn, device, payload)
+    if not isinstance(command, commands.Rekey) or command.kid != kid:
+        return False
+    if published_ms is None or published_ms > now_ms() - not_within_ms:
+        return False
+    _queue(conn, device, command)
     return True
 
 

@@ -12,23 +12,10 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from protocol.levels import LEVEL_IDS
-
+from .layout import EVENT_COLUMNS, RULE_COLUMNS, TALLY_COLUMNS, TALLY_KEYS, TICKET_COLUMNS, count_tickets
 from .schema_upstream import migrate_lazy_ratings, migrate_upstream, migrate_upstream_days
 
-#: Event counters of a tally row (created by migration 1). ``lv_*`` count every rating by level
-#: (flagged ones included), ``fl_*`` the flagged ones, so rates can leave misuse out while
-#: ``evaluations`` keeps it.
-EVENT_COLUMNS: tuple[str, ...] = (
-    "events", "cases", "rated", "ignored", "refused", "flagged",
-    *(f"lv_{lv}" for lv in LEVEL_IDS), *(f"fl_{lv}" for lv in LEVEL_IDS),
-)  # fmt: skip
-#: Work-queue counters (added by migration 5), see :data:`hub.store.tallies.TICKET_COUNTS`.
-TICKET_COLUMNS: tuple[str, ...] = ("tickets", "valid_tickets", "rectified")
-#: Events stored as ``invalid`` (added by migration 6): MAC-valid, breaking a field rule.
-RULE_COLUMNS: tuple[str, ...] = ("invalid",)
-TALLY_COLUMNS: tuple[str, ...] = EVENT_COLUMNS + TICKET_COLUMNS + RULE_COLUMNS
-TALLY_KEYS = ("grain", "period", "device", "window", "item", "staff")
+__all__ = ["TALLY_COLUMNS", "TALLY_KEYS", "migrate"]
 
 
 def _m1_core(db: sqlite_utils.Database) -> None:
@@ -131,8 +118,6 @@ def _m2_cases(db: sqlite_utils.Database) -> None:
 def _m5_ticket_counters(db: sqlite_utils.Database) -> None:
     """Work-queue counters beside the event counters, so ``stats`` gives the rectification rate
     without scanning tickets; filled from the tickets already there."""
-    from .tallies import count_tickets  # tallies imports this module's column lists
-
     for column in TICKET_COLUMNS:
         db.execute(f"ALTER TABLE tallies ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
     count_tickets(db.conn, TICKET_COLUMNS)

@@ -14,21 +14,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .schema import TALLY_COLUMNS, TALLY_KEYS
+from .layout import GRAINS, TALLY_COLUMNS, TALLY_KEYS, TICKET_COUNTS, count_tickets
+
+__all__ = ["DIMENSIONS", "GRAINS", "TICKET_COUNTS", "count_tickets", "query"]
 
 #: (day, device, window, item, staff); empty strings where a field is unknown.
 TallyKey = tuple[str, str, str, str, str]
-GRAINS = (("d", 10), ("m", 7), ("y", 4))
 DIMENSIONS = ("device", "window", "item", "staff", "day")
-
-#: What each work-queue counter counts over ``tickets t``: every ticket, those verified valid,
-#: those given feedback (rectified; feedback follows a valid verdict only). Each predicate turns
-#: true at most once in a ticket's life and never back, so a change adds its ticket once.
-TICKET_COUNTS = {
-    "tickets": "COUNT(*)",
-    "valid_tickets": "SUM(t.verdict IS 'valid')",  # IS: 0, not NULL, before a verdict
-    "rectified": "SUM(t.state = 'feedback')",
-}
 
 _UPSERT = (
     f"INSERT INTO tallies ({', '.join(TALLY_KEYS)}, {{cols}}) VALUES ({', '.join('?' * len(TALLY_KEYS))}, {{marks}}) "
@@ -81,25 +73,6 @@ class TallyDelta:
             values = [counts[c] for c in cols]
             conn.executemany(sql, [(g, day[:n], device, window, item, staff, *values) for g, n in GRAINS])
         self.rows.clear()
-
-
-def count_tickets(
-    conn: sqlite3.Connection, columns: Sequence[str], where: str = "1", params: Sequence[object] = ()
-) -> None:
-    """Add the tickets matched by ``where`` (over ``tickets t``) to the counters ``columns``.
-
-    A ticket is keyed by its opening day, device, window, item and staff exactly as ingest keys
-    its rating, so it lands in its rating's rows and ``stats`` groups it like the rating."""
-    keys = ", ".join(TALLY_KEYS)
-    grains = ", ".join(f"('{g}', {n})" for g, n in GRAINS)
-    sql = (
-        f"INSERT INTO tallies ({keys}, {', '.join(columns)}) "
-        "SELECT g.column1, substr(t.opened_day, 1, g.column2), t.device, t.window, coalesce(t.item, ''), "
-        f"coalesce(t.staff, ''), {', '.join(TICKET_COUNTS[c] for c in columns)} "
-        f"FROM tickets t, (VALUES {grains}) g WHERE {where} GROUP BY 1, 2, 3, 4, 5, 6 "
-        f"ON CONFLICT ({keys}) DO UPDATE SET {', '.join(f'{c} = {c} + excluded.{c}' for c in columns)}"
-    )
-    conn.execute(sql, params)
 
 
 def _month_end(day: dt.date) -> dt.date:

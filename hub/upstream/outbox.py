@@ -23,6 +23,7 @@ from typing import Any
 
 from protocol.levels import BAD_LEVEL_IDS
 
+from ..statuses import EventStatus
 from ..store import now_ms
 
 KINDS = ("evaluation", "update", "ticket", "totals")
@@ -62,7 +63,7 @@ def enqueue(
 
 def enqueue_ratings(conn: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:
     """Queue the records of ratings ``(record_id, window, event_id)``, in that order; a rating
-    queued before (released early, see :func:`hub.upstream.hook.release_held`) is skipped."""
+    queued before (released early, see :func:`hub.release.release_held`) is skipped."""
     at = now_ms()
     conn.executemany(
         "INSERT OR IGNORE INTO outbox (record_id, kind, lane, event_id, created_ms) VALUES (?, 'evaluation', ?, ?, ?)",
@@ -162,7 +163,7 @@ def _rating_body(conn: sqlite3.Connection, hall: str, rid: str, rating: list[Any
         "reasons": (latest_reasons(conn, device, epoch, seq) or []) if level in BAD_LEVEL_IDS else [],
         "trigger": trigger,
         "t_ms": t_ms,
-        "flagged": status == "flagged",
+        "flagged": status == EventStatus.FLAGGED,
     }
 
 

@@ -8,7 +8,8 @@ Network errors, timeouts, 5xx, 408 and 429 are retried with exponential backoff 
 (capped by ``backoff_max_s`` ≤ 30 s); 401/403 are retried too (a configuration fault is not the
 record's fault). Any other 4xx is a verdict on the records: a batch is split and posted one by
 one, and a single record refused is parked with the reason. Everything it needs survives
-restarts in the database; nothing is kept in memory.
+restarts in the database; nothing is kept in memory. Requests go over one httpx client, so the
+connection to the regional system is kept alive between batches.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import random
 import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
+
+from protocol.retry import Backoff
 
 from ..config import DB_NAME, HubConfig
 from ..errors import ConfigError
@@ -64,8 +67,10 @@ class Sender:
         self.adapter: Adapter = make_adapter(self.settings.adapter)
         self.signer: Signer = make_signer(self.settings.signing, self.settings.app_id, self.settings.secret)
         self.rng = rng or random.Random()
+        #: One client for the sender's life: its pool keeps the connection open between batches.
+        self.http = httpx.Client(verify=self.tls, timeout=self.settings.timeout_s, follow_redirects=False)
         self.stopping = threading.Event()
-        self.failures = 0
+        self.backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s, jitter=True, rng=self.rng)
         self.sent = 0
         self._next_totals = 0.0
         self._next_prune = 0.0
@@ -83,6 +88,7 @@ class Sender:
 
     def close(self) -> None:
         self.stop()
+        self.http.close()
 
     def __enter__(self) -> Sender:
         return self
@@ -110,10 +116,13 @@ class Sender:
                     self.stopping.wait(self.settings.poll_s)
         _LOG.info("upstream sender stopped after %d records", self.sent)
 
+    @property
+    def failures(self) -> int:
+        """Failed requests in a row."""
+        return self.backoff.failures
+
     def _back_off(self, why: str) -> None:
-        self.failures += 1
-        ceiling = min(self.settings.backoff_max_s, self.settings.backoff_initial_s * 2 ** min(self.failures - 1, 30))
-        delay = self.rng.uniform(ceiling / 2, ceiling)
+        delay = self.backoff.failed()
         _LOG.warning("upstream: %s; retry %d in %.2fs", why, self.failures, delay)
         self.stopping.wait(delay)
 
@@ -185,7 +194,7 @@ class Sender:
                 if reason is not None:
                     _LOG.error("upstream refused %s %s: %s (parked)", row.kind, row.record_id, reason)
                     outbox.park(conn, row.id, reason)
-        self.failures = 0
+        self.backoff.succeeded()
         self.sent += sum(v is None for v in verdicts)
         return len(rows)
 
@@ -198,18 +207,14 @@ class Sender:
         body = json.dumps(
             self.adapter.envelope(kind, [self.adapter.encode(r.kind, r.body, ctx) for r in rows]), ensure_ascii=False
         ).encode()
-        request = urllib.request.Request(
-            self.settings.url.rstrip("/") + self.adapter.path(kind),
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json; charset=utf-8", **self.signer.headers(body)},
-        )
+        url = self.settings.url.rstrip("/") + self.adapter.path(kind)
+        headers = {"Content-Type": "application/json; charset=utf-8", **self.signer.headers(body)}
         try:
-            with urllib.request.urlopen(request, timeout=self.settings.timeout_s, context=self.tls) as response:
-                return _verdicts(response.read(), len(rows))
-        except urllib.error.HTTPError as exc:
-            return _http_error(exc)
-        except (OSError, ValueError) as exc:  # refused, reset, timed out, dropped; a garbled answer
+            response = self.http.post(url, content=body, headers=headers)
+            if response.status_code >= 400:
+                return _http_error(response.status_code, response.text)
+            return _verdicts(response.content, len(rows))
+        except (httpx.HTTPError, OSError, ValueError) as exc:  # refused, reset, timed out, dropped; garbled
             raise Retry(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -243,14 +248,10 @@ def _verdicts(raw: bytes, n: int) -> list[str | None]:
     return [None if r.get("status") != "rejected" else str(r.get("reason") or "rejected") for r in results]
 
 
-def _http_error(exc: urllib.error.HTTPError) -> Refused:
-    try:
-        text = exc.read().decode("utf-8", "replace")
-    except OSError:
-        text = ""
-    if exc.code in (401, 403, 408, 429) or exc.code >= 500:
-        raise Retry(f"HTTP {exc.code} {text[:200]}".strip())
-    return Refused(exc.code, f"HTTP {exc.code}: {_reason(text)}")
+def _http_error(status: int, text: str) -> Refused:
+    if status in (401, 403, 408, 429) or status >= 500:
+        raise Retry(f"HTTP {status} {text[:200]}".strip())
+    return Refused(status, f"HTTP {status}: {_reason(text)}")
 
 
 def _reason(text: str) -> str:

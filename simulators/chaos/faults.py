@@ -233,7 +233,7 @@ def rotate_secrets(hall: ChaosHall, device: str, visit_after_s: float, stop: thr
     technician copies the new files onto it ``visit_after_s`` later; until then its frames carry
     the old key (refused, not stored, sent again after the restart with the new one)."""
     home = str(hall.hall.home)
-    command = [sys.executable, "-m", "hub", "device", "rotate", device, "--home", home]
+    command = [sys.executable, "-m", "haocha", "device", "rotate", device, "--home", home]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"device rotate {device} failed: {done.stderr.strip()[-300:]}")

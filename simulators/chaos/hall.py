@@ -36,6 +36,7 @@ import tomli_w
 from hub.config import DB_NAME
 from hub.secrets import write_private
 from hub.store.registry import add_item
+from protocol.retry import Backoff
 from terminal.config import load as load_terminal_config
 from terminal.errors import JournalError
 from terminal.journal import read_summary
@@ -172,7 +173,7 @@ class ChaosHall:
         self.exits: list[Exit] = []
         self._wanted: set[str] = set()
         self._next_start: dict[str, float] = {}
-        self._backoff: dict[str, float] = {}
+        self._backoff: dict[str, Backoff] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
@@ -277,9 +278,8 @@ class ChaosHall:
             self.hall.procs.pop(name)
             self.exits.append(Exit(name, proc.returncode, now - self.t0, self.hall.last_line(name)))
             self.echo(f"  {name} exited with code {proc.returncode}: {self.hall.last_line(name)}")
-            backoff = min(RESTART_MAX_S, self._backoff.get(name, RESTART_S / 2) * 2)
-            self._backoff[name] = backoff
-            self._next_start[name] = now + backoff
+            backoff = self._backoff.setdefault(name, Backoff(RESTART_S, RESTART_MAX_S))
+            self._next_start[name] = now + backoff.failed()
         if now >= self._next_start.get(name, 0.0):
             self._spawn(name)
 

@@ -9,10 +9,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ...alert_settings import RULE_TITLES
 from ...alerts import lifecycle
 from ...alerts.lifecycle import AlertStateError, BadComment
 from ...alerts.rules import describe
-from ...alerts.settings import RULE_TITLES
 from ...auth import can
 from ...errors import NotFound
 from ...store import Store

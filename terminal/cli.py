@@ -1,15 +1,17 @@
-"""Terminal-side commands: ``terminal run``, ``terminal check`` and ``terminal journal``."""
+"""The terminal's command group: ``terminal run``, ``terminal check`` and ``terminal journal``
+(SPEC section 7)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
-from ..spreadsheet import to_csv
-from .common import format_option, own_process_group, setup_logging, stop_on_signals
+from protocol.cli import format_option
+from protocol.process import own_process_group, setup_logging, stop_on_signals
 
 config_option = click.option(
     "--config",
@@ -30,8 +32,8 @@ def terminal_group() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def terminal_run(config_path: Path, verbose: bool) -> None:
     """Run the terminal program in the foreground, driver chosen by its config."""
-    from terminal.config import load
-    from terminal.runner import Terminal
+    from .config import load
+    from .runner import Terminal
 
     config = load(config_path)
     setup_logging(verbose)
@@ -47,7 +49,7 @@ def terminal_run(config_path: Path, verbose: bool) -> None:
 def terminal_check(config_path: Path) -> None:
     """Check a terminal.toml (every key and value, the files it names) without running anything;
     one line on what it sets up, or one line on what is wrong."""
-    from terminal.config import load
+    from .config import load
 
     config = load(config_path)
     tls = "plain MQTT" if config.broker_tls() is None else "TLS"  # loads the CA and certificate files
@@ -57,28 +59,20 @@ def terminal_check(config_path: Path) -> None:
     )
 
 
-def journal_summary(config_path: Path) -> dict[str, Any]:
-    from terminal.config import load
-    from terminal.journal import read_summary
-
-    config = load(config_path)
-    if config.kind == "micro":
-        from terminal.micro_host import journal_summary as micro_summary
-
-        return micro_summary(config.journal_path)
-    return read_summary(config.journal_path)
-
-
 @terminal_group.command("journal")
 @config_option
 @format_option
 def terminal_journal(config_path: Path, fmt: str) -> None:
     """Print device, epoch, last_seq, acked and pending from the journal on disk."""
+    from .summary import journal_summary
+
     summary = journal_summary(config_path)
     if fmt == "json":
         click.echo(json.dumps(summary))
     elif fmt == "csv":
-        click.echo(to_csv([list(summary), list(summary.values())]), nl=False)
+        out = io.StringIO()
+        csv.writer(out).writerows([list(summary), list(summary.values())])
+        click.echo(out.getvalue(), nl=False)
     else:
         for key, value in summary.items():
             click.echo(f"{key:>9}  {value}")

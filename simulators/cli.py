@@ -1,4 +1,4 @@
-"""Simulators and the demo: ``sim terminal``, ``sim regional`` and ``demo``."""
+"""The simulators' command group and the demo: ``sim terminal``, ``sim regional`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import own_process_group, setup_logging, stop_on_signals
+from protocol.process import own_process_group, setup_logging, stop_on_signals
 
 
 @click.group("sim")
@@ -42,8 +42,9 @@ def sim_terminal(
     config_path: Path, presses: int, rate: float, seed: int, keep_lockout: bool, timeout_s: float, verbose: bool
 ) -> None:
     """Run the real terminal with simulated keys; exit 0 once every journaled event is acked."""
-    from simulators import terminal_sim
     from terminal.config import load
+
+    from . import terminal_sim
 
     config = load(config_path)
     setup_logging(verbose)
@@ -65,7 +66,7 @@ def sim_terminal(
 )
 def demo_cmd(home: Path | None, presses: int) -> None:
     """A whole hall on this machine: broker, hub, simulated terminals; prints the stats table."""
-    from simulators.demo import run_demo
+    from .demo import run_demo
 
     own_process_group()
     run_demo(home, presses, echo=lambda line: click.echo(line, err=True), out=click.echo)
@@ -94,7 +95,7 @@ def sim_regional(
     """The regional 好差评 system simulator; GET /sim/summary reports what it received."""
     import ssl
 
-    from simulators.regional import RegionalSim
+    from .regional import RegionalSim
 
     host, port = _listen(listen)
     tls = None

@@ -16,32 +16,17 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass
 
 from protocol.levels import BAD_LEVEL_IDS
 
-from .. import tickets
-from . import outbox
+from . import tickets
+from .statuses import EventStatus
+from .tickets import Rated
+from .upstream import outbox
 
 _LOG = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class Rated:
-    """A stored rating (not refused) as release needs it."""
-
-    event_id: int
-    device: str
-    epoch: str
-    seq: int
-    window: str
-    item: str | None
-    case: str | None
-    staff: str | None
-    level: str
-    status: str
-    t_ms: int
-    day: str
+__all__ = ["Rated", "on_reason", "rating_changed", "release", "release_held"]
 
 
 _RATED_COLUMNS = (
@@ -99,7 +84,7 @@ def rating_changed(conn: sqlite3.Connection, hall: str, event_id: int) -> None:
         "LEFT JOIN epochs p ON p.device = e.device AND p.epoch = e.epoch WHERE e.id = ?",
         (event_id,),
     ).fetchone()
-    if row is None or row[4] == "refused":
+    if row is None or row[4] == EventStatus.REFUSED:
         return
     device, epoch, seq, window, _status, upto = row
     rid = outbox.record_id(hall, device, epoch, seq)
@@ -115,6 +100,6 @@ def _queue(conn: sqlite3.Connection, hall: str, ratings: list[Rated]) -> None:
     rids = [outbox.record_id(hall, r.device, r.epoch, r.seq) for r in ratings]
     outbox.enqueue_ratings(conn, [(rid, r.window, r.event_id) for rid, r in zip(rids, ratings, strict=True)])
     for rid, r in zip(rids, ratings, strict=True):
-        if r.status == "accepted" and r.level in BAD_LEVEL_IDS:
+        if r.status == EventStatus.ACCEPTED and r.level in BAD_LEVEL_IDS:
             reasons = outbox.latest_reasons(conn, r.device, r.epoch, r.seq)
             tickets.open_ticket(conn, rid, r, reasons)

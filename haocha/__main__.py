@@ -1,0 +1,5 @@
+"""``python -m haocha`` is ``haocha``."""
+
+from .cli import main
+
+main()

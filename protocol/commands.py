@@ -1,0 +1,164 @@
+"""``cmd`` frames, hub → terminal (SPEC section 3): invitations, cancels, staff sign-in, new secrets.
+
+Built and parsed here only. The hub builds a :data:`Command`, stores its :func:`payload` with the
+case it belongs to and publishes :func:`encode` of it; an invitation gets its remaining lifetime
+(``ttl_ms``) and the hub's wall time (``sent_ms``) when it is sent (:func:`with_lifetime`).
+:func:`parse` gives back the same object, or MalformedFrame naming the field, checked with the
+rules every event value passes (:mod:`protocol.rules`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import MalformedFrame
+from .frames import MAX_KID, dumps, loads_object
+from .rules import INVITE_TTL_MAX_MS, check_text_setting, valid_text
+
+_KEY_RE = re.compile(r"[0-9a-f]{64}")
+
+
+class CommandName(enum.StrEnum):
+    """The ``cmd`` field: what the hub asks of a terminal."""
+
+    INVITE = "invite"  #: invite a rating for a case (its ``case``, ``item``, ``staff``)
+    CANCEL = "cancel"  #: withdraw the invitation of a case closed without a rating
+    STAFF = "staff"  #: who serves at the window now (``staff``; null signs out)
+    REKEY = "rekey"  #: a new MAC key and broker password (``kid``, ``key``, ``password``)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Invite:
+    case: str
+    item: str | None = None
+    staff: str | None = None
+    #: Milliseconds the invitation has left and the hub's wall time, set when it is sent.
+    ttl_ms: int | None = None
+    sent_ms: int | None = None
+    name = CommandName.INVITE
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cancel:
+    case: str
+    name = CommandName.CANCEL
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StaffSignIn:
+    staff: str | None  #: None signs the window's staff out
+    name = CommandName.STAFF
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rekey:
+    """Secret: only the device's own ``cmd`` topic carries it (the broker's ACL)."""
+
+    kid: int
+    key: str
+    password: str
+    name = CommandName.REKEY
+
+    def __repr__(self) -> str:
+        return f"Rekey(kid={self.kid}, key=…, password=…)"
+
+
+Command = Invite | Cancel | StaffSignIn | Rekey
+
+
+def payload(command: Command) -> dict[str, Any]:
+    """The JSON object of ``command``, ``cmd`` first (the hub's queue finds rekeys by that prefix)."""
+    fields = {f.name: getattr(command, f.name) for f in dataclasses.fields(command)}
+    if isinstance(command, Invite):
+        fields = {k: v for k, v in fields.items() if k not in ("ttl_ms", "sent_ms") or v is not None}
+    return {"cmd": command.name.value, **fields}
+
+
+def encode(command: Command) -> bytes:
+    return dumps(payload(command))
+
+
+def with_lifetime(command: Command, ttl_ms: int, sent_ms: int) -> Command:
+    """An invitation as it is sent: ``ttl_ms`` left at ``sent_ms``. Other commands do not expire."""
+    if not isinstance(command, Invite):
+        return command
+    return dataclasses.replace(command, ttl_ms=ttl_ms, sent_ms=sent_ms)
+
+
+def decode(frame: bytes) -> Command:
+    return parse(loads_object(frame))
+
+
+def parse(obj: Mapping[str, Any]) -> Command:
+    """The command ``obj`` holds; MalformedFrame naming the first field that is wrong."""
+    name = obj.get("cmd")
+    try:
+        which = CommandName(name) if isinstance(name, str) else None
+    except ValueError:
+        which = None
+    if which is None:
+        raise _malformed("cmd", f"unknown command {_short(name)}")
+    return _PARSERS[which](obj)
+
+
+def _parse_invite(obj: Mapping[str, Any]) -> Invite:
+    if obj.get("case") is None:
+        raise _malformed("case", "missing")
+    _texts(obj, "case", "item", "staff")
+    ttl_ms, sent_ms = obj.get("ttl_ms"), obj.get("sent_ms")
+    if ttl_ms is not None and (type(ttl_ms) is not int or not 0 <= ttl_ms <= INVITE_TTL_MAX_MS):
+        raise _malformed("ttl_ms", f"expected 0..{INVITE_TTL_MAX_MS} milliseconds, got {_short(ttl_ms)}")
+    if sent_ms is not None and type(sent_ms) is not int:
+        raise _malformed("sent_ms", f"expected milliseconds, got {_short(sent_ms)}")
+    return Invite(obj["case"], obj.get("item"), obj.get("staff"), ttl_ms, sent_ms)
+
+
+def _parse_cancel(obj: Mapping[str, Any]) -> Cancel:
+    if obj.get("case") is None:
+        raise _malformed("case", "missing")
+    _texts(obj, "case")
+    return Cancel(obj["case"])
+
+
+def _parse_staff(obj: Mapping[str, Any]) -> StaffSignIn:
+    _texts(obj, "staff")
+    return StaffSignIn(obj.get("staff"))
+
+
+def _parse_rekey(obj: Mapping[str, Any]) -> Rekey:
+    kid, key, password = obj.get("kid"), obj.get("key"), obj.get("password")
+    if type(kid) is not int or not 0 < kid <= MAX_KID:
+        raise _malformed("kid", f"expected a key id in 1..{MAX_KID}, got {_short(kid)}")
+    if type(key) is not str or _KEY_RE.fullmatch(key) is None:
+        raise _malformed("key", "expected 64 lowercase hex digits")
+    if not isinstance(password, str) or not valid_text(password) or len(password) < 16:
+        raise _malformed("password", "expected 16-64 printable characters")
+    return Rekey(kid, key, password)
+
+
+_PARSERS: dict[CommandName, Callable[[Mapping[str, Any]], Command]] = {
+    CommandName.INVITE: _parse_invite,
+    CommandName.CANCEL: _parse_cancel,
+    CommandName.STAFF: _parse_staff,
+    CommandName.REKEY: _parse_rekey,
+}
+
+
+def _texts(obj: Mapping[str, Any], *names: str) -> None:
+    for name in names:
+        problem = check_text_setting(name, obj.get(name))
+        if problem is not None:
+            raise MalformedFrame(problem)
+
+
+def _malformed(name: str, why: str) -> MalformedFrame:
+    return MalformedFrame(f"field {name!r}: {why}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "…"

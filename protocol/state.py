@@ -1,0 +1,72 @@
+"""``state`` frames (SPEC section 3): a terminal's retained state, and the hub's own.
+
+Built and parsed here only. ``online`` is always there; the rest is what the sender reports.
+Unknown keys are dropped (a newer terminal may say more); a known key with a bad value refuses
+the whole state (:func:`protocol.frames.normalise_state` checks each value).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from .frames import dumps, loads_object, normalise_state
+
+
+class ClockState(enum.StrEnum):
+    """What a terminal says of its wall clock (``clock``)."""
+
+    SYNCED = "synced"  #: NTP (or the board's RTC) says the wall clock is right
+    UNSYNCED = "unsynced"  #: no sync yet: the hub derives event times from ``age_ms``
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PanelState:
+    ok: bool
+    detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class State:
+    online: bool
+    fw: str | None = None  #: firmware or program version
+    kind: str | None = None  #: the terminal's panel driver: gpio, modbus, serial, micro
+    mode: str | None = None  #: free, invited or staff
+    window: str | None = None
+    epoch: str | None = None
+    last_seq: int | None = None
+    acked: int | None = None
+    backlog: int | None = None  #: journal rows not yet acknowledged
+    boot: str | None = None
+    clock: str | None = None  #: a :class:`ClockState` value
+    panel: PanelState | None = None
+    kid: int | None = None  #: the MAC key id in use
+
+    def fields(self) -> dict[str, Any]:
+        """The JSON object: ``online`` and every field the sender set."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None:
+                out[field.name] = dataclasses.asdict(value) if isinstance(value, PanelState) else value
+        return out
+
+    def encode(self) -> bytes:
+        return dumps(self.fields())
+
+    @classmethod
+    def parse(cls, obj: Mapping[str, Any]) -> State:
+        """The state ``obj`` holds; MalformedFrame naming a known field that is wrong."""
+        fields = normalise_state(obj)
+        panel = fields.pop("panel", None)
+        return cls(**fields, panel=None if panel is None else PanelState(panel["ok"], panel["detail"]))
+
+    @classmethod
+    def decode(cls, frame: bytes) -> State:
+        return cls.parse(loads_object(frame))
+
+
+ONLINE = State(online=True)
+OFFLINE = State(online=False)
