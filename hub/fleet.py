@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,13 +72,28 @@ def build_wheelhouse(home: Path, target: Target, source: Path = SOURCE) -> list[
     fresh = folder.with_name(WHEELHOUSE + ".new")
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir(parents=True)
-    _pip("wheel", "--no-deps", "--wheel-dir", str(fresh), str(source))
+    with tempfile.TemporaryDirectory(prefix="haocha-wheel-") as scratch:  # setuptools writes build/ beside
+        _pip("wheel", "--no-deps", "--wheel-dir", str(fresh), str(_package_sources(source, Path(scratch))))
     _pip("download", "--dest", str(fresh), *target.pip_options(), *requirements)
     for name in (SCRIPT_NAME, UNIT_NAME):
         shutil.copy2(source / "systemd" / name, fresh / name)
     shutil.rmtree(folder, ignore_errors=True)
     fresh.rename(folder)  # the hub never serves a half-made wheelhouse
     return sorted(folder.glob("*.whl"))
+
+
+def _package_sources(source: Path, into: Path) -> Path:
+    """What the wheel is made of, copied from the source tree: its packages (as pyproject.toml
+    lists them) and the files pyproject names. A checkout's .venv, caches and build/ stay out."""
+    project = tomllib.loads((source / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    for name in ("pyproject.toml", project["project"].get("readme", "README.md")):
+        shutil.copy2(source / name, into / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in {pattern.rstrip("*") for pattern in patterns}:
+        if (source / package).is_dir():
+            shutil.copytree(source / package, into / package, ignore=skip)
+    return into
 
 
 def _pip(*args: str) -> None:
