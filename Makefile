@@ -16,7 +16,7 @@ demo: $(STAMP) mosquitto
 	$(BIN)/haocha demo
 
 # Three workers on two cores: the end-to-end tests spend most of their time waiting on brokers,
-# hubs and terminals, so the suite takes a third of its serial time (about 3 minutes, not 8).
+# hubs and terminals, so the suite takes about half its serial time (about 6 minutes on 2 cores).
 test: $(STAMP) test-debs lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider -n 3 tests
 
