@@ -190,7 +190,7 @@ class Ingestor:
         try:
             if leaf is Leaf.STATE:
                 state = State.decode(msg.payload)
-                set_device_state(self.store, device, json.dumps(state.fields()), msg.received_ms)
+                set_device_state(self.store, device, state.fields(), msg.received_ms)
                 frames[("state", device)] += 1
                 self._key_in_use(dev, state.kid, from_state=True)
                 return

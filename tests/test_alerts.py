@@ -174,8 +174,8 @@ def test_silent_counts_opening_hours_only(store: Store) -> None:
 
 
 def test_silent_says_whether_the_terminal_is_offline(store: Store) -> None:
-    reg.set_device_state(store, "T01", json.dumps({"online": True, "backlog": 0}), NOW)
-    reg.set_device_state(store, "T02", json.dumps({"online": False}), NOW)
+    reg.set_device_state(store, "T01", {"online": True, "backlog": 0}, NOW)
+    reg.set_device_state(store, "T02", {"online": False}, NOW)
     found = {f.subject: f for f in Silent(SilentRule(minutes=60), hours()).evaluate(store.conn, NOW + 60 * MIN)}
     assert found["T01"].detail["online"] is True and "在线" in found["T01"].summary
     assert found["T02"].detail["online"] is False and "离线" in found["T02"].summary
@@ -196,8 +196,8 @@ def test_backlog_alerts_when_it_does_not_shrink_over_the_period(store: Store) ->
     rule = Backlog(BacklogRule(min_backlog=100, minutes=5))
 
     def at(minute: int, t01: int, t02: int) -> set[str]:
-        reg.set_device_state(store, "T01", json.dumps({"online": True, "backlog": t01}), NOW)
-        reg.set_device_state(store, "T02", json.dumps({"online": True, "backlog": t02}), NOW)
+        reg.set_device_state(store, "T01", {"online": True, "backlog": t01}, NOW)
+        reg.set_device_state(store, "T02", {"online": True, "backlog": t02}, NOW)
         return subjects(rule.evaluate(store.conn, NOW + minute * MIN))
 
     assert at(0, 150, 50) == set()
@@ -205,7 +205,7 @@ def test_backlog_alerts_when_it_does_not_shrink_over_the_period(store: Store) ->
     assert at(5, 150, 99) == {"T01"}  # T01: not shrunk (150 then, 150 now); T02 below 100
     assert at(8, 300, 120) == {"T01", "T02"}  # T02: 90 → 120
     assert at(10, 149, 130) == {"T02"}  # T01: 150 → 149, draining
-    reg.set_device_state(store, "T02", json.dumps({"online": False}), NOW)
+    reg.set_device_state(store, "T02", {"online": False}, NOW)
     assert subjects(rule.evaluate(store.conn, NOW + 11 * MIN)) == set()
     assert "T02" not in rule.samples
 

@@ -10,7 +10,6 @@ report as PDF) are kept in ``artefacts/console/`` for people to look at.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import threading
 import time
@@ -70,7 +69,7 @@ def populate(home: Path, n: int) -> None:
             ]
             ingest(store, presses, device)
             with store.transaction():
-                reg.set_device_state(store, device, json.dumps({"online": i % 7 != 6}), now_ms)
+                reg.set_device_state(store, device, {"online": i % 7 != 6}, now_ms)
 
 
 def _rating(seq: int, level: str, t_ms: int, staff: str) -> Event:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -13,7 +14,8 @@ from ..broker import BrokerRunner
 from ..daemon import HubDaemon
 from ..errors import AlreadyExists
 from ..lock import HomeLock
-from ..store import Store
+from ..pages.terminals import terminals
+from ..store import Store, now_ms
 from ..store import registry as reg
 from .common import (
     board_files,
@@ -170,15 +172,33 @@ def device_add(device: str, window: str, kind: str, mode: str, home: Path | None
 @home_option
 @format_option
 def device_list(home: Path | None, fmt: str) -> None:
-    """List terminals with their state and stored event counts."""
-    with open_hub(home)[1] as store:
+    """List terminals with their keys, stored events and health: online, last seen and last press
+    (hall-local time), backlog, events not stored yet, clock, panel link, firmware, and `silent`
+    (offline or not heard from for 5 minutes) — the devices page of the console, on a shell."""
+    cfg, store_cm = open_hub(home)
+    with store_cm as store:
         rows = reg.list_devices(store)
+        health = {t.device: t for t in terminals(store, now_ms())}
+    tz = ZoneInfo(cfg.timezone)
     for row in rows:
-        state = reg.stored_state(row.pop("state"))
-        row["online"] = state.get("online")
-        row["backlog"] = state.get("backlog")
-        row.pop("state_ms")
+        row.pop("state"), row.pop("state_ms")
+        t = health[row["device"]]
+        row |= {
+            "online": t.online,
+            "last_seen": _local(t.last_seen_ms, tz),
+            "last_press": _local(t.last_press_ms, tz),
+            "backlog": t.backlog,
+            "not_stored": t.missing,
+            "clock": t.clock,
+            "panel": None if t.panel_ok is None else ("ok" if t.panel_ok else f"down: {t.panel_detail}"),
+            "firmware": t.firmware,
+            "silent": t.silent,
+        }
     print_records(rows, fmt)
+
+
+def _local(ms: int | None, tz: ZoneInfo) -> str | None:
+    return None if ms is None else f"{dt.datetime.fromtimestamp(ms / 1000, tz):%Y-%m-%d %H:%M:%S}"
 
 
 @device_group.command("revoke")

@@ -168,8 +168,13 @@ def revoke_device(store: Store, device: str, actor: str = "cli") -> None:
         store.audit(actor, "device.revoke", device)
 
 
-def set_device_state(store: Store, device: str, state_json: str, at_ms: int) -> None:
-    store.conn.execute("UPDATE devices SET state = ?, state_ms = ? WHERE id = ?", (state_json, at_ms, device))
+def set_device_state(store: Store, device: str, state: dict[str, Any], at_ms: int) -> None:
+    """Store a terminal's state. An offline one (its last will says only that) keeps the fields
+    last known, so a technician still sees the version, backlog and clock of a silent terminal."""
+    if state.get("online") is False:
+        row = store.conn.execute("SELECT state FROM devices WHERE id = ?", (device,)).fetchone()
+        state = stored_state(row[0] if row else None) | state
+    store.conn.execute("UPDATE devices SET state = ?, state_ms = ? WHERE id = ?", (json.dumps(state), at_ms, device))
 
 
 def stored_state(text: str | None) -> dict[str, Any]:
