@@ -124,11 +124,10 @@ def rotate_device(
     pair reaches it as a command and the old one works until it has taken the new one up; the file
     names both passwords, so a terminal given the file by hand gets in either way. ``at_once``
     (a key that may have leaked): the old password and key stop now; the terminal needs the file.
-    A MicroPython board is always rotated at once (its firmware takes no rekey command yet).
-    A revoked device stays revoked (DeviceRevoked)."""
+    Every kind takes the rekey, the MicroPython firmware too. A revoked device stays revoked
+    (DeviceRevoked)."""
     dev = get_device(store, device)
     _require_board_files(dev.kind, board_files)
-    at_once = at_once or dev.kind == "micro"  # the MicroPython firmware takes no rekey command yet
     password, mac_key = new_password(), new_mac_key()
     secrets = keys.NewSecrets(mac_key, password, mosquitto_hash(password))
     previous = None if at_once else _current_password(home, device)

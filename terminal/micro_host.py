@@ -136,6 +136,7 @@ def firmware_config(
         "hall": config.hall,
         "window": config.window,
         "key": config.key,
+        "key_id": config.key_id,
         "kind": "micro",
         "mode": config.mode,
         "staff": config.staff,
@@ -148,6 +149,8 @@ def firmware_config(
             "port": config.broker.port,
             "user": config.broker.user or config.device,
             "password": config.broker.password,
+            # a rotation under way: the board gets in with whichever the broker takes (docs/micro.md)
+            **({"previous_password": config.broker.previous_password} if config.broker.previous_password else {}),
             "keepalive_s": config.broker.keepalive_s,
             # [CA, client certificate, client key]: files beside config.json on the board (board_files)
             **({"tls": list(board_tls_files(config))} if config.broker.ca else {}),

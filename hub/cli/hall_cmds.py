@@ -226,7 +226,6 @@ def device_rotate(device: str, at_once: bool, home: Path | None) -> None:
     folder = home_path(home)
     cfg = hub_config.load(folder)
     with open_hub(folder)[1] as store:
-        at_once = at_once or reg.get_device(store, device).kind == "micro"
         path = provision.rotate_device(store, cfg, folder, device, at_once, board_files())
     how = (
         "the old password and key stop now: copy the file to the terminal"

@@ -59,7 +59,7 @@ def _makedirs(path):
             os.mkdir(cur)
 
 
-def _replace(src, dst):
+def replace(src, dst):
     """Rename ``src`` over ``dst``: atomic on littlefs and POSIX. FAT cannot rename over a file:
     there ``dst`` is removed first, and :class:`Journal` finds ``src`` if power fails between."""
     try:
@@ -147,7 +147,7 @@ class Journal:
         with open(tmp, "w") as f:
             f.write(text)
             f.flush()
-        _replace(tmp, self._path(META))
+        replace(tmp, self._path(META))
 
     def _recover_tail(self):
         """Scan the last segment, cut a torn tail; return the last committed seq found there."""
@@ -190,7 +190,7 @@ class Journal:
                 dst.write(buf if n == _COPY_CHUNK else memoryview(buf)[:n])
                 left -= n
             dst.flush()
-        _replace(tmp, path)
+        replace(tmp, path)
 
     # -- writing ----------------------------------------------------------------------------
     def local_case(self, seq):

@@ -153,8 +153,14 @@ class Firmware:
 
 def main(argv=None):
     argv = sys.argv if argv is None else argv
-    with open(argv[1] if len(argv) > 1 else "config.json") as f:
+    path = argv[1] if len(argv) > 1 else "config.json"
+    try:
+        f = open(path)
+    except OSError:  # FAT cannot rename over a file: a power cut between removing and renaming
+        f = open(path + ".tmp")
+    with f:
         cfg = loads(f.read())
+    cfg["file"] = path  # a rekey from the hub writes it again (uplink.Uplink.rekey)
     problem = config_problem(cfg)
     if problem:  # it would make rows the hub can only store as invalid: stop before any press
         print("log config.json refused: its %s would make rows the hub stores as invalid" % problem)
@@ -162,7 +168,7 @@ def main(argv=None):
     b = cfg.get("broker", {})
     if b.get("tls"):  # the TLS context's 3 KB in one piece, before the journal and the rest take the heap
         gc.collect()
-        b["tls"] = mqtt._context(b["tls"])
+        b["ctx"] = mqtt._context(b["tls"])  # the uplink takes it out: config.json keeps the file names
     Firmware(cfg, make_board(cfg)).run()
 
 

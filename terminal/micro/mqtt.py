@@ -123,6 +123,7 @@ class Client:
         self.ring = 0
         self.on_message = None  # (topic str, payload bytes, retained bool)
         self.error = None
+        self.refused = False  # the last login was refused for its user name or password (CONNACK 4, 5)
         self.buf = bytearray()  # received, not yet handled: at most a packet and a chunk
         self.rbuf = bytearray(_CHUNK)
         self.skip = self.skip_pid = 0  # bytes of an oversize PUBLISH still to drop; its id
@@ -153,6 +154,7 @@ class Client:
         connection cannot even begin, the client is DOWN again and ``error`` says why."""
         self.close()
         self.error = None
+        self.refused = False
         self.since = ticks_ms()
         self.buf[:] = b""
         self.out = b""
@@ -394,6 +396,7 @@ class Client:
             if body[1]:
                 why = ("", "unacceptable protocol version", "client id rejected", "server unavailable",
                        "bad user name or password", "not authorised", "?")[min(body[1], 6)]
+                self.refused = body[1] in (4, 5)  # a password of a rotation the broker does not take (yet)
                 raise MQTTError("the broker refused the login: %s (CONNACK %d)" % (why, body[1]))
             if self.subs:
                 msg = bytearray(pack("!H", self.next_pid()))

@@ -3,6 +3,11 @@ same decisions as the CPython terminal's): rows leave the journal only when the 
 covers them; the client is handed a bounded window of rows; the window is sent again on
 (re)connect, when the hub turns online and when the ack stalls. This module adds the board's I/O.
 
+- A rotation (SPEC section 11): the hub's ``rekey`` command (:meth:`Uplink.rekey`) brings a new
+  MAC key, its id and a broker password; they are written into ``config.json`` atomically (the
+  password the broker takes now kept as ``previous_password``), then frames are MACed with the new
+  key and name its id, as does the state. A login the broker refuses (CONNACK 4, 5) is tried at
+  once with the other password; once in with the new one, the previous one is forgotten.
 - Broker trouble is logged with the broker's host:port and the reason: at once, then every
   ``broker.report_s`` (60 s) while it lasts, not at every retry. Retries back off from 1 s to
   10 s; the backoff starts again only after a link stayed up for 30 s, so a broker that drops
@@ -13,7 +18,7 @@ Single-threaded: :meth:`Uplink.step` is called by the main loop and never blocks
 """
 
 from binascii import unhexlify
-from json import dumps, loads
+from json import dump, dumps, loads
 from time import sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 from micropython import const
@@ -21,6 +26,7 @@ from micropython import const
 import mqtt
 import wire
 from core import Window
+from journal import replace
 
 FW = "micro-0.1.0"
 # Names set by ``const`` with a leading underscore cost no RAM.
@@ -50,10 +56,11 @@ class Uplink:
         self.t_ev, self.t_ack, self.t_cmd, self.t_state = p + "ev", p + "ack", p + "cmd", p + "state"
         self.t_hub = "haocha/v1/%s/hub/state" % self.hall
         b = cfg.get("broker", {})
+        self.file = cfg.pop("file", "config.json")  # rewritten by a rekey: only what was read from it
         self.client = mqtt.Client("haocha-%s-%s" % (self.hall, self.device), b.get("host", "127.0.0.1"),
                                   int(b.get("port", 1883)), b.get("user") or self.device, b.get("password", ""),
                                   int(b.get("keepalive_s", 15)), (self.t_state, b'{"online":false}'),
-                                  ((self.t_ack, 1), (self.t_cmd, 1), (self.t_hub, 1)), log, b.get("tls"))
+                                  ((self.t_ack, 1), (self.t_cmd, 1), (self.t_hub, 1)), log, b.pop("ctx", None) or b.get("tls"))
         self.client.on_message = self._on_message
         self.report_ms = int(b.get("report_s", 60) * 1000)
         self.retry_at = ticks_ms()
@@ -75,9 +82,45 @@ class Uplink:
             elif topic == self.t_hub:
                 self.w.online(loads(payload).get("online") is True)
             elif topic == self.t_cmd:
-                self.on_command(loads(payload))
+                cmd = loads(payload)
+                if cmd.get("cmd") == "rekey":  # the uplink's own business: the rules never see it
+                    self.rekey(cmd)
+                else:
+                    self.on_command(cmd)
         except Exception as exc:  # a bad message is logged and dropped, never kills the loop
             self.log("ignored a bad message on %s: %r" % (topic, exc))
+
+    def rekey(self, cmd=None):
+        """Take up the hub's new MAC key, key id and broker password (``cmd``): checked, written
+        into config.json (a temp file renamed over it: a power cut leaves the old or the new file),
+        then in use. Without ``cmd``: logged in with the new password, the previous one is
+        forgotten. A refused command changes nothing and is logged in one line."""
+        cfg, c = self.cfg, self.client
+        new, b = dict(cfg), dict(cfg["broker"])  # the config as it will be: in use once stored
+        new["broker"] = b
+        if cmd:
+            kid, key, password = cmd.get("kid"), cmd.get("key"), cmd.get("password")
+            why = "kid"  # the field that makes it refused (none is logged: they are secrets)
+            if type(kid) is int and kid > cfg.get("key_id", 0):
+                why = "key"
+                if isinstance(key, str) and len(key) == 64 and not key.encode().strip(b"0123456789abcdef"):
+                    why = "password"
+                    if isinstance(password, str) and len(password) >= 16 and wire.valid(password):
+                        why = None
+            if why:
+                self.log("refused new secrets from the hub: bad %s" % why)
+                return
+            new["key"], new["key_id"], b["password"], b["previous_password"] = key, kid, password, c.password
+        else:
+            del b["previous_password"]
+        with open(self.file + ".tmp", "w") as f:
+            dump(new, f)  # written as it is encoded: no copy of the file on the heap
+            f.flush()
+        replace(self.file + ".tmp", self.file)
+        cfg.update(new)
+        if cmd:  # the next login tries the new password first; this session goes on with the old one
+            self.mac, c.password, self.next_state = wire.Mac(unhexlify(key)), password, None
+            self.log("took up MAC key %d from the hub" % kid)
 
     def step(self, wait_ms=0):
         """Connect when due, handle what arrived (waiting at most ``wait_ms``), apply the ack,
@@ -116,6 +159,9 @@ class Uplink:
         self.up_at, self.failures, self.reported = ticks_ms(), 0, None
         self.w.resend_due = True
         self.next_state = None
+        b = self.cfg["broker"]
+        if b.get("previous_password") and c.password == b["password"]:
+            self.rekey()  # in with the new password: the previous one is not needed again
 
     def _failed(self):
         """Log a lost link or a failed attempt (at once, then every ``report_ms`` while the same
@@ -127,6 +173,12 @@ class Uplink:
             self.up_at, self.reported, self.reported_at = None, why, now
         else:
             self.failures += 1
+            b = self.cfg["broker"]
+            if c.refused and b.get("previous_password"):  # a rotation under way: try the other password
+                c.password = b["previous_password"] if c.password == b["password"] else b["password"]
+                if self.failures == 1:  # at once, unlogged; both refused: logged and backed off below
+                    self.retry_at = now
+                    return
             if why != self.reported or ticks_diff(now, self.reported_at) >= self.report_ms:
                 self.log("cannot connect to %s:%d: %s%s" % (
                     c.host, c.port, why, " (%d attempts so far)" % self.failures if self.failures > 1 else ""))
@@ -147,7 +199,8 @@ class Uplink:
             if room <= 0:
                 return
             out[:] = b""  # keeps its allocation: the buffer is reused, never regrown
-            out.extend(b'{"v":1,"ev":[')
+            kid = self.cfg.get("key_id")  # names the key: the hub checks the MAC against that one
+            out.extend(b'{"v":1,"kid":%d,"ev":[' % kid if kid else b'{"v":1,"ev":[')
             last = start
             for seq, ev in j.iter_rows(start, min(room, self.batch)):
                 if last != start:
@@ -168,10 +221,11 @@ class Uplink:
         j = self.journal
         self.next_state = ticks_add(ticks_ms(), self.state_ms)
         s = ('{"online":%s,"fw":"%s","kind":"micro","mode":%s,"window":%s,"epoch":"%s","last_seq":%d,"acked":%d,'
-             '"backlog":%d,"boot":"%s","clock":"%s","panel":{"ok":true,"detail":""}}') % (
+             '"backlog":%d,"boot":"%s","clock":"%s","panel":{"ok":true,"detail":""}%s}') % (
             "true" if online else "false", FW, dumps(self.cfg.get("mode", "free")), dumps(self.cfg["window"]),
             j.epoch, j.last_seq, j.acked, j.last_seq - j.acked, self.clock.boot_id,
-            "synced" if self.clock.synced() else "unsynced")
+            "synced" if self.clock.synced() else "unsynced",
+            ',"kid":%d' % self.cfg["key_id"] if self.cfg.get("key_id") else "")
         self.client.publish(self.t_state, s, True)
 
     def close(self):
