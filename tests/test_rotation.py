@@ -246,22 +246,31 @@ def test_rotation_writes_no_secret_to_the_audit_log(hall: Hall, option: list[str
         assert secret not in audit
 
 
-def test_a_micropython_board_is_rotated_at_once_and_keeps_its_wifi(hall: Hall) -> None:
-    """Its firmware takes no rekey command yet: the rotation is one a technician completes, with
-    the new board files; what they entered by hand in config.json stays."""
+@pytest.mark.parametrize("option", [[], ["--now"]])
+def test_a_micropython_board_is_rotated_like_the_others_and_keeps_its_wifi(hall: Hall, option: list[str]) -> None:
+    """Its firmware takes the rekey (tests/test_micro_rotation.py): the rotation waits for the board
+    to use the new key, and the new board files name both passwords; ``--now`` stops the old ones.
+    What the technician entered by hand in config.json stays either way."""
     hall.add_window("W01")
     hall.add_device("M01", "W01", kind="micro")
     config_json = hall.terminal_config("M01").parent / "board" / "config.json"
     entered = json.loads(config_json.read_text())  # the technician fills in the hall's Wi-Fi
+    assert entered["key_id"] == 1
     entered |= {"wifi": {"ssid": "hall-terminals", "password": "wifi secret"}, "ntp_host": "ntp.hall", "watchdog_s": 30}
     entered["broker"]["report_s"] = 120
     config_json.write_text(json.dumps(entered))
-    result = CliRunner().invoke(main, ["device", "rotate", "M01", "--home", str(hall.home)])
-    assert result.exit_code == 0 and "copy the file" in result.output
-    assert key_states(hall, "M01") == [(1, "retired", 0), (2, "active", 1)]
+    result = CliRunner().invoke(main, ["device", "rotate", "M01", *option, "--home", str(hall.home)])
+    assert result.exit_code == 0
     board = json.loads(config_json.read_text())
     assert board["key"] == tomllib.loads(hall.terminal_config("M01").read_text())["key"] != entered["key"]
-    assert board["broker"]["password"] != entered["broker"]["password"]
+    assert board["key_id"] == 2 and board["broker"]["password"] != entered["broker"]["password"]
+    if option:
+        assert "copy the file" in result.output and "previous_password" not in board["broker"]
+        assert key_states(hall, "M01") == [(1, "retired", 0), (2, "active", 1)]
+    else:
+        assert "takes it up by itself" in result.output
+        assert board["broker"]["previous_password"] == entered["broker"]["password"]
+        assert key_states(hall, "M01") == [(1, "active", 1), (2, "pending", 1)]
     kept = {k: board[k] for k in ("wifi", "ntp_host", "watchdog_s")} | {"report_s": board["broker"]["report_s"]}
     assert kept == {"wifi": entered["wifi"], "ntp_host": "ntp.hall", "watchdog_s": 30, "report_s": 120}
 
