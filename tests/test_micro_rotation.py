@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from click.testing import CliRunner
 
-from hub.cli import main
+from haocha.cli import main
 from hub.store import keys as device_keys
 from simulators.hall import Hall, wait_for
 from terminal.config import load
@@ -201,13 +201,23 @@ def test_a_board_tries_the_other_password_when_the_broker_refuses_one(
         assert board.json()["broker"] == {**board.json()["broker"], "password": other, "previous_password": real}
 
 
-def queue_command(hall: Hall, device: str, payload: dict[str, Any]) -> None:
-    """A command for the hub's publisher to send on ``device``'s ``cmd`` topic."""
-    with hall.store() as store, store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO commands (device, payload, created_ms) VALUES (?, ?, strftime('%s') * 1000)",
-            (device, json.dumps(payload)),
-        )
+def publish_as_hub(hall: Hall, device: str, payloads: list[dict[str, Any]]) -> None:
+    """Send ``payloads`` on ``device``'s ``cmd`` topic as the hub's broker user would (the hub checks
+    the commands it queues, so only a hub with a bug, or with its credentials taken, sends these).
+    The hub is stopped meanwhile: its user holds one connection, and its session is kept."""
+    hall.kill("hub", signal.SIGTERM)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hub", clean_session=False)
+    client.username_pw_set(hall.config.broker.user, hall.config.broker.password)
+    client.tls_set_context(hall.tls_context())
+    client.connect("127.0.0.1", hall.broker_port)
+    client.loop_start()
+    try:
+        for payload in payloads:
+            client.publish(f"haocha/v1/H1/{device}/cmd", json.dumps(payload), qos=1).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        hall.start_hub()
 
 
 def test_a_bad_rekey_is_refused_with_one_line_and_changes_nothing(running_hall: Hall, board: Board) -> None:
@@ -227,8 +237,7 @@ def test_a_bad_rekey_is_refused_with_one_line_and_changes_nothing(running_hall: 
         {**good, "password": "p" * 20 + "\n"},
         {**good, "password": None},
     ]
-    for payload in bad:
-        queue_command(running_hall, "M01", payload)
+    publish_as_hub(running_hall, "M01", bad)
     wait_for(lambda: len(board.logged("refused new secrets from the hub")) == len(bad), 30, "every rekey refused")
     assert board.path.read_bytes() == before
     assert not board.logged("took up")

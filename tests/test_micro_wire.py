@@ -30,7 +30,11 @@ for v in d["vectors"]:
     c = bytearray()
     wire.put_canonical(c.extend, d["hall"], d["device"], ev)
     print(json.dumps([v["name"], binascii.hexlify(c).decode(), mac.hex(d["hall"], d["device"], ev).decode()]))
-b = wire.encode_batch(mac, d["hall"], d["device"], [by[n] for n in d["batch"]["events"]], bytearray())
+b = bytearray(b'{{"v":1,"ev":[')  # the uplink's frame: events put one after the other
+for i, n in enumerate(d["batch"]["events"]):
+    b.extend(b"," if i else b"")
+    wire.put_event(b, mac, d["hall"], d["device"], by[n])
+b.extend(b"]}}")
 print(json.dumps(["batch", binascii.hexlify(b).decode(), ""]))
 """)
     got = {name: (canon, mac) for name, canon, mac in map(json.loads, out.splitlines())}

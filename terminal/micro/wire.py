@@ -91,17 +91,6 @@ def put_event(out, mac, hall, device, ev):
     out.extend(b'"}')
 
 
-def encode_batch(mac, hall, device, events, out):
-    """An ``ev`` payload ``{"v":1,"ev":[...]}`` from event dicts, appended to bytearray ``out``."""
-    out.extend(b'{"v":1,"ev":[')
-    for i, ev in enumerate(events):
-        if i:
-            out.extend(b",")
-        put_event(out, mac, hall, device, ev)
-    out.extend(b"]}")
-    return out
-
-
 # -- field rules: protocol/rules.py in the MicroPython subset -------------------------------------
 # Tested against the same protocol/vectors/rules.json. No ``re`` (MicroPython's has no Unicode
 # classes): a loop over UTF-8 bytes. Compact on purpose: code and every new name (qstr) stay on the
