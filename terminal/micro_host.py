@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from protocol.files import write_private
 from protocol.levels import LEVEL_IDS
 
 from .config import GpioSettings, TerminalConfig
@@ -53,6 +53,9 @@ FIRMWARE_FILES: tuple[str, ...] = (
     "main.py",
 )
 HEAP_SIZE = "64k"
+#: Beside the journal: where ``haocha sim terminal`` keeps the simulated board's files (its
+#: ``config.json``, rewritten by a rekey, and the compiled firmware).
+SIM_BOARD_DIR = "sim-board"
 #: The heap the simulation gives the firmware when it talks TLS: 64 KB is not enough, 65 KB is the
 #: least that runs the 10,000-press soak; 68 KB leaves the headroom 64 KB leaves without TLS
 #: (docs/micro.md, "Limits and figures").
@@ -446,7 +449,10 @@ class SimBoardProcess:
 
 
 def write_sim_config(config: TerminalConfig, folder: Path, keep_lockout: bool = True) -> Path:
-    """A ``config.json`` for the simulated board: the journal at ``config.journal_path``."""
+    """A ``config.json`` for the simulated board: the journal at ``config.journal_path``.
+
+    The file is the board's flash: one the firmware wrote after a rekey keeps its secrets (key, key
+    id, passwords) unless ``terminal.toml`` names a newer key (its files were copied onto it again)."""
     cfg = firmware_config(config, journal=str(config.journal_path.resolve()))
     tls = []
     for name, data in board_tls_files(config).items():  # the DER files a board gets, in ``folder``
@@ -459,8 +465,27 @@ def write_sim_config(config: TerminalConfig, folder: Path, keep_lockout: bool = 
     if not keep_lockout:
         cfg["timing"]["lockout_s"] = 0.0
     path = folder / f"{config.device}.micro.json"
-    path.write_text(json.dumps(cfg, ensure_ascii=False))
+    _keep_rekeyed_secrets(cfg, path)
+    write_private(path, json.dumps(cfg, ensure_ascii=False).encode())
     return path
+
+
+def _keep_rekeyed_secrets(cfg: dict[str, Any], path: Path) -> None:
+    """Into ``cfg``: the secrets of the board's ``config.json`` at ``path`` when its key is not
+    older than ``cfg``'s (the firmware took them up by a rekey)."""
+    try:
+        old = json.loads(path.read_text())
+        kid, broker = old["key_id"], old["broker"]
+        if type(kid) is not int or kid < cfg["key_id"]:
+            return
+        secrets = {"password": broker["password"], "previous_password": broker.get("previous_password")}
+        key = old["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    cfg["key"], cfg["key_id"] = key, kid
+    cfg["broker"].update({name: value for name, value in secrets.items() if value is not None})
+    if secrets["previous_password"] is None:
+        cfg["broker"].pop("previous_password", None)
 
 
 def _press_plan(config: TerminalConfig, presses: int, seed: int) -> list[tuple[str, str | None]]:
@@ -492,10 +517,9 @@ def run_sim(
     journal summary. MicroSimError on any failure or when ``timeout_s`` runs out."""
     deadline = time.monotonic() + timeout_s
     plan = _press_plan(config, presses, seed)
-    with (
-        tempfile.TemporaryDirectory(prefix="haocha-micro-") as tmp,
-        SimBoardProcess(write_sim_config(config, Path(tmp), keep_lockout)) as board,
-    ):
+    flash = config.journal_path.parent / SIM_BOARD_DIR  # kept: a board's config.json outlives a restart
+    flash.mkdir(parents=True, exist_ok=True)
+    with SimBoardProcess(write_sim_config(config, flash, keep_lockout)) as board:
         board.start(timeout_s=min(30.0, timeout_s))
         _press_all(board, config, plan, rate, deadline)
         _wait_drained(board, config.journal_path, deadline)

@@ -224,35 +224,23 @@ def disk_full(ctx: Context) -> str:
     return f"hub's disk full for {seconds:.0f} s"
 
 
-def rotate_secrets(hall: ChaosHall, device: str, visit_after_s: float, stop: threading.Event) -> None:
+def rotate_secrets(hall: ChaosHall, device: str) -> None:
     """Rotate ``device``'s broker password and MAC key while its terminal runs.
 
-    A CPython terminal gets its new secrets over its own session (``haocha device rotate``
-    sends a ``rekey`` command; frames signed with the old key count during the grace period), so
-    nothing more is done. A MicroPython board has no rekey yet: the hub rotates it at once and a
-    technician copies the new files onto it ``visit_after_s`` later; until then its frames carry
-    the old key (refused, not stored, sent again after the restart with the new one)."""
+    Every terminal, the MicroPython board too, gets its new secrets over its own session
+    (``haocha device rotate`` sends a ``rekey`` command; frames signed with the old key count during
+    the grace period), so nothing more is done: no one visits it."""
     home = str(hall.hall.home)
     command = [sys.executable, "-m", "haocha", "device", "rotate", device, "--home", home]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"device rotate {device} failed: {done.stderr.strip()[-300:]}")
-    seat = hall.seats[device]
-    if seat.kind != "micro":
-        return
-    stop.wait(visit_after_s)
-    hall.kill(seat.process, signal.SIGTERM)
-    hall.install(seat)
-    hall.start(seat.process)
 
 
 def rotate(ctx: Context) -> str:
     device = ctx.rng.choice(sorted(ctx.hall.seats))
-    visit = ctx.rng.uniform(0, min(20, ctx.longest_s))
-    rotate_secrets(ctx.hall, device, visit, ctx.stop)
-    if ctx.hall.seats[device].kind != "micro":
-        return f"{device} rotated over its session (rekey)"
-    return f"{device} rotated at once, new files installed {visit:.0f} s later"
+    rotate_secrets(ctx.hall, device)
+    return f"{device} rotated over its session (rekey)"
 
 
 HALL_FAULTS: dict[str, Callable[[Context], str]] = {
