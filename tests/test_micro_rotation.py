@@ -6,6 +6,7 @@ when it restarts (a board killed with SIGKILL is a power cut)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
@@ -23,6 +24,11 @@ from hub.store import keys as device_keys
 from simulators.hall import Hall, wait_for
 from terminal.config import load
 from terminal.micro_host import SimBoardProcess, journal_summary, write_sim_config
+
+try:
+    from .micro_harness import make_config
+except ImportError:
+    from micro_harness import make_config  # type: ignore[no-redef]
 
 WIFI = {"wifi": {"ssid": "hall-terminals", "password": "wifi secret"}, "ntp_host": "ntp.hall", "watchdog_s": 30}
 
@@ -173,6 +179,8 @@ def test_a_board_killed_right_after_persisting_gets_back_in(running_hall: Hall, 
     wait_for(lambda: board.json()["key_id"] == 2, 30, "the board to store its new key")
     assert board.proc is not None
     board.proc.kill()  # a power cut right after the rename: which password the broker takes is open
+    write_sim_config(board.config, board.path.parent, keep_lockout=False)  # as `sim terminal` restarts it
+    assert board.json()["key_id"] == 2  # its terminal.toml names key 1: the board's own file wins
     board.start()
     board.press("very_satisfied", "dissatisfied")
     wait_for(lambda: key_states(hall, "M01")[-1] == (2, "active", 1), 30, "the rotation to end")
@@ -245,3 +253,21 @@ def test_a_bad_rekey_is_refused_with_one_line_and_changes_nothing(running_hall: 
     rows = assert_invariant(running_hall, board)
     assert {kid for _seq, kid in rows} == {1}
     assert not [line for line in board.proc.log if "p" * 15 in line]  # type: ignore[union-attr]
+
+
+def test_the_simulated_flash_keeps_a_rekey_unless_newer_files_are_copied(tmp_path: Path) -> None:
+    """``write_sim_config`` on a board's existing config.json (a restart): the secrets the firmware
+    took up stay; a terminal.toml naming a newer key (the files copied onto it again) wins."""
+    config = make_config(tmp_path / "dev", 1883)
+    path = write_sim_config(config, tmp_path)
+    cfg = json.loads(path.read_text())
+    cfg["key"], cfg["key_id"] = "cd" * 32, config.key_id + 1  # what the firmware wrote after a rekey
+    cfg["broker"] |= {"password": "n" * 24, "previous_password": cfg["broker"]["password"]}
+    path.write_text(json.dumps(cfg))
+    again = json.loads(write_sim_config(config, tmp_path).read_text())
+    assert {k: again[k] for k in ("key", "key_id", "broker")} == {k: cfg[k] for k in ("key", "key_id", "broker")}
+    assert path.stat().st_mode & 0o777 == 0o600
+    newer = dataclasses.replace(config, key_id=config.key_id + 2)
+    copied = json.loads(write_sim_config(newer, tmp_path).read_text())
+    assert (copied["key"], copied["key_id"]) == (config.key, config.key_id + 2)
+    assert "previous_password" not in copied["broker"]
