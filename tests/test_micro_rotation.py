@@ -26,9 +26,9 @@ from terminal.config import load
 from terminal.micro_host import SimBoardProcess, journal_summary, write_sim_config
 
 try:
-    from .micro_harness import make_config
+    from .micro_harness import make_config, run_micropython
 except ImportError:
-    from micro_harness import make_config  # type: ignore[no-redef]
+    from micro_harness import make_config, run_micropython  # type: ignore[no-redef]
 
 WIFI = {"wifi": {"ssid": "hall-terminals", "password": "wifi secret"}, "ntp_host": "ntp.hall", "watchdog_s": 30}
 
@@ -271,3 +271,55 @@ def test_the_simulated_flash_keeps_a_rekey_unless_newer_files_are_copied(tmp_pat
     copied = json.loads(write_sim_config(newer, tmp_path).read_text())
     assert (copied["key"], copied["key_id"]) == (config.key, config.key_id + 2)
     assert "previous_password" not in copied["broker"]
+
+
+def test_frames_name_the_key_they_are_maced_with(tmp_path: Path) -> None:
+    """In the interpreter, no broker: the uplink's frames and state name key 1, then, after a rekey,
+    key 2 (each verifies with its own key: a frame queued at the broker before the rotation is
+    checked against the old key during the grace period); config.json holds the new secrets."""
+    from protocol.frames import parse_batch, verify_event
+
+    old, new = "ab" * 32, "cd" * 32
+    config = tmp_path / "config.json"
+    cfg = {"device": "M01", "hall": "H1", "window": "W01", "key": old, "key_id": 1, "wifi": WIFI["wifi"],
+           "broker": {"password": "p" * 24}}  # fmt: skip
+    config.write_text(json.dumps(cfg))
+    out = run_micropython(
+        f"""
+import json, journal, uplink, clock
+cfg = json.load(open({str(config)!r}))
+cfg["file"] = {str(config)!r}
+j = journal.Journal({str(tmp_path / "journal")!r}, "M01")
+frames = []
+class Fake:
+    password, connected = "p" * 24, True
+    def publish(self, topic, payload, retain=False):
+        frames.append(payload if isinstance(payload, str) else bytes(payload).decode())
+up = uplink.Uplink(cfg, j, clock.Clock(), bytearray(3584), None, print)
+up.client = Fake()
+def press():
+    j.append({{"kind": "rating", "level": "basic", "trigger": "free", "window": "W01", "boot": "b",
+               "mono_ms": 1, "wall_ms": 0, "synced": False}})
+    up.w.rewind(j.acked, 10 ** 9)
+    up._send_window()
+press()
+up.publish_state(True)
+up.rekey({{"cmd": "rekey", "kid": 2, "key": {new!r}, "password": "n" * 24}})
+press()
+up.publish_state(True)
+for f in frames:
+    print("FRAME " + f)
+""",
+        heap="256k",
+    )  # from source: compiling needs room
+    frames = [json.loads(line[6:]) for line in out.splitlines() if line.startswith("FRAME ")]
+    assert [f.get("kid") for f in frames] == [1, 1, 2, 2]  # ev, state, ev (seq 1 again and seq 2), state
+    for frame in (frames[0], frames[2]):
+        batch = parse_batch(json.dumps(frame).encode())
+        key = bytes.fromhex(old if frame["kid"] == 1 else new)
+        for event, mac in batch:
+            verify_event(key, "H1", "M01", event, mac)
+    assert "took up MAC key 2 from the hub" in out
+    stored = json.loads(config.read_text())
+    assert (stored["key"], stored["key_id"], stored["wifi"]) == (new, 2, WIFI["wifi"])
+    assert stored["broker"] == {"password": "n" * 24, "previous_password": "p" * 24}
