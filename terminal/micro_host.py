@@ -330,6 +330,7 @@ class SimBoardProcess:
             text=True,
             bufsize=1,
             cwd=str(code_dir),
+            umask=0o077,  # the files it writes (config.json after a rekey, its journal) hold secrets
         )
         self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
         self._reader.start()

@@ -152,6 +152,7 @@ def test_a_running_board_takes_up_a_rotation_and_loses_nothing(running_hall: Hal
     mine = wait_for(lambda: "previous_password" not in (c := board.json())["broker"] and c, 30, "the new login")
     assert (mine["key"], mine["key_id"], mine["broker"]["password"]) == (new["key"], 2, new["broker"]["password"])
     assert {k: mine[k] for k in WIFI} == WIFI  # what the technician entered stays
+    assert board.path.stat().st_mode & 0o777 == 0o600  # the rewritten file holds secrets
     assert login_code(hall, "M01", old["broker"]["password"]) in (4, 5, 134, 135)  # paho maps 3.1.1's to 5's
     assert login_code(hall, "M01", new["broker"]["password"]) == 0
     board.press("dissatisfied", "satisfied")
