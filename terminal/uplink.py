@@ -266,9 +266,14 @@ class Uplink:
 
     def _publish_state(self, now: float) -> None:
         self._next_state = now + self.config.uplink.state_s
+        self.client.publish(self._topic(Leaf.STATE), self._state(True), qos=1, retain=True)
+
+    def _state(self, online: bool) -> bytes:
+        """The retained state, with the journal's figures: an offline one too, so the hub shows
+        what a terminal that said goodbye left behind (its backlog, version, clock)."""
         summary = self.journal.summary()
-        state = encode_state(
-            True,
+        return encode_state(
+            online,
             fw=__version__,
             kind=self.config.kind,
             mode=self.config.mode,
@@ -282,7 +287,6 @@ class Uplink:
             panel=self._panel,
             kid=self.secrets.signing[1],
         )
-        self.client.publish(self._topic(Leaf.STATE), state, qos=1, retain=True)
 
     @property
     def connected(self) -> bool:
@@ -298,7 +302,7 @@ class Uplink:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._connected:
-            info = self.client.publish(self._topic(Leaf.STATE), encode_state(False), qos=1, retain=True)
+            info = self.client.publish(self._topic(Leaf.STATE), self._state(False), qos=1, retain=True)
             info.wait_for_publish(timeout=2)
         self.client.disconnect()
         self.client.loop_stop()
