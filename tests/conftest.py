@@ -9,6 +9,8 @@ import pytest
 
 from simulators.hall import Hall, wait_for
 
+from .webhook_receiver import Receiver
+
 
 @pytest.fixture
 def hall(tmp_path: Path) -> Iterator[Hall]:
@@ -30,3 +32,11 @@ def running_hall(hall: Hall) -> Hall:
     hall.start_hub()
     wait_for(lambda: "hub connected to" in hall.log("hub"), 30, "the hub's first session")
     return hall
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local webhook receiver (tests/webhook_receiver.py) on a free port."""
+    r = Receiver()
+    yield r
+    r.close()

@@ -23,13 +23,6 @@ BAD = "dissatisfied"
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
 def alert_hall(tmp_path: Path, receiver: Receiver) -> Iterator[Hall]:
     hooks = [
         {"name": "generic", "kind": "json", "url": receiver.url("/json")},

@@ -29,13 +29,6 @@ SECRET = "SEC0123456789abcdef"
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     with Store(tmp_path / "hub.db", create=True) as s:
         yield s

@@ -12,27 +12,8 @@ from protocol.errors import MalformedFrame
 from protocol.frames import decode_state, encode_state
 from protocol.state import OFFLINE, ONLINE, PanelState, State
 
+from .test_terminal import BAD_COMMANDS  # what the CPython terminal refuses, one list
 
-def _invite(**extra: object) -> dict[str, object]:
-    return {"cmd": "invite", "case": "C-1", "item": "ITEM", "staff": "S1", "ttl_ms": 60_000, **extra}
-
-
-#: What the terminal refuses (tests/test_terminal.py BAD_COMMANDS).
-BAD_COMMANDS = [
-    _invite(item="x" * 65),
-    _invite(case=""),
-    _invite(case=None),
-    _invite(staff="S\n1"),
-    _invite(case=["C-1"]),
-    _invite(ttl_ms=True),
-    _invite(ttl_ms=1.5),
-    _invite(ttl_ms=-5),
-    _invite(ttl_ms=2**70),
-    {"cmd": "staff", "staff": ""},
-    {"cmd": "staff", "staff": "x" * 65},
-    {"cmd": "cancel", "case": {"a": 1}},
-    {"cmd": ["invite"]},
-]
 EVERY_COMMAND: list[commands.Command] = [
     commands.Invite("C-1", "ITEM", "S1"),
     commands.Invite("办件-2", None, None, ttl_ms=60_000, sent_ms=1_790_000_000_000),
