@@ -117,7 +117,8 @@ def _user(store: Store, name: str) -> dict[str, Any]:
 
 
 def issue_token(store: Store, name: str, actor: str = SYSTEM) -> str:
-    """A new personal API token for ``name`` (earlier ones stay valid until the account is disabled)."""
+    """A new personal API token for ``name`` (earlier ones stay valid until revoked one by one or
+    the account is disabled)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with store.transaction() as conn:
         if _user(store, name)["disabled"]:
@@ -152,6 +153,34 @@ def disable_user(store: Store, name: str, actor: str = SYSTEM) -> None:
         conn.execute("DELETE FROM user_tokens WHERE user = ?", (name,))
         conn.execute("DELETE FROM console_sessions WHERE user = ?", (name,))
         store.audit(actor, "user.disable", name)
+
+
+#: Hex digits of a token's hash that name it in ``user tokens`` (safe to show: no way back to it).
+TOKEN_ID_DIGITS = 12
+
+
+def list_tokens(store: Store, name: str) -> list[dict[str, Any]]:
+    """``name``'s personal tokens: their ids and when each was issued (ms)."""
+    _user(store, name)
+    cur = store.conn.execute(
+        "SELECT substr(token_hash, 1, ?), created_ms FROM user_tokens WHERE user = ? ORDER BY created_ms",
+        (TOKEN_ID_DIGITS, name),
+    )
+    return [{"id": token_id, "created_ms": created} for token_id, created in cur]
+
+
+def revoke_token(store: Store, name: str, token_id: str, actor: str = SYSTEM) -> None:
+    """End one of ``name``'s tokens (a leaked one), the others stay."""
+    if not (len(token_id) == TOKEN_ID_DIGITS and all(c in "0123456789abcdef" for c in token_id)):
+        raise ValueError(f"a token id is {TOKEN_ID_DIGITS} hex digits, as `haocha user tokens` shows")
+    with store.transaction() as conn:
+        _user(store, name)
+        gone = conn.execute(
+            "DELETE FROM user_tokens WHERE user = ? AND substr(token_hash, 1, ?) = ?", (name, TOKEN_ID_DIGITS, token_id)
+        ).rowcount
+        if gone == 0:
+            raise NotFound(f"{name} has no token {token_id}")
+        store.audit(actor, "user.token.revoke", name, token=token_id)
 
 
 def list_users(store: Store) -> list[dict[str, Any]]:
@@ -209,7 +238,7 @@ def login(store: Store, name: str, password: str, settings: ConsoleSettings) -> 
     if not check_password(password, user["password_hash"]) or user["disabled"]:
         _failed(store, name, "disabled" if user["disabled"] else "wrong password", settings)
     session_id = secrets.token_urlsafe(32)
-    expires = now + int(settings.session_hours * 3_600_000)
+    expires = _session_expiry(now, now, settings)
     with store.transaction() as conn:
         conn.execute("UPDATE users SET failed = 0, locked_until_ms = NULL WHERE name = ?", (name,))
         conn.execute("DELETE FROM console_sessions WHERE expires_ms <= ?", (now,))
@@ -237,14 +266,25 @@ def _failed(store: Store, name: str, reason: str, settings: ConsoleSettings) -> 
     raise LoginRefused("wrong user name or password")
 
 
-def session_person(store: Store, session_id: str) -> Person | None:
-    """The enabled person of a live console session, or None."""
+def _session_expiry(created_ms: int, now: int, settings: ConsoleSettings) -> int:
+    """A session ends ``idle_minutes`` after its last use, and ``session_hours`` after the login
+    at the latest."""
+    return min(created_ms + int(settings.session_hours * 3_600_000), now + int(settings.idle_minutes * 60_000))
+
+
+def session_person(store: Store, session_id: str, settings: ConsoleSettings) -> Person | None:
+    """The enabled person of a live console session, or None; using it keeps it alive."""
+    now, key = now_ms(), secret_hash(session_id)
     row = store.conn.execute(
-        "SELECT u.name, u.role, u.dept FROM console_sessions s JOIN users u ON u.name = s.user "
+        "SELECT u.name, u.role, u.dept, s.created_ms FROM console_sessions s JOIN users u ON u.name = s.user "
         "WHERE s.session_hash = ? AND s.expires_ms > ? AND u.disabled = 0",
-        (secret_hash(session_id), now_ms()),
+        (key, now),
     ).fetchone()
-    return None if row is None else _person(*row)
+    if row is None:
+        return None
+    expires = _session_expiry(row[3], now, settings)
+    store.conn.execute("UPDATE console_sessions SET expires_ms = ? WHERE session_hash = ?", (expires, key))
+    return _person(*row[:3])
 
 
 def logout(store: Store, session_id: str, person: Person) -> None:

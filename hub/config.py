@@ -182,7 +182,10 @@ class TlsSettings:
 class ConsoleSettings:
     max_failed_logins: int = field(5, "failed logins in a row that lock an account", check=positive)
     lockout_minutes: float = field(15.0, "how long a locked account stays locked", check=positive)
-    session_hours: float = field(12.0, "how long a console login lasts", check=positive)
+    session_hours: float = field(12.0, "how long a console login lasts at most", check=positive)
+    idle_minutes: float = field(
+        30.0, "a console login unused this long ends (a supervisor who walks away from a hall PC)", check=positive
+    )
 
 
 @dataclasses.dataclass(frozen=True)

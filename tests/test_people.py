@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
+from hub import auth_store
 from hub import config as hub_config
 from hub.auth import ACTIONS, PERMISSIONS, Role
 from hub.cli import main
@@ -303,3 +304,43 @@ def test_the_countdown_counts_working_days() -> None:
 
 def _config() -> hub_config.HubConfig:
     return build(hub_config.HubConfig, {"hall": "H1"}, "test")
+
+
+def test_a_console_login_ends_when_idle_and_at_its_length(
+    home: Path, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle 30 minutes ends it (a supervisor who walked away from a hall PC); using it keeps it
+    alive, up to ``session_hours`` after the login."""
+    clock = {"ms": 1_800_000_000_000}
+    monkeypatch.setattr(auth_store, "now_ms", lambda: clock["ms"])
+    config = hub_config.load(home)
+    short = dataclasses.replace(config, console=hub_config.ConsoleSettings(session_hours=1.0, idle_minutes=30.0))
+
+    def at(minutes: float, c: TestClient) -> bool:
+        clock["ms"] = 1_800_000_000_000 + int(minutes * 60_000)
+        return c.get("/console/tickets", follow_redirects=False).status_code == 200
+
+    with TestClient(create_app(home, short)) as c:
+        c.post("/console/login", data={"username": "王主管", "password": PASSWORD}, follow_redirects=False)
+        assert [at(m, c) for m in (20, 45, 59)] == [True, True, True]  # each use keeps it alive
+        assert not at(61, c)  # an hour after the login at the latest
+        c.post("/console/login", data={"username": "王主管", "password": PASSWORD}, follow_redirects=False)
+        assert at(75, c) and not at(106, c)  # 31 minutes unused
+
+
+def test_one_leaked_token_is_revoked_and_the_others_stay(
+    client: TestClient, tokens: dict[str, str], home: Path
+) -> None:
+    second = cli(home, "user", "token", "王主管").strip()
+    listed = json.loads(cli(home, "user", "tokens", "王主管", "--format", "json"))
+    assert len(listed) == 2 and all(len(row["id"]) == 12 for row in listed)
+    assert all(row["id"] not in (tokens["supervisor"], second) for row in listed)  # no way back to the token
+    leaked = auth_store.secret_hash(tokens["supervisor"])[:12]
+    cli(home, "user", "revoke-token", "王主管", leaked)
+    assert client.get("/api/v1/tickets", headers=bearer(tokens["supervisor"])).status_code == 401
+    assert client.get("/api/v1/tickets", headers=bearer(second)).status_code == 200
+    assert leaked not in [row["id"] for row in json.loads(cli(home, "user", "tokens", "王主管", "--format", "json"))]
+    assert "has no token" in cli(home, "user", "revoke-token", "王主管", leaked, ok=False)
+    assert "12 hex digits" in cli(home, "user", "revoke-token", "王主管", "x", ok=False)
+    revoked = [r for r in audit_rows(home) if r["action"] == "user.token.revoke"]
+    assert [(r["target"], r["detail"]["token"]) for r in revoked] == [("王主管", leaked)]

@@ -1,4 +1,5 @@
-"""People and the audit log: ``user add|token|list|disable`` and ``audit`` (SPEC section 12)."""
+"""People and the audit log: ``user add|token|tokens|revoke-token|password|list|disable`` and ``audit``
+(SPEC section 12)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,31 @@ def user_token(name: str, home: Path | None) -> None:
     _cfg, store = open_hub(home)
     with store:
         click.echo(auth_store.issue_token(store, name))
+
+
+@user_group.command("tokens")
+@click.argument("name")
+@home_option
+@format_option
+def user_tokens(name: str, home: Path | None, fmt: str) -> None:
+    """NAME's personal tokens: the id of each (from its hash) and when it was issued."""
+    cfg, store = open_hub(home)
+    with store:
+        rows = auth_store.list_tokens(store, name)
+    for row in rows:
+        row["issued"] = f"{dt.datetime.fromtimestamp(row.pop('created_ms') / 1000, cfg.tz):%Y-%m-%d %H:%M:%S}"
+    print_records(rows, fmt)
+
+
+@user_group.command("revoke-token")
+@click.argument("name")
+@click.argument("token_id")
+@home_option
+def user_revoke_token(name: str, token_id: str, home: Path | None) -> None:
+    """End one of NAME's tokens (TOKEN_ID from `user tokens`): a leaked token, the others stay."""
+    _cfg, store = open_hub(home)
+    with store:
+        auth_store.revoke_token(store, name, token_id)
 
 
 @user_group.command("password")

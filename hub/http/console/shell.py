@@ -214,7 +214,8 @@ async def _session_person(request: Request) -> Person | None:
     session_id = request.cookies.get(COOKIE)
     if not session_id or len(session_id) > 128:
         return None
-    person = await with_store(request, lambda s: auth_store.session_person(s, session_id))
+    settings = config_of(request).console
+    person = await with_store(request, lambda s: auth_store.session_person(s, session_id, settings))
     if person is not None:
         request.state.session_id = session_id
     return person
@@ -299,7 +300,7 @@ async def login_post(request: Request) -> Response:
     response.set_cookie(
         COOKIE,
         done.session_id,
-        max_age=int(settings.session_hours * 3600),
+        max_age=int(settings.session_hours * 3600),  # the store ends it sooner when idle
         path=PREFIX,
         httponly=True,
         samesite="strict",
