@@ -114,10 +114,10 @@ def test_each_role_logs_in_and_sees_only_its_pages(new_page: Callable[[], Page])
     figures, machinery = ["今日概况", "窗口分析", "工作人员"], ["终端状态", "上报队列"]
     reports = ["月度排名", "最难办窗口"]
     expected = {
-        "王主管": ["首页", *figures, "差评工单", *reports, *machinery, "告警"],
+        "王主管": ["首页", *figures, "差评工单", *reports, *machinery, "告警", "人员账号"],
         "李四": ["首页", "差评工单"],
         "孙技术": ["首页", *machinery, "告警"],
-        "周审计": ["首页", *figures, "差评工单", *reports, *machinery, "告警", "审计日志"],
+        "周审计": ["首页", *figures, "差评工单", *reports, *machinery, "告警", "人员账号", "审计日志"],
     }
     page = new_page()
     page.goto("/console/tickets")
@@ -138,6 +138,9 @@ def test_each_role_logs_in_and_sees_only_its_pages(new_page: Callable[[], Page])
     assert page.locator("main h2").inner_text() == "审计日志" and page.locator("td", has_text="登录").count() >= 4
     assert page.locator("td", has_text="退出登录").count() >= 3
     shoot(page, "audit")
+    page.goto("/console/people")  # the auditor reads who has an account, with role and department
+    assert page.locator("main h2").inner_text() == "人员账号" and page.locator("td", has_text="承办人").count() >= 1
+    shoot(page, "people")
 
 
 def test_a_ticket_from_registration_to_feedback_through_the_forms(new_page: Page) -> None:

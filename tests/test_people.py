@@ -254,6 +254,10 @@ def test_csrf_refusal_and_foreign_login(client: TestClient, tokens: dict[str, st
     ("周审计", "/console/reports/difficult", 200),
     ("孙技术", "/console/reports/monthly", 403),
     ("李四", "/console/reports/difficult", 403),
+    ("王主管", "/console/people", 200),
+    ("周审计", "/console/people", 200),
+    ("孙技术", "/console/people", 403),
+    ("李四", "/console/people", 403),
 ])  # fmt: skip
 def test_console_pages_follow_the_same_table(
     client: TestClient, tokens: dict[str, str], who: str, path: str, status: int

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from . import alerts, audit_log, figures, operations, queue, reports_pages
+from . import alerts, audit_log, figures, operations, people, queue, reports_pages
 from .shell import Page, console_routes
 
 PAGES: list[Page] = [
@@ -18,6 +18,7 @@ PAGES: list[Page] = [
     *reports_pages.PAGES,
     *operations.PAGES,
     *alerts.PAGES,
+    *people.PAGES,
     *audit_log.PAGES,
 ]
 

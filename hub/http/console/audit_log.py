@@ -15,7 +15,8 @@ LIMIT = 500
 #: Audit actions as people read them (the id stays beside it, as the CLI prints it).
 ACTION_ZH = {
     "login": "登录", "login.failed": "登录失败", "logout": "退出登录", "user.lockout": "账号锁定",
-    "user.add": "新增用户", "user.token": "签发令牌", "user.disable": "停用用户", "user.password": "重设密码",
+    "user.add": "新增用户", "user.token": "签发令牌",
+    "user.token.revoke": "吊销令牌", "user.disable": "停用用户", "user.password": "重设密码",
     "ticket.register": "工单登记", "ticket.assign": "工单转办", "ticket.appeal": "工单申诉",
     "ticket.verify": "工单核实", "ticket.feedback": "工单反馈", "case.open": "开启办件", "case.cancel": "撤销办件",
     "window.add": "新增窗口", "item.add": "新增事项", "device.add": "新增终端", "device.revoke": "吊销终端",
