@@ -73,10 +73,11 @@ echo "install-terminal: haocha[pi] from $HUB/fleet/ into $ROOT$VENV"
     --find-links "$HUB/fleet/" ${CACERT:+--cert "$CACERT"} 'haocha[pi]' \
     || die "pip could not install haocha[pi] from $HUB/fleet/ (is the wheelhouse made for this Pi's CPU and Python? docs/deploy.md)"
 
-# The device's files; the journal and the rest of the state folder stay.
+# The device's config and TLS files only: a journal in the folder (a simulator ran there) must
+# never replace the terminal's own, which holds the ratings not yet sent.
 mkdir -p "$ROOT$STATE"
 chmod 0700 "$ROOT$STATE"
-for f in "$FOLDER"/*; do
+for f in "$FOLDER"/terminal.toml "$FOLDER"/*.crt "$FOLDER"/*.key "$FOLDER"/*.pem; do
     [ -f "$f" ] || continue
     cp "$f" "$ROOT$STATE/"
     chmod 0600 "$ROOT$STATE/$(basename "$f")"

@@ -50,7 +50,10 @@ def test_a_terminal_installed_from_the_hub_alone_gets_its_presses_counted(runnin
 
     usb = tmp_path / "usb" / "T01"  # what the technician copies from the hub
     shutil.copytree(hall.terminal_config("T01").parent, usb)
+    (usb / "journal.db").write_bytes(b"a simulator's journal on the hub")
     pi = tmp_path / "pi"
+    (pi / STATE).mkdir(parents=True)
+    (pi / STATE / "journal.db").write_bytes(b"")  # the Pi's own, from an earlier install: kept
     install = subprocess.run(
         ["sh", "-s", "--", "--root", str(pi), str(usb)], input=script, capture_output=True, timeout=600
     )
@@ -59,6 +62,7 @@ def test_a_terminal_installed_from_the_hub_alone_gets_its_presses_counted(runnin
     assert "Environment=LG_WD=/var/lib/haocha-terminal" in unit
     config = pi / STATE / "terminal.toml"
     assert oct(config.stat().st_mode & 0o777) == "0o600"
+    assert (pi / STATE / "journal.db").read_bytes() == b""  # never replaced by the folder's
 
     installed = pi / "opt/haocha/bin/haocha"  # the terminal's own program, not this checkout's
     probe = "import importlib.util as u; print([m for m in ('starlette', 'uvicorn', 'sqlite_utils') if u.find_spec(m)])"
