@@ -104,6 +104,9 @@ class RenewalWatch:
             if stamp == self._stamps[cert]:
                 continue
             try:
+                # A pair caught between its two writes must not reach the live context, which
+                # would then hold the new certificate with the old key: try it on a scratch one.
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
                 context.load_cert_chain(cert, key)
             except (OSError, ssl.SSLError) as exc:
                 _LOG.warning("renewed certificate %s not loaded yet: %s", cert, exc)

@@ -5,12 +5,14 @@ the hub's API and an https:// upstream with a CA bundle of its own."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import ssl
 import stat
 import subprocess
 import sys
+import threading
 import tomllib
 from pathlib import Path
 
@@ -19,8 +21,10 @@ import paho.mqtt.client as mqtt
 import pytest
 import tomli_w
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from hub import certs
+from hub.tlsfiles import RenewalWatch
 from hub.upstream import outbox
 from hub.upstream.sender import Sender
 from protocol.transport import client_tls
@@ -303,3 +307,50 @@ def test_an_https_upstream_is_checked_against_the_configured_ca_bundle(tmp_path:
             sender.start()
             wait_for(lambda: sender.failures >= 2, 20, "the sender to refuse the unknown certificate")
         assert outbox.counts(other.conn)["pending"] == 1 and sim.state.summary()["records"] == 2
+
+
+def test_a_renewed_pair_caught_between_its_two_writes_never_reaches_the_live_context(tmp_path: Path) -> None:
+    """tls renew writes the certificate, then the key: a check between the two leaves the live
+    context on the old pair, and the next check loads the new one."""
+    ca_key, ca = certs.make_ca("H1")
+    cert_path, key_path = tmp_path / "http.crt", tmp_path / "http.key"
+    ticks = iter(range(1, 100))
+
+    def write(path: Path, data: bytes) -> None:  # a file system's mtime may not move within a tick
+        path.write_bytes(data)
+        os.utime(path, ns=(next(ticks) * 10**9, next(ticks) * 10**9))
+
+    def pair() -> tuple[bytes, bytes]:
+        key, cert = certs.issue(ca_key, ca, "127.0.0.1", 30, ["127.0.0.1"])
+        return certs.key_pem(key), certs.cert_pem(cert)
+
+    def served_by(context: ssl.SSLContext) -> bytes:
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+        a, b = socket.socketpair()
+        with (
+            context.wrap_socket(a, server_side=True, do_handshake_on_connect=False) as server,
+            client.wrap_socket(b, do_handshake_on_connect=False) as peer,
+        ):
+            side = threading.Thread(target=server.do_handshake)
+            side.start()
+            peer.do_handshake()
+            side.join(5)
+            der = peer.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+
+    old_key, old_cert = pair()
+    write(key_path, old_key)
+    write(cert_path, old_cert)
+    live = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    live.load_cert_chain(cert_path, key_path)
+    watch = RenewalWatch()
+    watch.watch(live, cert_path, key_path)
+    new_key, new_cert = pair()
+    write(cert_path, new_cert)  # the new certificate, the old key still there
+    watch.check()
+    assert served_by(live) == old_cert  # still the old pair, whole
+    write(key_path, new_key)
+    watch.check()
+    assert served_by(live) == new_cert
