@@ -152,9 +152,24 @@ def format_table(rep: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def csv_files(rep: dict[str, Any]) -> dict[str, str]:
+    """One CSV per table (file name → text), for ``--out`` a folder: each opens in a spreadsheet
+    as one sheet with its own header row; numbers as numbers, rates as percentages."""
+    files = {}
+    for n, (title, cols, rows) in enumerate(_sections(rep), start=1):
+        buf = io.StringIO()
+        buf.write(BOM)
+        writer = SafeWriter(buf)
+        writer.writerow([csv_head(c) for c in cols])
+        writer.writerows([csv_cell(c, r.get(c.key)) for c in cols] for r in rows)
+        files[f"{n:02d}-{title}.csv"] = buf.getvalue()
+    return files
+
+
 def format_csv(rep: dict[str, Any]) -> str:
-    """Every table one after the other, each under a row naming it (``--kind monthly`` and
-    ``difficult`` give one table per file); numbers as numbers, rates as percentages."""
+    """Every table one after the other, each under a row naming it (:func:`csv_files` and
+    ``--kind monthly``/``difficult`` give one table per file); numbers as numbers, rates as
+    percentages."""
     buf = io.StringIO()
     buf.write(BOM)
     writer = SafeWriter(buf)

@@ -52,3 +52,22 @@ def test_table_csv_and_html_carry_the_same_sections_in_chinese_by_name(tmp_path:
     page = report(home, "html")
     assert page.startswith("<!doctype html>") and page.count("<svg") == 3 and "差评原因" in page
     assert "http" not in page.replace("http-equiv", "")  # no CDN, nothing fetched
+
+
+def test_csv_into_a_folder_gives_one_table_per_file(tmp_path: Path) -> None:
+    """A spreadsheet opens each file as one sheet with its own header row (issue 11: one table per
+    file); the files are the sections of the period report, numbers as numbers."""
+    home = _home(tmp_path)
+    out = tmp_path / "report-2026Q4"
+    args = ["report", "--period", "quarter", "--date", "2026-11-20", "--format", "csv", "--out", f"{out}/"]
+    result = CliRunner().invoke(main, [*args, "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["01-窗口.csv", "02-事项.csv", "03-差评率排名.csv", "04-差评原因.csv", "05-差评处置.csv",
+                     "06-超期工单.csv"]  # fmt: skip
+    text = (out / "03-差评率排名.csv").read_text(encoding="utf-8")
+    assert text.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(text[1:])))
+    assert rows == [["排名", "窗口编号", "窗口名称", "差评率(%)", "评价数"], ["1", "W02", "W02 窗", "50.0", "2"],
+                    ["2", "W01", "W01 窗", "33.33", "3"]]  # fmt: skip
+    assert all(float(row[3]) >= 0 for row in rows[1:])

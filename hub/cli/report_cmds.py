@@ -39,7 +39,13 @@ from .common import home_option, home_path
     show_default=True,
     help="Output format; csv is one table, UTF-8 with a byte-order mark, for spreadsheets.",
 )
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to this file.")
+@click.option(
+    "--out",
+    type=click.Path(),  # a str: a trailing / (a folder to make) must survive
+    default=None,
+    help="Write to this file; with --kind period --format csv, a folder (existing, or ending in /) "
+    "gets one CSV per table.",
+)
 @click.option(
     "--min-ratings",
     type=click.IntRange(min=1),
@@ -58,7 +64,7 @@ def report_cmd(
     period: str | None,
     day: dt.datetime | None,
     fmt: str,
-    out: Path | None,
+    out: str | None,
     min_ratings: int | None,
     top: int | None,
     home: Path | None,
@@ -70,14 +76,25 @@ def report_cmd(
     when = day.date() if day else now.date()
     with Store(folder / hub_config.DB_NAME) as store:
         if kind == "period":
-            text = report.render(report.build(store, cfg, period or "month", when, now.date()), fmt)
+            rep = report.build(store, cfg, period or "month", when, now.date())
+            if fmt == "csv" and out is not None and (Path(out).is_dir() or out.endswith("/")):
+                _write_tables(Path(out), report.csv_files(rep))
+                return
+            text = report.render(rep, fmt)
         else:
             text = _ranking(kind, store, cfg, when, period, min_ratings, top, fmt, now)
     if out is None:
         click.echo(text, nl=fmt != "csv")
     else:
-        out.write_text(text, encoding="utf-8")
+        Path(out).write_text(text, encoding="utf-8")
         click.echo(f"wrote {out}", err=True)
+
+
+def _write_tables(folder: Path, files: dict[str, str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    click.echo(f"wrote {len(files)} tables to {folder}", err=True)
 
 
 def _ranking(
