@@ -24,14 +24,12 @@ from protocol.levels import Level
 
 from .clock import Clock
 from .config import TerminalConfig
-from .core import RATED_KEPT, Rules
+from .core import Rules
 from .errors import InvalidRow
 from .journal import Journal
 from .panel import Feedback, Key, KeyKind, Panel
 
 _LOG = logging.getLogger(__name__)
-#: Cases rated lately that a copy of their invitation must not reopen (:data:`terminal.core.RATED_KEPT`).
-RATED_CASES_KEPT = RATED_KEPT
 #: The counter of each row kind.
 _COUNTED = {"rating": "ratings", "ignored": "ignored", "reason": "reasons", "staff": "staff"}
 
@@ -124,17 +122,6 @@ class Evaluator:
         rules.reasons = self.panel.reasons & frozenset(self.config.reasons)
         return rules
 
-    def invite(self, case: str, item: str | None, staff: str | None, expires_mono_ms: int | None = None) -> bool:
-        """Open an invitation (from the hub's ``cmd``); False if it has already expired, or if its
-        case was rated here (a copy of the invitation: see :meth:`has_rated`)."""
-        now = self.clock.mono_ms()
-        ttl_ms = self.rules.invite_ms if expires_mono_ms is None else expires_mono_ms - now
-        with self._lock:
-            opened = self.rules.invite(case, item, staff, ttl_ms, now)
-        if opened:
-            self.panel.show(Feedback.READY)
-        return opened
-
     def command(self, cmd: object, valid: Callable[[str, object], bool]) -> tuple[str | None, str | None]:
         """Apply a ``cmd`` from the hub (:meth:`terminal.core.Rules.handle`) and light the panel
         for it; the rules' answer."""
@@ -154,12 +141,6 @@ class Evaluator:
         with self._lock:
             self.rules.staff = staff
 
-    def cancel(self, case: str | None = None) -> None:
-        with self._lock:
-            self.rules.cancel(case)
-            feedback = self._resting_feedback()
-        self.panel.show(feedback)
-
     def show_resting(self) -> None:
         """Light the panel for the current state (at start: free mode shows its keys ready)."""
         with self._lock:
@@ -176,7 +157,7 @@ class Evaluator:
             self.panel.show(feedback)
 
     def has_rated(self, case: str) -> bool:
-        """Was ``case`` rated here lately (among the last :data:`RATED_CASES_KEPT` rated)?"""
+        """Was ``case`` rated here lately (among the last :data:`terminal.core.RATED_KEPT` rated)?"""
         with self._lock:
             return case in self.rules.rated
 

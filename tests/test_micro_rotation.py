@@ -20,15 +20,16 @@ import pytest
 from click.testing import CliRunner
 
 from haocha.cli import main
-from hub.store import keys as device_keys
 from simulators.hall import Hall, wait_for
 from terminal.config import load
 from terminal.micro_host import SimBoardProcess, journal_summary, write_sim_config
 
 try:
     from .micro_harness import make_config, run_micropython
+    from .test_rotation import frame_outcomes, key_states  # what the hub made of a device's keys and frames
 except ImportError:
     from micro_harness import make_config, run_micropython  # type: ignore[no-redef]
+    from test_rotation import frame_outcomes, key_states  # type: ignore[no-redef]
 
 WIFI = {"wifi": {"ssid": "hall-terminals", "password": "wifi secret"}, "ntp_host": "ntp.hall", "watchdog_s": 30}
 
@@ -86,17 +87,6 @@ def board(running_hall: Hall, tmp_path: Path) -> Iterator[Board]:
         yield b
     finally:
         b.close()
-
-
-def key_states(hall: Hall, device: str) -> list[tuple[int, str, int]]:
-    with hall.store() as store:
-        return [(k["kid"], k["state"], k["trusted"]) for k in device_keys.key_history(store, device)]  # type: ignore[misc]
-
-
-def frame_outcomes(hall: Hall, device: str) -> dict[str, int]:
-    with hall.store() as store:
-        cur = store.conn.execute("SELECT outcome, n FROM frame_counts WHERE device = ?", (device,))
-        return {outcome: n for outcome, n in cur}
 
 
 def stored(hall: Hall, device: str, epoch: str) -> list[tuple[int, int]]:

@@ -181,10 +181,10 @@ def test_invited_mode_rates_only_the_first_press_of_an_invitation(tmp_path: Path
     clock = FakeClock()
     with make_terminal(tmp_path, factory, 'mode = "invited"', clock=clock) as term:
         press(factory, 5)  # no invitation: staff pressing by themselves
-        term.evaluator.invite("C-1", "ITEM", "S1", clock.now + 60_000)
+        term.commands.handle({"cmd": "invite", "case": "C-1", "item": "ITEM", "staff": "S1", "ttl_ms": 60_000})
         press(factory, 6)
         press(factory, 13)  # second press of the same invitation
-        term.evaluator.invite("C-2", None, None, clock.now + 1000)
+        term.commands.handle({"cmd": "invite", "case": "C-2", "ttl_ms": 1000})
         clock.now += 1000  # expired
         press(factory, 5)
         rows = [(r.body["kind"], r.body.get("case"), r.body.get("trigger")) for r in term.journal.rows_after(0, 9)]
