@@ -14,6 +14,7 @@ wake the sender thread; the sender thread alone publishes and writes acks to the
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -302,7 +303,11 @@ class Uplink:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._connected:
-            info = self.client.publish(self._topic(Leaf.STATE), self._state(False), qos=1, retain=True)
+            try:
+                goodbye = self._state(False)
+            except (sqlite3.Error, JournalError, OSError):  # a journal that cannot be read: goodbye anyway
+                goodbye = encode_state(False)
+            info = self.client.publish(self._topic(Leaf.STATE), goodbye, qos=1, retain=True)
             info.wait_for_publish(timeout=2)
         self.client.disconnect()
         self.client.loop_stop()

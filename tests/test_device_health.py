@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from simulators.hall import Hall, wait_for
+from simulators.rig import TerminalRig
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,3 +37,20 @@ def test_device_list_shows_health_and_the_silent_terminal(running_hall: Hall) ->
     assert t01["firmware"] and t01["clock"] in ("synced", "unsynced") and t01["panel"] == "ok"
     assert t01["silent"] is True  # it said goodbye: offline stands out
     assert (t02["online"], t02["last_seen"], t02["silent"]) == (None, None, True)
+
+
+def test_a_terminal_whose_journal_cannot_be_read_still_says_goodbye(running_hall: Hall) -> None:
+    """The goodbye state carries the journal's figures; a journal that fails to read them (its
+    connection gone, a disk error) must not keep the terminal from saying it is offline."""
+    hall = running_hall
+    hall.add_device("T01", "W01")
+    rig = TerminalRig(hall, "T01")
+    try:
+        rig.press("satisfied")
+        rig.wait_acked()
+        wait_for(lambda: device_list(hall)["T01"]["online"] is True, 40, "T01's online state")
+        rig.term.journal._reader.close()  # the next read of the journal fails: sqlite3.ProgrammingError
+    finally:
+        rig.close()
+    wait_for(lambda: device_list(hall)["T01"]["online"] is False, 30, "T01's goodbye")
+    assert device_list(hall)["T01"]["silent"] is True
