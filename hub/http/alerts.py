@@ -37,7 +37,7 @@ async def _with_store(request: Request, fn: Any) -> Any:
 async def list_alerts(request: Request) -> Response:
     state = request.query_params.get("state", "live")
     if state not in _STATES:
-        return error(422, f"unknown state {state!r}; choose from {', '.join(_STATES)}")
+        return error(422, f"unknown state {state[:40]!r}; choose from {', '.join(_STATES)}")
     rows = await _with_store(request, lambda s: lifecycle.list_alerts(s, None if state == "all" else state))
     return JSONResponse({"rows": rows})
 

@@ -60,7 +60,7 @@ async def list_tickets(request: Request) -> Response:
     dept = request.query_params.get("dept") or None
     overdue = request.query_params.get("overdue", "") in ("1", "true", "yes")
     if state is not None and state not in tickets.STATES:
-        return error(422, f"unknown state {state!r}; choose from {', '.join(tickets.STATES)}")
+        return error(422, f"unknown state {state[:40]!r}; choose from {', '.join(tickets.STATES)}")
     rows = await _with_store(request, lambda s: tickets.list_tickets(s, config.tickets, _today(config), state, overdue))
     rows = [r for r in rows if in_scope(person, r["department"]) and dept in (None, r["department"])]
     return JSONResponse({"tickets": rows})
