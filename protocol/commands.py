@@ -1,4 +1,5 @@
-"""``cmd`` frames, hub → terminal (SPEC section 3): invitations, cancels, staff sign-in, new secrets.
+"""``cmd`` frames, hub → terminal (SPEC sections 3, 13): invitations, cancels, staff sign-in, new
+secrets, releases to install.
 
 Built and parsed here only. The hub builds a :data:`Command`, stores its :func:`payload` with the
 case it belongs to and publishes :func:`encode` of it; an invitation gets its remaining lifetime
@@ -18,8 +19,11 @@ from typing import Any
 from .errors import MalformedFrame
 from .frames import MAX_KID, dumps, loads_object
 from .rules import INVITE_TTL_MAX_MS, check_text_setting, valid_text
+from .updates import MAX_MANIFEST_CHARS, Manifest, valid_release
 
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
+_SIG_RE = re.compile(r"[0-9a-f]{64}|[0-9a-f]{128}")
+_URL_RE = re.compile(r"https?://[!-~]{1,192}")
 
 
 class CommandName(enum.StrEnum):
@@ -29,6 +33,7 @@ class CommandName(enum.StrEnum):
     CANCEL = "cancel"  #: withdraw the invitation of a case closed without a rating
     STAFF = "staff"  #: who serves at the window now (``staff``; null signs out)
     REKEY = "rekey"  #: a new MAC key and broker password (``kid``, ``key``, ``password``)
+    UPDATE = "update"  #: a release to install (``release``, ``manifest``, ``sig``, ``url``)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,7 +72,24 @@ class Rekey:
         return f"Rekey(kid={self.kid}, key=…, password=…)"
 
 
-Command = Invite | Cancel | StaffSignIn | Rekey
+@dataclasses.dataclass(frozen=True, slots=True)
+class Update:
+    """A release to install (SPEC section 13, :mod:`protocol.updates`): ``manifest`` is the exact
+    text that ``sig`` signs (ed25519 with the hall's release key for CPython terminals, HMAC-SHA256
+    with the device's MAC key for boards), ``url`` the folder its files are fetched from. The
+    terminal installs it when no invitation and no reason wait is live."""
+
+    release: str
+    manifest: str
+    sig: str  #: lowercase hex
+    url: str
+    name = CommandName.UPDATE
+
+    def parsed_manifest(self) -> Manifest:
+        return Manifest.decode(self.manifest)
+
+
+Command = Invite | Cancel | StaffSignIn | Rekey | Update
 
 
 def payload(command: Command) -> dict[str, Any]:
@@ -140,11 +162,27 @@ def _parse_rekey(obj: Mapping[str, Any]) -> Rekey:
     return Rekey(kid, key, password)
 
 
+def _parse_update(obj: Mapping[str, Any]) -> Update:
+    release, manifest, sig, url = obj.get("release"), obj.get("manifest"), obj.get("sig"), obj.get("url")
+    if not valid_release(release):
+        raise _malformed("release", "expected a release name of 1-32 of A-Z a-z 0-9 . _ + -")
+    if not isinstance(manifest, str) or not 0 < len(manifest) <= MAX_MANIFEST_CHARS:
+        raise _malformed("manifest", f"expected the manifest's text, 1..{MAX_MANIFEST_CHARS} characters")
+    if Manifest.decode(manifest).release != release:
+        raise _malformed("manifest", f"names another release than {release!r}")
+    if not isinstance(sig, str) or _SIG_RE.fullmatch(sig) is None:
+        raise _malformed("sig", "expected 64 or 128 lowercase hex digits")
+    if not isinstance(url, str) or _URL_RE.fullmatch(url) is None:
+        raise _malformed("url", "expected an http:// or https:// address of at most 200 characters")
+    return Update(release, manifest, sig, url)
+
+
 _PARSERS: dict[CommandName, Callable[[Mapping[str, Any]], Command]] = {
     CommandName.INVITE: _parse_invite,
     CommandName.CANCEL: _parse_cancel,
     CommandName.STAFF: _parse_staff,
     CommandName.REKEY: _parse_rekey,
+    CommandName.UPDATE: _parse_update,
 }
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import BadMac, MalformedFrame, OversizeFrame
+from .updates import valid_update_state
 
 SCHEMA_VERSION = 1
 #: A frame larger than this is rejected before it is parsed.
@@ -327,6 +328,7 @@ STATE_FIELDS: dict[str, Any] = {
     "clock": _short_str(16),
     "panel": _panel,
     "kid": lambda v: type(v) is int and 0 < v <= MAX_KID,
+    "update": valid_update_state,
 }
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .frames import dumps, loads_object, normalise_state
+from .updates import UpdateState
 
 
 class ClockState(enum.StrEnum):
@@ -26,6 +27,9 @@ class ClockState(enum.StrEnum):
 class PanelState:
     ok: bool
     detail: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        return {"ok": self.ok, "detail": self.detail}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ class State:
     clock: str | None = None  #: a :class:`ClockState` value
     panel: PanelState | None = None
     kid: int | None = None  #: the MAC key id in use
+    update: UpdateState | None = None  #: where an update to a new release stands (SPEC section 13)
 
     def fields(self) -> dict[str, Any]:
         """The JSON object: ``online`` and every field the sender set."""
@@ -50,7 +55,7 @@ class State:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if value is not None:
-                out[field.name] = dataclasses.asdict(value) if isinstance(value, PanelState) else value
+                out[field.name] = value.fields() if isinstance(value, PanelState | UpdateState) else value
         return out
 
     def encode(self) -> bytes:
@@ -60,8 +65,12 @@ class State:
     def parse(cls, obj: Mapping[str, Any]) -> State:
         """The state ``obj`` holds; MalformedFrame naming a known field that is wrong."""
         fields = normalise_state(obj)
-        panel = fields.pop("panel", None)
-        return cls(**fields, panel=None if panel is None else PanelState(panel["ok"], panel["detail"]))
+        panel, update = fields.pop("panel", None), fields.pop("update", None)
+        return cls(
+            **fields,
+            panel=None if panel is None else PanelState(panel["ok"], panel["detail"]),
+            update=None if update is None else UpdateState.parse(update),
+        )
 
     @classmethod
     def decode(cls, frame: bytes) -> State:
