@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import hmac
 import json
 import re
 from collections.abc import Mapping
@@ -34,6 +36,8 @@ FILE_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]{0,99}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 MAX_FILES = 64
 MAX_FILE_BYTES = 64 * 1024 * 1024
+#: Put before the manifest in a board's HMAC, so that no event MAC can pass for a manifest's.
+BOARD_SIG_PREFIX = b"haocha-release\n"
 #: The manifest's text fits a firmware's 2 KB inbound packet with the rest of the command.
 MAX_MANIFEST_CHARS = 1536
 
@@ -121,6 +125,11 @@ class UpdateState:
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> UpdateState:
         return cls(obj["release"], UpdatePhase(obj["phase"]), obj.get("detail", ""))
+
+
+def board_signature(mac_key: bytes, manifest: bytes) -> str:
+    """A manifest authenticated for one board: HMAC-SHA256 with its MAC key, lowercase hex."""
+    return hmac.new(mac_key, BOARD_SIG_PREFIX + manifest, hashlib.sha256).hexdigest()
 
 
 def valid_release(value: object) -> bool:

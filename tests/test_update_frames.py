@@ -54,3 +54,13 @@ def test_the_update_state_round_trips_and_a_bad_phase_refuses_the_state() -> Non
     assert State.decode(state.encode()) == state
     with pytest.raises(MalformedFrame, match="'update'"):
         State.parse({"online": True, "update": {"release": "0.2.0", "phase": "pwned"}})
+
+
+def test_a_board_signature_is_bound_to_the_key_and_the_text() -> None:
+    from protocol.updates import board_signature
+
+    key = bytes(range(32))
+    sig = board_signature(key, MANIFEST.encode())
+    assert len(sig) == 64
+    assert sig != board_signature(bytes(32), MANIFEST.encode())
+    assert sig != board_signature(key, MANIFEST.encode() + b" ")
