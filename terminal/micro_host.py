@@ -51,7 +51,19 @@ FIRMWARE_FILES: tuple[str, ...] = (
     "uplink.py",
     "board.py",
     "main.py",
+    "update_step.py",
+    "boot.py",
+    "boot_update.py",
 )
+#: The boot step (SPEC section 13): switches to a staged release and back. A board keeps it across
+#: updates; every other firmware file is what a release of kind ``micro`` replaces.
+BOOT_FILES = ("boot.py", "boot_update.py")
+RELEASE_FILES: tuple[str, ...] = tuple(name for name in FIRMWARE_FILES if name not in BOOT_FILES)
+#: Beside the firmware: where an update stands (the boot step and the firmware keep it).
+UPDATE_RECORD = "update.json"
+#: The exit code of the firmware on the unix port where a board would reset (machine.reset):
+#: :class:`SimBoardProcess` starts the interpreter again, keeping the firmware folder.
+RESET_EXIT = 75
 HEAP_SIZE = "64k"
 #: Beside the journal: where ``haocha sim terminal`` keeps the simulated board's files (its
 #: ``config.json``, rewritten by a rekey, and the compiled firmware).
@@ -59,7 +71,7 @@ SIM_BOARD_DIR = "sim-board"
 #: The heap the simulation gives the firmware when it talks TLS: 64 KB is not enough, 65 KB is the
 #: least that runs the 10,000-press soak; 68 KB leaves the headroom 64 KB leaves without TLS
 #: (docs/micro.md, "Limits and figures").
-TLS_HEAP_SIZE = "68k"
+TLS_HEAP_SIZE = "72k"
 #: ``[broker]`` keys naming TLS files (PEM) → the file the board gets (DER: the unix port's mbedtls
 #: parses no PEM, and DER is a third smaller on a board's heap). config.json's ``broker.tls`` lists
 #: them in this order.
@@ -289,6 +301,13 @@ def firmware_command(code_dir: Path, config_path: Path, heap: str = HEAP_SIZE) -
     return [find_micropython(), "-X", f"heapsize={heap}", "-c", boot]
 
 
+def boot_command(code_dir: Path, heap: str = HEAP_SIZE) -> list[str]:
+    """The command line running the boot step (``boot.py``) in ``code_dir``, as a board runs it
+    before ``main.py``; in an interpreter of its own, so that its names never take room in the
+    firmware's string table. It exits :data:`RESET_EXIT` where a board would restart after it."""
+    return [find_micropython(), "-X", f"heapsize={heap}", "-c", f"import sys\nsys.path.insert(0, {str(code_dir)!r})\nimport boot\n"]
+
+
 @dataclass
 class SimBoardProcess:
     """The firmware running in ``micropython`` with the simulated board, driven over its stdin.
@@ -306,34 +325,22 @@ class SimBoardProcess:
     lights: str | None = None
     started: dict[str, Any] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    #: How often the firmware reset itself (or was reset by its watchdog) and was started again.
+    resets: int = 0
     _lights_changed: threading.Condition = field(default_factory=threading.Condition)
     _reader: threading.Thread | None = None
+    _stopping: bool = False
 
     def start(self, timeout_s: float = 10.0) -> SimBoardProcess:
-        """Compile the firmware next to the config file and start it; wait for its ``started`` line."""
-        code_dir = self.code_dir or compile_firmware(self.config_path.parent / "firmware")
-        heap = self.heap or (
-            TLS_HEAP_SIZE if json.loads(self.config_path.read_text())["broker"].get("tls") else HEAP_SIZE
-        )
-        if not any(code_dir.glob("*.mpy")):
-            heap = "256k"  # sources compiled on the board itself need scratch heap: see compile_firmware
-            _LOG.warning("mpy-cross not found: running the firmware from source with a %s heap", heap)
-        cmd = firmware_command(code_dir, self.config_path, heap)
-        # The interpreter stays in our process group: a signal to ``haocha sim terminal``'s group
-        # (SIGTERM, or SIGKILL as a power cut) reaches the board too. Were only we to die, the
-        # board reads the end of its stdin and stops cleanly.
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            cwd=str(code_dir),
-            umask=0o077,  # the files it writes (config.json after a rekey, its journal) hold secrets
-        )
-        self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
-        self._reader.start()
+        """Compile the firmware next to the config file (unless that folder holds a firmware an
+        update installed: the board's flash) and start it; wait for its ``started`` line."""
+        code_dir = self.code_dir
+        if code_dir is None:
+            code_dir = self.config_path.parent / "firmware"
+            if not (code_dir / UPDATE_RECORD).exists():
+                compile_firmware(code_dir)
+        self.code_dir = code_dir
+        self._spawn()
         line = self.expect("started ", timeout_s)
         self.started = json.loads(line.split(" ", 1)[1])
         with self._lights_changed:  # the firmware shows its resting lights right after
@@ -341,19 +348,87 @@ class SimBoardProcess:
                 raise MicroSimError(f"the simulated board showed no lights after starting{self._tail()}")
         return self
 
-    def _read(self, stream: IO[str] | None) -> None:
-        """Reader thread: queue every stdout line, track the lights."""
-        assert stream is not None
-        for raw in stream:
+    def _spawn(self) -> None:
+        """Start the interpreter on :attr:`code_dir` with a reader thread on its stdout."""
+        assert self.code_dir is not None
+        heap = self.heap or (
+            TLS_HEAP_SIZE if json.loads(self.config_path.read_text())["broker"].get("tls") else HEAP_SIZE
+        )
+        if not any(self.code_dir.glob("*.mpy")):
+            heap = "256k"  # sources compiled on the board itself need scratch heap: see compile_firmware
+            _LOG.warning("mpy-cross not found: running the firmware from source with a %s heap", heap)
+        self._boot(heap)
+        cmd = firmware_command(self.code_dir, self.config_path, heap)
+        # The interpreter stays in our process group: a signal to ``haocha sim terminal``'s group
+        # (SIGTERM, or SIGKILL as a power cut) reaches the board too. Were only we to die, the
+        # board reads the end of its stdin and stops cleanly.
+        self.proc = proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            cwd=str(self.code_dir),
+            umask=0o077,  # the files it writes (config.json after a rekey, its journal) hold secrets
+        )
+        self._reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._reader.start()
+
+    def _boot(self, heap: str) -> None:
+        """Run the boot step until it has nothing more to do (a step it took restarts the board)."""
+        assert self.code_dir is not None
+        for _ in range(8):
+            proc = subprocess.run(
+                boot_command(self.code_dir, heap),
+                capture_output=True,
+                text=True,
+                cwd=str(self.code_dir),
+                umask=0o077,
+                timeout=120,
+            )
+            self.log.extend(proc.stdout.splitlines() + proc.stderr.splitlines())
+            if proc.returncode != RESET_EXIT:
+                return
+            self.resets += 1
+        raise MicroSimError(f"the boot step restarted the board 8 times{self._tail()}")
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        """Reader thread: queue every stdout line, track the lights; at the end, start the
+        firmware again where a board would reset (:meth:`_resets`)."""
+        assert proc.stdout is not None
+        for raw in proc.stdout:
             line = raw.rstrip("\n")
             self.log.append(line)
             if line.startswith("show "):
                 with self._lights_changed:
                     self.lights = line[5:]
                     self._lights_changed.notify_all()
+            elif line.startswith("started "):
+                self.started = json.loads(line.split(" ", 1)[1])
+                self.lines.put(line)
             elif not line.startswith("log "):
                 self.lines.put(line)
+        code = proc.wait()
+        if self._resets(code):
+            self.resets += 1
+            self.log.append(f"reset (exit {code})")
+            if proc.stdin is not None:
+                proc.stdin.close()
+            self._spawn()
+            return
         self.lines.put("")  # EOF marker
+
+    def _resets(self, code: int) -> bool:
+        """Whether a board would start again after the firmware ended with ``code``: it reset
+        itself (:data:`RESET_EXIT`), or a firmware on trial after an update ended in any other way
+        than a power cut or a stop we asked for (on a board the watchdog the boot step arms for
+        the trial resets it)."""
+        if self._stopping or code < 0:
+            return False
+        if code == RESET_EXIT:
+            return True
+        return update_phase(self.code_dir) == "switched" if self.code_dir is not None else False
 
     def send(self, line: str) -> None:
         if self.proc is None or self.proc.stdin is None or self.proc.poll() is not None:
@@ -414,6 +489,7 @@ class SimBoardProcess:
     def quit(self, timeout_s: float = 10.0) -> int:
         """Ask the firmware to stop cleanly; return its exit code."""
         assert self.proc is not None
+        self._stopping = True
         self.send("quit")
         try:
             return self.proc.wait(timeout=timeout_s)
@@ -422,11 +498,13 @@ class SimBoardProcess:
 
     def kill(self) -> None:
         """kill -9 (a power cut). The interpreter runs in this one process: no children."""
+        self._stopping = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
 
     def close(self) -> None:
+        self._stopping = True
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -447,6 +525,15 @@ class SimBoardProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def update_phase(code_dir: Path) -> str | None:
+    """The phase of the update record beside a firmware (``update.json``), or None."""
+    try:
+        phase = json.loads((code_dir / UPDATE_RECORD).read_text()).get("phase")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return phase if isinstance(phase, str) else None
 
 
 def write_sim_config(config: TerminalConfig, folder: Path, keep_lockout: bool = True) -> Path:

@@ -17,13 +17,13 @@ for _m in ("wire", "journal", "mqtt", "clock", "core", "uplink"):
 
 import sys  # noqa: E402
 from time import sleep_ms  # noqa: E402
-from json import dumps, loads  # noqa: E402
+from json import dump, dumps, loads  # noqa: E402
 
 import mqtt  # noqa: E402
+import uplink  # noqa: E402
 from clock import Clock  # noqa: E402
 from core import READY, REFUSED, Rules  # noqa: E402
-from journal import Journal, JournalError  # noqa: E402
-from uplink import Uplink  # noqa: E402
+from journal import Journal, JournalError, replace  # noqa: E402
 from wire import config_problem, row_problem, valid  # noqa: E402
 
 
@@ -51,8 +51,21 @@ class Firmware:
                                int(t.get("reason_s", 20.0) * 1000), int(t.get("thanks_s", 2.0) * 1000))
         r.levels = board.levels
         r.reasons = tuple(k for k in board.reasons if k in cfg.get("reasons", ()))
-        self.uplink = Uplink(cfg, self.journal, self.clock, FRAME, self._command, board.log)
-        self.uplink.net_ok = board.network_up
+        self.uplink = up = uplink.Uplink(cfg, self.journal, self.clock, FRAME, self._command, board.log)
+        up.net_ok = board.network_up
+        # Where an update stands (update.json, kept by the boot step): reported in the state; the
+        # release running, once one was installed from the hub (release.txt moves with the modules).
+        self.pending = None  # the release of an update-order.json, or the record when it asks for a step
+        try:
+            with open("update.json") as f:
+                t = f.read()
+            up.update = loads(t)
+            if '"phase": "verified"' in t or '"phase": "switched"' in t:  # to switch; on trial
+                self.pending = up.update
+            with open("release.txt") as f:
+                uplink.FW = f.read()
+        except (OSError, ValueError):
+            pass
         self.running = True
         self.peak_alloc = self.peak_live = 0
 
@@ -82,9 +95,21 @@ class Firmware:
         return seq, row[0]
 
     def _command(self, cmd):
-        """A ``cmd`` from the hub (invite, cancel, staff): None once applied, else the field that
+        """A ``cmd`` from the hub (invite, cancel, staff, update): None once applied (an update:
+        once taken, to start when no invitation and no reason wait is live), else the field that
         made it refused (then nothing changed)."""
         clock, r = self.clock, self.rules
+        if cmd.get("cmd") == "update":  # on flash at once; update_step takes it when no rating is under way
+            up = self.uplink
+            if self.pending is not None and self.pending is up.update:
+                self.board.log("an update is under way: ignored release %s" % cmd.get("release"))
+                return None
+            # For the boot step: config.json holds the key that checks its signature; the CA for https.
+            cmd["file"], cmd["tls"] = up.file, self.cfg["broker"].get("tls")
+            with open("update-order.json", "w") as f:
+                dump(cmd, f)
+            self.pending = cmd.get("release")
+            return None
         problem, done = r.handle(cmd, lambda f, v: valid(v), clock.mono_ms(), clock.wall_ms() if clock.synced() else None)
         if problem:
             self.board.log("refused a command from the hub: bad %s" % problem)
@@ -141,6 +166,8 @@ class Firmware:
                     board.show(r.resting())
                 up.step(0 if actions else 10)
                 board.idle()
+                if self.pending is not None:  # by its name: no code and no names until an update
+                    __import__("update_step").step(self)
             except Exception as exc:  # flash or network trouble: logged, the loop goes on
                 board.log("loop error: %r" % exc)
                 sleep_ms(100)
