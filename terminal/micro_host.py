@@ -376,19 +376,24 @@ class SimBoardProcess:
         self._reader.start()
 
     def _boot(self, heap: str) -> None:
-        """Run the boot step until it has nothing more to do (a step it took restarts the board)."""
+        """Run the boot step until it has nothing more to do (a step it took restarts the board).
+        It is :attr:`proc` meanwhile: :meth:`kill` cuts the power in the middle of a step."""
         assert self.code_dir is not None
         for _ in range(8):
-            proc = subprocess.run(
+            self.proc = proc = subprocess.Popen(
                 boot_command(self.code_dir, heap),
-                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 text=True,
                 cwd=str(self.code_dir),
                 umask=0o077,
-                timeout=120,
             )
-            self.log.extend(proc.stdout.splitlines() + proc.stderr.splitlines())
+            out, _err = proc.communicate(timeout=120)
+            self.log.extend(out.splitlines())
             if proc.returncode != RESET_EXIT:
+                if proc.returncode != 0:
+                    raise MicroSimError(f"the boot step ended with status {proc.returncode}{self._tail()}")
                 return
             self.resets += 1
         raise MicroSimError(f"the boot step restarted the board 8 times{self._tail()}")
@@ -415,8 +420,11 @@ class SimBoardProcess:
             self.log.append(f"reset (exit {code})")
             if proc.stdin is not None:
                 proc.stdin.close()
-            self._spawn()
-            return
+            try:
+                self._spawn()
+                return
+            except (MicroSimError, OSError, subprocess.SubprocessError) as exc:  # the boot step failed, or was killed
+                self.log.append(f"restart failed: {exc}")
         self.lines.put("")  # EOF marker
 
     def _resets(self, code: int) -> bool:

@@ -7,6 +7,7 @@ during and after reach the hub, each once (SPEC section 9)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from protocol.updates import Manifest, ReleaseFile, ReleaseKind
 from terminal.micro_host import MicroSimError, SimBoardProcess, compile_firmware, journal_summary, write_sim_config
 
 from .micro_harness import KEY_HEX, Broker, StandInHub, make_config, wait_for
@@ -140,3 +142,119 @@ def test_a_good_release_is_staged_switched_at_boot_and_confirmed(
         assert (flash / "release.txt").read_text() == "micro-0.2.0"
         assert board.quit() == 0
         assert not board.loop_errors
+
+
+def board_code(flash: Path) -> dict[str, str]:
+    """The firmware files on the board's flash (not the boot step, not the simulated board)."""
+    return folder_digest(flash, lambda n: not n.startswith(("boot", "sim_board")))
+
+
+def release_code(releases: ReleaseServer, release: str) -> dict[str, str]:
+    """What the board's flash holds once ``release`` is installed: its files and release.txt."""
+    files = folder_digest(releases.root / release)
+    return files | {"release.txt": hashlib.sha256(release.encode()).hexdigest()}
+
+
+BROKEN = {
+    "a core.py that does not compile": {"core.py": "def broken(:\n"},
+    "a main that exits at once": {"main.mpy": "import sys\nsys.exit(0)\n"},
+    "a firmware that never reaches the hub": {
+        "uplink.mpy": source("uplink.py").replace('"haocha/v1/%s/hub/state"', '"haocha/v1/%s/nohub/state"')
+    },
+}
+
+
+@pytest.mark.parametrize("why", sorted(BROKEN))
+def test_a_release_that_does_not_confirm_is_rolled_back_at_the_next_boot(
+    why: str, tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, releases: ReleaseServer
+) -> None:
+    m = releases.publish("micro-0.3.0", build_release(tmp_path, "micro-0.3.0", BROKEN[why]))
+    with start_board(tmp_path, broker, update_trial_s=3) as board:
+        connected(board)
+        old = board_code(tmp_path / "board")
+        before = press_all(board, 3)
+        watcher.send(update_command(m, KEY, releases.url("micro-0.3.0")))
+        state = reported(board, watcher, "micro-0.3.0", "rolled_back")
+        assert "not confirmed" in state["update"]["detail"]
+        assert state["fw"] == OLD_FW
+        assert "confirmed" not in watcher.phases("micro-0.3.0")
+        assert board_code(tmp_path / "board") == old  # the previous firmware, whole
+        after = press_all(board, 3)
+        assert before + after == list(range(1, 7))
+        assert_once(hub, tmp_path / "dev" / "journal")
+        assert board.quit() == 0
+
+
+def refusals(tmp_path: Path, releases: ReleaseServer) -> list[tuple[bytes, str]]:
+    """(update command, what the failed state's detail says) for every way a release is wrong."""
+    good = build_release(tmp_path, "micro-0.4.0")
+    out = []
+    m = releases.publish("tampered", good)
+    (releases.root / "tampered" / "core.mpy").write_bytes(good["core.mpy"][:-1] + b"\x00")
+    out.append((update_command(m, KEY, releases.url("tampered")), "sha256 does not match"))
+    m = releases.publish("unsigned", good)
+    out.append((update_command(m, b"\x01" * 32, releases.url("unsigned")), "bad signature"))
+    other = bytes.fromhex(KEY_HEX.replace("00", "ff"))  # the MAC key of another board
+    m = releases.publish("for-another", good)
+    out.append((update_command(m, other, releases.url("for-another")), "bad signature"))
+    m = releases.publish("oversize", good)
+    (releases.root / "oversize" / "wire.mpy").write_bytes(good["wire.mpy"] + b"x" * 100)
+    out.append((update_command(m, KEY, releases.url("oversize")), "bytes served, the manifest says"))
+    huge = dict(good, **{"clock.mpy": b"x" * 70000})
+    m = releases.publish("too-large", huge)
+    out.append((update_command(m, KEY, releases.url("too-large")), "over the 65536"))
+    for name in ("../main.mpy", "sub/wire.mpy", "config.json", "boot.py"):
+        files = dict(good, **{name: b"x"})
+        m = manifest_of("escape", files)
+        out.append((update_command(m, KEY, releases.url("escape")), "not a firmware module"))
+    return out
+
+
+def manifest_of(release: str, files: dict[str, bytes]) -> Manifest:
+    return Manifest(
+        release,
+        ReleaseKind.MICRO,
+        tuple(ReleaseFile(n, hashlib.sha256(d).hexdigest(), len(d)) for n, d in files.items()),
+    )
+
+
+def test_a_wrong_release_is_refused_and_reported_and_nothing_changes(
+    tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, releases: ReleaseServer
+) -> None:
+    cases = refusals(tmp_path, releases)
+    with start_board(tmp_path, broker) as board:
+        connected(board)
+        old = board_code(tmp_path / "board")
+        seqs = press_all(board, 1)
+        for command, why in cases:
+            release = json.loads(command)["release"]
+            watcher.states.clear()
+            watcher.send(command)
+            state = reported(board, watcher, release, "failed")
+            assert why in state["update"]["detail"], (release, state)
+            assert state["fw"] == OLD_FW
+            assert board_code(tmp_path / "board") == old  # nothing switched, stage/ emptied
+            assert not any((tmp_path / "board" / "stage").iterdir())
+            seqs += press_all(board, 1)  # it keeps running
+        assert seqs == list(range(1, len(cases) + 2))
+        assert_once(hub, tmp_path / "dev" / "journal")
+        assert board.quit() == 0
+        assert not board.loop_errors
+
+
+def test_an_update_waits_for_the_invitation_to_end(
+    tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, releases: ReleaseServer
+) -> None:
+    m = releases.publish("micro-0.5.0", build_release(tmp_path, "micro-0.5.0"))
+    with start_board(tmp_path, broker, mode="invited") as board:
+        connected(board)
+        hub.invite("M01", "CASE-1", ttl_ms=60000)
+        board.wait_lights("ready", 10)
+        watcher.send(update_command(m, KEY, releases.url("micro-0.5.0")))
+        wait_for(lambda: any("update-order" in p.name for p in (tmp_path / "board").iterdir()), 10, "the order")
+        time.sleep(1)  # the loop runs on; the update must not start while the citizen may press
+        assert board.resets == 0 and watcher.phases("micro-0.5.0") == []
+        assert board.press("press basic") == (1, "rating")  # the invitation ends with the rating
+        reported(board, watcher, "micro-0.5.0", "confirmed")
+        assert_once(hub, tmp_path / "dev" / "journal")
+        assert board.quit() == 0

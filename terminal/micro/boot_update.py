@@ -109,8 +109,11 @@ def files_of(order):
         raise ValueError("bad signature: the manifest is not signed with this board's key")
     m = loads(order["manifest"])
     files, url = m.get("files"), order.get("url")
-    if m.get("release") != order.get("release") or m.get("kind") != "micro":
+    release = order.get("release")
+    if m.get("release") != release or m.get("kind") != "micro" or not isinstance(release, str):
         raise ValueError("the manifest is not of this micro release")
+    if not 0 < len(release) <= 32 or release.encode().strip(_NAME + b".+-"):
+        raise ValueError("bad release name")
     if not isinstance(url, str) or not (url[:7] == "http://" or url[:8] == "https://"):
         raise ValueError("the url is not http:// or https://")
     if not isinstance(files, list) or not 0 < len(files) <= _MAX_FILES:
@@ -205,11 +208,13 @@ def _step():
             return
     p = r.get("phase")
     if p == "downloading":
-        try:
+        try:  # [config.json's path, the TLS files] on its first line, then the command as it came
             with open("update-order.json") as f:
-                order = loads(f.read())
+                head, order = f.readline(), f.read()
             os.remove("update-order.json")  # a download that kills the board is not tried again
-        except (OSError, ValueError):
+            order = loads(order)
+            order["file"], order["tls"] = loads(head)
+        except (OSError, ValueError, TypeError):
             order = None
         try:
             if order is None:

@@ -17,7 +17,7 @@ for _m in ("wire", "journal", "mqtt", "clock", "core", "uplink"):
 
 import sys  # noqa: E402
 from time import sleep_ms  # noqa: E402
-from json import dump, dumps, loads  # noqa: E402
+from json import dumps, loads  # noqa: E402
 
 import mqtt  # noqa: E402
 import uplink  # noqa: E402
@@ -99,16 +99,19 @@ class Firmware:
         once taken, to start when no invitation and no reason wait is live), else the field that
         made it refused (then nothing changed)."""
         clock, r = self.clock, self.rules
-        if cmd.get("cmd") == "update":  # on flash at once; update_step takes it when no rating is under way
-            up = self.uplink
-            if self.pending is not None and self.pending is up.update:
-                self.board.log("an update is under way: ignored release %s" % cmd.get("release"))
+        if not isinstance(cmd, dict):  # an update: its bytes as they came (uplink), never parsed here
+            up, head = self.uplink, bytes(cmd[:100])
+            i = head.find(b'"release":"') + 11  # protocol.commands.encode: cmd first, then release
+            release = head[i:head.find(b'"', i)].decode() if i > 10 else ""
+            if not release or self.pending is not None and self.pending is up.update:
+                self.board.log("ignored an update: %s" % ("an update is under way" if release else "no release"))
                 return None
-            # For the boot step: config.json holds the key that checks its signature; the CA for https.
-            cmd["file"], cmd["tls"] = up.file, self.cfg["broker"].get("tls")
+            # For the boot step: config.json, whose key checks the signature; the CA for https.
             with open("update-order.json", "w") as f:
-                dump(cmd, f)
-            self.pending = cmd.get("release")
+                f.write(dumps([up.file, self.cfg["broker"].get("tls")]))
+                f.write("\n")
+                f.write(cmd)
+            self.pending = release  # update_step takes it once no rating is under way
             return None
         problem, done = r.handle(cmd, lambda f, v: valid(v), clock.mono_ms(), clock.wall_ms() if clock.synced() else None)
         if problem:
