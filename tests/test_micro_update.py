@@ -258,3 +258,87 @@ def test_an_update_waits_for_the_invitation_to_end(
         reported(board, watcher, "micro-0.5.0", "confirmed")
         assert_once(hub, tmp_path / "dev" / "journal")
         assert board.quit() == 0
+
+
+def test_kill_9_during_staging_leaves_the_old_firmware_whole(
+    tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher
+) -> None:
+    with ReleaseServer(tmp_path / "slow", slow=True) as slow:
+        m = slow.publish("micro-0.6.0", build_release(tmp_path, "micro-0.6.0"))
+        with start_board(tmp_path, broker) as board:
+            connected(board)
+            old = board_code(tmp_path / "board")
+            press_all(board, 2)
+            watcher.send(update_command(m, KEY, slow.url("micro-0.6.0")))
+            stage = tmp_path / "board" / "stage"
+            wait_for(lambda: stage.is_dir() and any(stage.iterdir()), 30, "the download under way")
+            board.kill()  # a power cut in the middle of the download
+        with SimBoardProcess(board.config_path, code_dir=tmp_path / "board") as again:
+            again.start()
+            connected(again)
+            state = reported(again, watcher, "micro-0.6.0", "failed")
+            assert "interrupted" in state["update"]["detail"]
+            assert board_code(tmp_path / "board") == old
+            assert press_all(again, 2) == [3, 4]
+            assert_once(hub, tmp_path / "dev" / "journal")
+            assert again.quit() == 0
+
+
+SWITCH_STEPS = ["switching", "installing", "reverting", "restoring"]
+
+
+@pytest.mark.parametrize("phase", SWITCH_STEPS)
+def test_kill_9_between_the_switch_steps_boots_a_whole_firmware(
+    phase: str, tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, releases: ReleaseServer
+) -> None:
+    """The flash as a power cut leaves it with the step half done (some files moved, the record
+    naming the step): the next boot finishes that step and runs one release, whole."""
+    flash = compile_firmware(tmp_path / "board")
+    old = board_code(flash)
+    new = build_release(tmp_path, "micro-0.7.0")
+    (flash / "stage").mkdir()
+    (flash / "prev").mkdir()
+    for name, data in new.items():
+        (flash / "stage" / name).write_bytes(data)
+    (flash / "stage" / "release.txt").write_text("micro-0.7.0")
+    moved = sorted(old)[: len(old) // 2]
+    if phase == "switching":  # half the old firmware already moved out
+        for name in moved:
+            (flash / name).rename(flash / "prev" / name)
+    elif phase == "installing":  # old firmware out, half the new one in
+        for name in old:
+            (flash / name).rename(flash / "prev" / name)
+        for name in sorted(new)[: len(new) // 2]:
+            (flash / "stage" / name).rename(flash / name)
+    else:  # the new firmware installed (its files in place, the old in prev/), now going back
+        for name in old:
+            (flash / name).rename(flash / "prev" / name)
+        for name in [*new, "release.txt"]:
+            (flash / "stage" / name).rename(flash / name)
+        if phase == "restoring":  # new firmware out again, half the old one back
+            for name in [*new, "release.txt"]:
+                (flash / name).rename(flash / "stage" / name)
+            for name in moved:
+                (flash / "prev" / name).rename(flash / name)
+        else:
+            (flash / "main.mpy").rename(flash / "stage" / "main.mpy")
+    record = {"release": "micro-0.7.0", "phase": phase, "detail": ""}
+    (flash / "update.json").write_text(json.dumps(record))
+    config = make_config(tmp_path / "dev", broker.port, ca=broker.ca)
+    with SimBoardProcess(write_sim_config(config, tmp_path, keep_lockout=False), code_dir=flash) as board:
+        board.start()
+        connected(board)
+        code = board_code(flash)
+        if phase in ("switching", "installing"):
+            reported(board, watcher, "micro-0.7.0", "confirmed")
+            assert code == {n: hashlib.sha256(d).hexdigest() for n, d in new.items()} | {
+                "release.txt": hashlib.sha256(b"micro-0.7.0").hexdigest()
+            }
+            assert watcher.last()["fw"] == "micro-0.7.0"
+        else:
+            reported(board, watcher, "micro-0.7.0", "rolled_back")
+            assert code == old
+            assert watcher.last()["fw"] == OLD_FW
+        assert press_all(board, 2) == [1, 2]
+        assert_once(hub, tmp_path / "dev" / "journal")
+        assert board.quit() == 0
