@@ -104,7 +104,7 @@ class Firmware:
             i = head.find(b'"release":"') + 11  # protocol.commands.encode: cmd first, then release
             release = head[i:head.find(b'"', i)].decode() if i > 10 else ""
             if not release or self.pending is not None and self.pending is up.update:
-                self.board.log("ignored an update: %s" % ("an update is under way" if release else "no release"))
+                self.board.log("ignored an update: %s" % ("an update is under way" if release else "no release name"))
                 return None
             # For the boot step: config.json, whose key checks the signature; the CA for https.
             with open("update-order.json", "w") as f:
