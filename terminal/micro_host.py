@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from protocol.files import write_private
 from protocol.levels import LEVEL_IDS
@@ -307,7 +307,8 @@ def boot_command(code_dir: Path, heap: str = HEAP_SIZE) -> list[str]:
     """The command line running the boot step (``boot.py``) in ``code_dir``, as a board runs it
     before ``main.py``; in an interpreter of its own, so that its names never take room in the
     firmware's string table. It exits :data:`RESET_EXIT` where a board would restart after it."""
-    return [find_micropython(), "-X", f"heapsize={heap}", "-c", f"import sys\nsys.path.insert(0, {str(code_dir)!r})\nimport boot\n"]
+    script = f"import sys\nsys.path.insert(0, {str(code_dir)!r})\nimport boot\n"
+    return [find_micropython(), "-X", f"heapsize={heap}", "-c", script]
 
 
 @dataclass

@@ -96,7 +96,7 @@ class ReleaseServer:
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def copyfile(self, source: Any, outputfile: Any) -> None:
