@@ -15,9 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from haocha.cli import main
 from protocol.updates import Manifest, ReleaseFile, ReleaseKind
-from terminal.micro_host import MicroSimError, SimBoardProcess, compile_firmware, journal_summary, write_sim_config
+from terminal.micro_host import (
+    RELEASE_FILES,
+    MicroSimError,
+    SimBoardProcess,
+    compile_firmware,
+    firmware_source,
+    journal_summary,
+    write_sim_config,
+)
 
 from .micro_harness import KEY_HEX, Broker, StandInHub, make_config, wait_for
 from .micro_release import (
@@ -342,3 +352,18 @@ def test_kill_9_between_the_switch_steps_boots_a_whole_firmware(
         assert press_all(board, 2) == [1, 2]
         assert_once(hub, tmp_path / "dev" / "journal")
         assert board.quit() == 0
+
+
+def test_device_add_ships_the_boot_step_with_the_firmware(tmp_path: Path) -> None:
+    runner = CliRunner()
+    home = str(tmp_path)
+    for args in (
+        ["hub", "init", "--home", home, "--hall", "H1"],
+        ["window", "add", "W01", "--name", "x", "--home", home],
+        ["device", "add", "M01", "--window", "W01", "--kind", "micro", "--home", home],
+    ):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, result.output
+    board = tmp_path / "devices" / "M01" / "board"
+    assert {*RELEASE_FILES, "boot.py", "boot_update.py", "config.json", "ca.der"} <= {p.name for p in board.iterdir()}
+    assert (board / "boot.py").read_bytes() == firmware_source("boot.py").read_bytes()

@@ -99,7 +99,7 @@ class Firmware:
         once taken, to start when no invitation and no reason wait is live), else the field that
         made it refused (then nothing changed)."""
         clock, r = self.clock, self.rules
-        if not isinstance(cmd, dict):  # an update: its bytes as they came (uplink), never parsed here
+        if isinstance(cmd, (bytes, memoryview)):  # an update: its bytes as they came (uplink), never parsed
             up, head = self.uplink, bytes(cmd[:100])
             i = head.find(b'"release":"') + 11  # protocol.commands.encode: cmd first, then release
             release = head[i:head.find(b'"', i)].decode() if i > 10 else ""
