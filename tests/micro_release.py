@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -60,20 +61,27 @@ def source(name: str) -> str:
 
 
 class ReleaseServer:
-    """Serves ``root/<release>/<file>`` over HTTP on a free loopback port, in a thread; with
-    ``slow``, each file trickles out in 1 KB pieces every 0.2 s (a download to interrupt)."""
+    """Serves ``root/<release>/<file>`` over HTTP (HTTPS with ``tls``) on a free loopback port, in a
+    thread; with ``slow``, each file trickles out in 1 KB pieces every 0.2 s (a download to
+    interrupt)."""
 
-    def __init__(self, root: Path, slow: bool = False) -> None:
+    def __init__(self, root: Path, slow: bool = False, tls: tuple[Path, Path] | None = None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         handler = functools.partial(_Handler, directory=str(root))
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
         self.server.slow = slow  # type: ignore[attr-defined]
+        self.scheme = "http"
+        if tls is not None:  # HTTPS with this certificate and key (the hub's, from the hall CA)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, release: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/{release}/"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}/{release}/"
 
     def publish(self, release: str, files: dict[str, bytes]) -> Manifest:
         """Put ``files`` online under ``release``; the manifest that lists them as they are."""

@@ -62,7 +62,7 @@ def watcher(broker: Broker) -> Iterator[StateWatcher]:
 
 
 @pytest.fixture
-def releases(tmp_path: Path) -> Iterator[ReleaseServer]:
+def http_releases(tmp_path: Path) -> Iterator[ReleaseServer]:
     with ReleaseServer(tmp_path / "releases") as server:
         yield server
 
@@ -123,6 +123,14 @@ def assert_once(hub: StandInHub, journal: Path) -> dict[str, Any]:
     return summary
 
 
+@pytest.fixture(params=["http", "https"])
+def releases(request: pytest.FixtureRequest, tmp_path: Path, broker: Broker) -> Iterator[ReleaseServer]:
+    """The hub's release folder, over HTTP and over HTTPS with a certificate of the hall's CA."""
+    tls = (broker.folder / "tls" / "broker.crt", broker.folder / "tls" / "broker.key")
+    with ReleaseServer(tmp_path / "releases", tls=tls if request.param == "https" else None) as server:
+        yield server
+
+
 def test_a_good_release_is_staged_switched_at_boot_and_confirmed(
     tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, releases: ReleaseServer
 ) -> None:
@@ -159,12 +167,6 @@ def board_code(flash: Path) -> dict[str, str]:
     return folder_digest(flash, lambda n: not n.startswith(("boot", "sim_board")))
 
 
-def release_code(releases: ReleaseServer, release: str) -> dict[str, str]:
-    """What the board's flash holds once ``release`` is installed: its files and release.txt."""
-    files = folder_digest(releases.root / release)
-    return files | {"release.txt": hashlib.sha256(release.encode()).hexdigest()}
-
-
 BROKEN = {
     "a core.py that does not compile": {"core.py": "def broken(:\n"},
     "a main that exits at once": {"main.mpy": "import sys\nsys.exit(0)\n"},
@@ -176,8 +178,9 @@ BROKEN = {
 
 @pytest.mark.parametrize("why", sorted(BROKEN))
 def test_a_release_that_does_not_confirm_is_rolled_back_at_the_next_boot(
-    why: str, tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, releases: ReleaseServer
+    why: str, tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, http_releases: ReleaseServer
 ) -> None:
+    releases = http_releases
     m = releases.publish("micro-0.3.0", build_release(tmp_path, "micro-0.3.0", BROKEN[why]))
     with start_board(tmp_path, broker, update_trial_s=3) as board:
         connected(board)
@@ -229,8 +232,9 @@ def manifest_of(release: str, files: dict[str, bytes]) -> Manifest:
 
 
 def test_a_wrong_release_is_refused_and_reported_and_nothing_changes(
-    tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, releases: ReleaseServer
+    tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, http_releases: ReleaseServer
 ) -> None:
+    releases = http_releases
     cases = refusals(tmp_path, releases)
     with start_board(tmp_path, broker) as board:
         connected(board)
@@ -253,8 +257,9 @@ def test_a_wrong_release_is_refused_and_reported_and_nothing_changes(
 
 
 def test_an_update_waits_for_the_invitation_to_end(
-    tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, releases: ReleaseServer
+    tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, http_releases: ReleaseServer
 ) -> None:
+    releases = http_releases
     m = releases.publish("micro-0.5.0", build_release(tmp_path, "micro-0.5.0"))
     with start_board(tmp_path, broker, mode="invited") as board:
         connected(board)
@@ -299,7 +304,7 @@ SWITCH_STEPS = ["switching", "installing", "reverting", "restoring"]
 
 @pytest.mark.parametrize("phase", SWITCH_STEPS)
 def test_kill_9_between_the_switch_steps_boots_a_whole_firmware(
-    phase: str, tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, releases: ReleaseServer
+    phase: str, tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher
 ) -> None:
     """The flash as a power cut leaves it with the step half done (some files moved, the record
     naming the step): the next boot finishes that step and runs one release, whole."""

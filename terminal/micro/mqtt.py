@@ -265,6 +265,8 @@ class Client:
             return self._poll(wait_ms)
         except (OSError, ValueError) as exc:  # ValueError: the tls module refused the broker's certificate
             self._fail(str(exc).strip().replace("\n", " "))  # mbedtls' text comes in lines: one log line
+        except MemoryError:  # bytes read and not kept: the stream cannot be trusted; the broker resends
+            self._fail("out of memory while receiving")
         return False
 
     def _poll(self, wait_ms):

@@ -4,9 +4,10 @@ boot step (``boot.py``, ``boot_update.py``) does the rest, before the firmware l
 whole heap. :func:`step` acts only while no invitation and no reason wait is live:
 
 - ``fw.pending`` is the release of the hub's ``update`` command, which main wrote to
-  update-order.json with the names of config.json (whose MAC key checks its signature) and of the
-  CA (for an https:// url): the record says ``downloading``, and the board resets: the boot step
-  checks and stages it;
+  update-order.json as it came, after the names of config.json (whose MAC key checks its
+  signature) and of the CA (for an https:// url): once connected, the record says
+  ``downloading`` and the board resets (the state published as it goes down reports it): the boot
+  step checks and stages it;
 - the record says ``verified`` (staged, every file checked): once connected, ``switching`` and
   reset (the state published as the board goes down reports ``verified``): the boot step switches;
 - on trial (``switched``): ``confirmed`` once the hub is reached (its online state over this
@@ -28,13 +29,14 @@ def step(fw):
     # more name in the string table, and the firmware is a few names short of its next pool.
     verified, switching, confirmed = "verified switching confirmed".split()
     job, rec = fw.pending, up.update
-    if job is not rec:  # the release of the hub's command, written to update-order.json
-        rec = up.update = loads('{"phase": "downloading", "detail": ""}')
-        rec["release"] = job
-    elif rec["phase"] == verified:
+    if job is not rec or rec["phase"] == verified:
         if not up.client.connected:
-            return  # reported before the switch: the state published as the board goes down
-        rec["phase"] = switching
+            return  # reported before the restart: the state published as the board goes down
+        if job is not rec:  # the release of the hub's command, written to update-order.json
+            rec = up.update = loads('{"phase": "downloading", "detail": ""}')
+            rec["release"] = job
+        else:
+            rec["phase"] = switching
     elif up.client.connected and up.w.hub_online:
         rec["phase"] = confirmed
     elif fw.clock.mono_ms() < fw.cfg.get("update_trial_s", 300) * 1000:
