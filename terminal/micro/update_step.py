@@ -53,7 +53,15 @@ def step(fw):
         del sys.modules["update_step"]
         return
     # Restart (the boot step runs first): a soft reset on a board; on the unix port the exit code
-    # the host (terminal.micro_host.RESET_EXIT) starts the interpreter again for.
+    # the host (terminal.micro_host.RESET_EXIT) starts the interpreter again for. The state first,
+    # its PUBACK awaited (2 s at most): the hub sees where the update stands before the board goes.
+    c = up.client
+    if c.connected:
+        up.publish_state(True)
+        for _ in range(100):
+            c.poll(20)
+            if not (c.connected and any(c.inflight)):
+                break
     up.close()
     fw.journal.close()
     if sys.platform == "linux":
