@@ -21,6 +21,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from protocol import commands
+from protocol.errors import MalformedFrame
+from protocol.state import State
 from protocol.topics import Leaf, topic
 from protocol.transport import client_tls
 from protocol.updates import Manifest, ReleaseFile, ReleaseKind, board_signature
@@ -134,6 +136,7 @@ class StateWatcher:
 
     def __init__(self, port: int, ca: Path | None, hall: str = "H1", device: str = "M01") -> None:
         self.states: list[dict[str, Any]] = []
+        self.invalid: list[str] = []  # states the hub would refuse, and why
         self.lock = threading.Lock()
         self.cmd_topic = topic(hall, device, Leaf.CMD)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"watch-{device}-{free_port()}")
@@ -147,6 +150,10 @@ class StateWatcher:
         wait_for(self.client.is_connected, 10, "the state watcher to connect")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            State.decode(msg.payload)  # as the hub reads it
+        except MalformedFrame as exc:
+            self.invalid.append(f"{exc}: {msg.payload[:300]!r}")
         with self.lock:
             self.states.append(json.loads(msg.payload))
 

@@ -59,6 +59,7 @@ def hub(broker: Broker) -> Iterator[StandInHub]:
 def watcher(broker: Broker) -> Iterator[StateWatcher]:
     with StateWatcher(broker.port, broker.ca) as w:
         yield w
+    assert w.invalid == []  # every state the board published is one the hub takes
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ def step(fw):
         if job is not rec:  # the release of the hub's command, written to update-order.json
             rec = up.update = loads('{"phase": "downloading", "detail": ""}')
             rec["release"] = job
-        else:
+        else:  # written so; the state goes on saying verified (the hub knows no "switching")
+            rec = dict(rec)
             rec["phase"] = switching
     elif up.client.connected and up.w.hub_online:
         rec["phase"] = confirmed
