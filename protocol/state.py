@@ -29,6 +29,29 @@ class PanelState:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ConfigReport:
+    """The configuration a terminal runs (``version``; 0: none from the hub, ``terminal.toml``
+    alone) and the last one it refused, with why (protocol.settings)."""
+
+    version: int = 0
+    refused_version: int | None = None
+    refused_reason: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version}
+        if self.refused_version is not None:
+            out["refused"] = {"version": self.refused_version, "reason": self.refused_reason[:200]}
+        return out
+
+    @classmethod
+    def parse(cls, obj: Mapping[str, Any]) -> ConfigReport:
+        refused = obj.get("refused")
+        if refused is None:
+            return cls(obj["version"])
+        return cls(obj["version"], refused["version"], refused["reason"])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class State:
     online: bool
     fw: str | None = None  #: firmware or program version
@@ -43,13 +66,16 @@ class State:
     clock: str | None = None  #: a :class:`ClockState` value
     panel: PanelState | None = None
     kid: int | None = None  #: the MAC key id in use
+    config: ConfigReport | None = None  #: the hub's configuration applied, or refused
 
     def fields(self) -> dict[str, Any]:
         """The JSON object: ``online`` and every field the sender set."""
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if value is not None:
+            if isinstance(value, ConfigReport):
+                out[field.name] = value.fields()
+            elif value is not None:
                 out[field.name] = dataclasses.asdict(value) if isinstance(value, PanelState) else value
         return out
 
@@ -60,8 +86,12 @@ class State:
     def parse(cls, obj: Mapping[str, Any]) -> State:
         """The state ``obj`` holds; MalformedFrame naming a known field that is wrong."""
         fields = normalise_state(obj)
-        panel = fields.pop("panel", None)
-        return cls(**fields, panel=None if panel is None else PanelState(panel["ok"], panel["detail"]))
+        panel, config = fields.pop("panel", None), fields.pop("config", None)
+        return cls(
+            **fields,
+            panel=None if panel is None else PanelState(panel["ok"], panel["detail"]),
+            config=None if config is None else ConfigReport.parse(config),
+        )
 
     @classmethod
     def decode(cls, frame: bytes) -> State:

@@ -52,6 +52,9 @@ class Firmware:
         r.levels = board.levels
         r.reasons = tuple(k for k in board.reasons if k in cfg.get("reasons", ()))
         self.uplink = Uplink(cfg, self.journal, self.clock, FRAME, self._command, board.log)
+        c = cfg.get("config")  # the hub's configuration in force, kept in config.json: in force
+        if c and c.get("version"):  # at the first turn of the loop
+            r.pending = (c["version"], c["settings"])
         self.uplink.net_ok = board.network_up
         self.running = True
         self.peak_alloc = self.peak_live = 0
@@ -85,6 +88,8 @@ class Firmware:
         """A ``cmd`` from the hub (invite, cancel, staff): None once applied, else the field that
         made it refused (then nothing changed)."""
         clock, r = self.clock, self.rules
+        if cmd.get("cmd") == "config":
+            return self.conf(cmd)
         problem, done = r.handle(cmd, lambda f, v: valid(v), clock.mono_ms(), clock.wall_ms() if clock.synced() else None)
         if problem:
             self.board.log("refused a command from the hub: bad %s" % problem)
@@ -92,6 +97,14 @@ class Firmware:
             self.board.show(r.resting())
         elif done == "invite":
             self.board.show(READY)
+        return problem
+
+    def conf(self, cmd=None):
+        """A ``config`` command from the hub (``cmd``), or the pending one now that no rating is
+        under way: ``conf.board`` checks it, puts it in force and keeps it in config.json. The
+        module is loaded for the moment only: its code stays off the heap."""
+        problem = __import__("conf").board(self, cmd)
+        del sys.modules["conf"]
         return problem
 
     def summary(self, extra=""):
@@ -139,6 +152,8 @@ class Firmware:
             try:
                 if r.tick(self.clock.mono_ms()):
                     board.show(r.resting())
+                if r.pending and r.invitation is None and r.awaiting_reason is None:
+                    self.conf()
                 up.step(0 if actions else 10)
                 board.idle()
             except Exception as exc:  # flash or network trouble: logged, the loop goes on
