@@ -164,7 +164,7 @@ def push_if_changed(conn: sqlite3.Connection, device: str) -> int | None:
     if (last is None and not settings) or (last is not None and last[1] == settings):
         return None
     reported = conn.execute("SELECT applied, refused FROM config_reports WHERE device = ?", (device,)).fetchone()
-    version = max(last[0] if last else 0, *(v or 0 for v in reported or ())) + 1
+    version = max([last[0] if last else 0, *(v or 0 for v in reported or ())]) + 1
     body = json.dumps(settings, ensure_ascii=False, sort_keys=True)
     conn.execute(
         "INSERT INTO config_pushes (device, version, body, pushed_ms) VALUES (?, ?, ?, ?)",

@@ -140,7 +140,6 @@ VECTORS: list[tuple[Any, str | None]] = [
     ({"reason_s": 0}, "reason_s"),
     ({"reason_s": None}, "reason_s"),
     ({"reasons": "cold"}, "reasons"),
-    ({"reasons": ["cold", "rude"]}, "reasons"),
     ({"reasons": ["cold", "cold"]}, "reasons"),
     ({"reasons": [1]}, "reasons"),
     ({"layout": 4}, "layout"),
@@ -150,3 +149,6 @@ VECTORS: list[tuple[Any, str | None]] = [
     ({"opening": 9}, "opening"),
     ({"volume": 3}, "volume"),
 ]
+#: Refused here, carried harmlessly by the small form: a reason id the panel has no key for counts
+#: for nothing there, and terminals only carry ``opening``.
+HUB_ONLY: list[dict[str, Any]] = [{"reasons": ["cold", "rude"]}, {"opening": "ab:cd-ef:gh"}]

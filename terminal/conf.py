@@ -92,28 +92,28 @@ def keys(rules: object, levels: object, reasons: object, cfg: object) -> None:
     rules.levels, rules.reasons = a, b  # type: ignore[attr-defined]
 
 
-def board(fw: object, cmd: dict | None) -> str | None:
-    """The firmware's side (main.Firmware ``fw``): a ``config`` command ``cmd`` from the hub, or
+def board(self: object, cmd: dict | None) -> str | None:
+    """The firmware's side, a method of main.Firmware kept here (``self``): a ``config`` command ``cmd`` from the hub, or
     (None) the pending one now that no rating is under way. Checked and put in force as above,
     kept in config.json (``{"version", "settings", "refused"}``, written as a rekey writes it) and
     reported in the next state. A refused one changes nothing but the report: the field at fault."""
-    r, cfg = fw.rules, fw.cfg  # type: ignore[attr-defined]
+    r, cfg = self.rules, self.cfg  # type: ignore[attr-defined]
     c = cfg.get("config") or {"version": 0}
     problem = configure(r, cmd)[0] if cmd else None
     if problem:
-        fw.board.log("refused a configuration from the hub: bad " + problem)  # type: ignore[attr-defined]
+        self.board.log("refused a configuration from the hub: bad " + problem)  # type: ignore[attr-defined]
         v = cmd.get("version")  # type: ignore[union-attr]
         c["refused"] = {"version": min(max(v, 0), 2147483647) if type(v) is int else 0,
                         "reason": problem + " is not valid"}  # fmt: skip
     elif settle(r, cfg.get("timing", {})):
-        keys(r, fw.board.levels, fw.board.reasons, cfg.get("reasons", ()))  # type: ignore[attr-defined]
-        fw.board.log("configuration " + str(r.conf[0]) + " in force")  # type: ignore[attr-defined]
+        keys(r, self.board.levels, self.board.reasons, cfg.get("reasons", ()))  # type: ignore[attr-defined]
+        self.board.log("configuration from the hub in force: " + str(r.conf[0]))  # type: ignore[attr-defined]
         if c["version"] == r.conf[0]:
             return None  # the one config.json holds, in force again after a restart
         c["version"], c["settings"] = r.conf
     else:
         return None  # a copy of the one in force, or one waiting for the rating under way
-    cfg["config"], up = c, fw.uplink  # type: ignore[attr-defined]
+    cfg["config"], up = c, self.uplink  # type: ignore[attr-defined]
     from json import dump
 
     from journal import replace
