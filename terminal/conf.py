@@ -93,10 +93,11 @@ def keys(rules: object, levels: object, reasons: object, cfg: object) -> None:
 
 
 def board(self: object, cmd: dict | None) -> str | None:
-    """The firmware's side, a method of main.Firmware kept here (``self``): a ``config`` command ``cmd`` from the hub, or
-    (None) the pending one now that no rating is under way. Checked and put in force as above,
-    kept in config.json (``{"version", "settings", "refused"}``, written as a rekey writes it) and
-    reported in the next state. A refused one changes nothing but the report: the field at fault."""
+    """The firmware's side, a method of main.Firmware kept here (``self``): a ``config`` command
+    ``cmd`` from the hub, or (None) the pending one now that no rating is under way. Checked and
+    put in force as above, kept in config.json (``{"version", "settings", "refused"}``, written
+    as a rekey writes it) and reported in the next state. A refused one changes nothing but the
+    report: the field at fault, or None."""
     r, cfg = self.rules, self.cfg  # type: ignore[attr-defined]
     c = cfg.get("config") or {"version": 0}
     problem = configure(r, cmd)[0] if cmd else None

@@ -47,7 +47,7 @@ def test_a_bad_setting_is_one_line_naming_its_key() -> None:
     assert setting_problem("volume", 3).startswith("unknown setting 'volume' (known: invite_s, lockout_s")  # type: ignore[union-attr]
     assert parse_value("reasons", "cold, lazy") == ["cold", "lazy"] and parse_value("reasons", "") == []
     assert parse_value("lockout_s", "0") == 0 and parse_value("opening", "08:30-12:00") == "08:30-12:00"
-    with pytest.raises(SettingError, match="^opening must end after it starts"):
+    with pytest.raises(SettingError, match=r"^opening must end after it starts"):
         parse_value("opening", "17:00-09:00")
 
 
