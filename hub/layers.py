@@ -216,13 +216,14 @@ def device_status(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
 
 
 def describe(status: dict[str, Any] | None) -> str | None:
-    """One cell for ``device list`` and the console: "3", "3, pending 4", "3, refused 4: why"."""
+    """One cell for ``device list`` and the console: "3", "3, pending 4", "3, refused 4: why" (the
+    newest it heard of was refused: pushed by this hub, or by another that has its credentials)."""
     if not status:
         return None
     applied, pushed, refused = status.get("applied"), status.get("pushed"), status.get("refused")
     text = "none" if applied is None else str(applied)
-    if pushed is not None and pushed == refused:
-        return f"{text}, refused {refused}: {status.get('refused_reason') or ''}".rstrip()
+    if refused is not None and refused > (applied or 0) and (pushed is None or refused >= pushed):
+        return f"{text}, refused {refused}: {status.get('refused_reason') or ''}".rstrip(": ")
     if pushed is not None and (applied is None or applied < pushed):
         return f"{text}, pending {pushed}"
     return text

@@ -1,14 +1,16 @@
 """The hub's configuration taken up by the rules (SPEC section 13), one file for both terminals.
 
 A ``config`` command carries a version and the device's whole effective settings (hall, window
-and device layers merged by the hub: protocol/settings.py). :func:`configure` checks it in the
-small form both interpreters run and holds it as :attr:`core.Rules.pending`; :func:`settle` puts it
-in force once no invitation and no reason wait is live (rules never change in the middle of a
+and device layers merged by the hub: protocol/settings.py). :func:`handle` checks it in the small
+form both interpreters run and holds it as :attr:`core.Rules.pending`; :func:`update` puts it in
+force once no invitation and no reason wait is live (rules never change in the middle of a
 rating), over the terminal's own ``[timing]``; :func:`keys` narrows the panel's keys to what it
-offers. The CPython terminal imports it as ``terminal.conf`` (after checking the command in full
-with protocol/settings.py); the firmware loads it as ``conf`` only while it handles a
-configuration and drops it after, so its code does not sit in the 64 KB heap (docs/micro.md,
-"Limits and figures"). Written in the subset MicroPython runs, like ``core.py``.
+offers. The CPython terminal imports it as ``terminal.conf``, after checking the command in full
+with protocol/settings.py. The firmware loads it as ``conf`` only while it takes a configuration
+up and drops it after (:func:`board`), so its 2 KB of code do not sit in the 64 KB heap. Written
+in the subset MicroPython runs, like ``core.py``, with few names and old ones reused
+(``handle``, ``update``, ``store``): the firmware's string table is one name short of its 3.7 KB
+cliff (docs/micro.md, "Limits and figures").
 """
 
 try:
@@ -23,45 +25,47 @@ except ImportError:  # CPython
 _INVITE_MAX_S = const(604800)
 _LOCKOUT_MAX_S = const(3600)
 _REASON_MAX_S = const(600)
+_VERSION_MAX = const(2147483647)
 
 
-def configure(rules: object, cmd: dict) -> tuple[str | None, str | None]:
+def handle(rules: object, cmd: dict) -> tuple[str | None, str | None]:
     """A ``config`` command for ``rules`` (a core.Rules): (field, None) refused for that field and
     nothing changed; (None, None) a copy of one in force already; (None, "config") held as
-    ``rules.pending`` until :func:`settle`.
+    ``rules.pending`` until :func:`update`.
 
     The small form of protocol.settings: unknown keys and values out of range are refused.
     ``opening`` is only carried (a terminal has no time zone): 11 characters, start before end;
     ``reasons`` are distinct texts (a reason the panel has no key for counts for nothing)."""
     v, s = cmd.get("version"), cmd.get("settings")
-    if type(v) is not int or v < 1:
+    if type(v) is not int or not 0 < v <= _VERSION_MAX:
         return "version", None
     if not isinstance(s, dict):
         return "settings", None
     for k in s:
         v = s[k]
+        if " " + k + " " not in " invite_s lockout_s reason_s reasons layout opening ":
+            return k, None  # unknown (looked up in one long string: no names for the firmware's table)
         if k == "reasons":
             n = isinstance(v, list) and len(v) < 7
             for r in v if n else ():
                 n = n and isinstance(r, str) and v.count(r) == 1
         elif k == "layout":
             n = v == 3 or v == 5
-        elif k == "opening":
+        elif len(k) == 7:  # opening (reasons, the other of 7 letters, is above)
             n = isinstance(v, str) and len(v) == 11 and v[5] == "-" and v[:5] < v[6:]
         else:  # seconds: invite_s and reason_s more than 0, lockout_s from 0, each to its ceiling
             n = type(v) in (int, float) and (v > 0 or k == "lockout_s") and v >= 0
-            top = {"invite_s": _INVITE_MAX_S, "reason_s": _REASON_MAX_S, "lockout_s": _LOCKOUT_MAX_S}
-            n = n and v <= top.get(k, -1)
+            n = n and v <= (_INVITE_MAX_S if k == "invite_s" else _REASON_MAX_S if k == "reason_s" else _LOCKOUT_MAX_S)
         if not n:
             return k, None
     v = cmd["version"]
     if v <= rules.conf[0]:  # type: ignore[attr-defined]
         return None, None
     rules.pending = (v, s)  # type: ignore[attr-defined]
-    return None, "config"
+    return None, cmd.get("cmd")  # "config" (not spelled here: the firmware's string table is full)
 
 
-def settle(rules: object, cfg: dict) -> int:
+def update(rules: object, cfg: dict) -> int:
     """Put ``rules.pending`` in force unless an invitation or a reason wait is live: its times over
     ``cfg``, the terminal's ``[timing]`` (seconds by key). Its version once in force, else 0."""
     p = rules.pending  # type: ignore[attr-defined]
@@ -70,7 +74,10 @@ def settle(rules: object, cfg: dict) -> int:
     rules.pending, rules.conf = None, p  # type: ignore[attr-defined]
     s = p[1]
     # terminal.toml's defaults where ``cfg`` lacks a key (a hand-made config.json)
+    v = rules.lockout_ms  # type: ignore[attr-defined]
     rules.lockout_ms = int(s.get("lockout_s", cfg.get("lockout_s", 10)) * 1000)  # type: ignore[attr-defined]
+    if rules.lockout_until:  # type: ignore[attr-defined]
+        rules.lockout_until += rules.lockout_ms - v  # type: ignore[attr-defined]  # a lockout under way: the new length
     rules.invite_ms = int(s.get("invite_s", cfg.get("invite_s", 60)) * 1000)  # type: ignore[attr-defined]
     rules.reason_ms = int(s.get("reason_s", cfg.get("reason_s", 20)) * 1000)  # type: ignore[attr-defined]
     return int(p[0])
@@ -92,36 +99,41 @@ def keys(rules: object, levels: object, reasons: object, cfg: object) -> None:
     rules.levels, rules.reasons = a, b  # type: ignore[attr-defined]
 
 
-def board(self: object, cmd: dict | None) -> str | None:
-    """The firmware's side, a method of main.Firmware kept here (``self``): a ``config`` command
-    ``cmd`` from the hub, or (None) the pending one now that no rating is under way. Checked and
-    put in force as above, kept in config.json (``{"version", "settings", "refused"}``, written
-    as a rekey writes it) and reported in the next state. A refused one changes nothing but the
-    report: the field at fault, or None."""
+def board(self: object) -> None:
+    """The firmware's side, a method of main.Firmware kept here (``self``), called once no rating
+    is under way: the ``config`` command the MQTT callback held in ``rules.pending`` (or, at boot,
+    the one config.json keeps) checked and put in force as above, kept in config.json
+    (key ``conf``: ``{"version", "settings", "refused"}``, written as a rekey writes it) and reported in the
+    next state. A refused one changes nothing but the report."""
     r, cfg = self.rules, self.cfg  # type: ignore[attr-defined]
-    c = cfg.get("config") or {"version": 0}
-    problem = configure(r, cmd)[0] if cmd else None
+    cmd, r.pending = r.pending, None
+    c = cfg.get("conf") or {"version": 0}
+    problem = handle(r, cmd)[0]
     if problem:
         self.board.log("refused a configuration from the hub: bad " + problem)  # type: ignore[attr-defined]
-        v = cmd.get("version")  # type: ignore[union-attr]
-        c["refused"] = {"version": min(max(v, 0), 2147483647) if type(v) is int else 0,
-                        "reason": problem + " is not valid"}  # fmt: skip
-    elif settle(r, cfg.get("timing", {})):
+        c["refused"] = {"version": 0 if problem == "version" else cmd["version"], "reason": problem + " is not valid"}
+    elif update(r, cfg.get("timing", {})):
         keys(r, self.board.levels, self.board.reasons, cfg.get("reasons", ()))  # type: ignore[attr-defined]
         self.board.log("configuration from the hub in force: " + str(r.conf[0]))  # type: ignore[attr-defined]
         if c["version"] == r.conf[0]:
-            return None  # the one config.json holds, in force again after a restart
+            return  # the one config.json holds, in force again after a restart
         c["version"], c["settings"] = r.conf
     else:
-        return None  # a copy of the one in force, or one waiting for the rating under way
-    cfg["config"], up = c, self.uplink  # type: ignore[attr-defined]
+        return  # a copy of the one in force
+    cfg["conf"] = c
+    store(self.uplink, cfg)  # type: ignore[attr-defined]
+
+
+def store(self: object, cfg: dict) -> None:
+    """A method of uplink.Uplink kept here (``self``): write ``cfg`` as config.json as its rekey
+    does (a temp file renamed over it: a power cut leaves the old file or the new), and have the
+    state published at once."""
     from json import dump
 
     from journal import replace
 
-    with open(up.file + ".tmp", "w") as f:  # as uplink.Uplink.rekey writes it: the old file or the new
+    with open(self.file + ".tmp", "w") as f:  # type: ignore[attr-defined]
         dump(cfg, f)
         f.flush()
-    replace(up.file + ".tmp", up.file)
-    up.next_state = None
-    return problem
+    replace(self.file + ".tmp", self.file)  # type: ignore[attr-defined]
+    self.next_state = None  # type: ignore[attr-defined]

@@ -85,7 +85,7 @@ class Evaluator:
         if version > 0:
             with self._lock:
                 self.rules.pending = (version, settings)
-                conf.settle(self.rules, self._timing)
+                conf.update(self.rules, self._timing)
 
     @property
     def staff(self) -> str | None:
@@ -135,12 +135,12 @@ class Evaluator:
 
     def command(self, cmd: object, valid: Callable[[str, object], bool]) -> tuple[str | None, str | None]:
         """Apply a ``cmd`` from the hub (:meth:`terminal.core.Rules.handle`, a configuration
-        :func:`terminal.conf.configure`) and light the panel for it; the rules' answer."""
+        :func:`terminal.conf.handle`) and light the panel for it; the rules' answer."""
         clock = self.clock
         with self._lock:
             wall_ms = clock.wall_ms() if clock.synced() else None
             if isinstance(cmd, dict) and cmd.get("cmd") == "config":
-                problem, done = conf.configure(self.rules, cmd)
+                problem, done = conf.handle(self.rules, cmd)
             else:
                 problem, done = self.rules.handle(cmd, valid, clock.mono_ms(), wall_ms)
             feedback = self._resting_feedback() if done == "cancel" else None
@@ -155,7 +155,7 @@ class Evaluator:
 
     def _settle(self) -> tuple[int, dict[str, Any]] | None:
         """Under the lock: the pending configuration in force now unless a rating is under way."""
-        version = conf.settle(self.rules, self._timing)
+        version = conf.update(self.rules, self._timing)
         if not version:
             return None
         _LOG.info("configuration %d from the hub in force: %s", version, self.rules.conf[1])

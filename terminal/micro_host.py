@@ -498,11 +498,11 @@ def _keep_hub_configuration(cfg: dict[str, Any], path: Path) -> None:
     """Into ``cfg``: the hub's configuration the board keeps in its ``config.json`` at ``path``
     (SPEC section 13: it survives a restart; ``terminal.toml`` is only the base under it)."""
     try:
-        kept = json.loads(path.read_text()).get("config")
+        kept = json.loads(path.read_text()).get("conf")
     except (OSError, ValueError, AttributeError):
         return
     if isinstance(kept, dict):
-        cfg["config"] = kept
+        cfg["conf"] = kept
 
 
 def _press_plan(config: TerminalConfig, presses: int, seed: int) -> list[tuple[str, str | None]]:

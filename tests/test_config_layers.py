@@ -55,14 +55,14 @@ def test_a_bad_setting_is_one_line_naming_its_key() -> None:
 def test_the_hub_and_the_terminals_small_form_agree(settings: Any, at_fault: str | None) -> None:
     problem = settings_problem(settings)
     assert (problem is None) == (at_fault is None) and (at_fault or "") in (problem or "")
-    assert conf.configure(rules(), config(1, **settings)) == ((at_fault, None) if at_fault else (None, "config"))
+    assert conf.handle(rules(), config(1, **settings)) == ((at_fault, None) if at_fault else (None, "config"))
 
 
 @pytest.mark.parametrize("settings", HUB_ONLY, ids=json.dumps)
 def test_what_only_the_hub_refuses_is_harmless_on_a_terminal(settings: dict[str, Any]) -> None:
     assert settings_problem(settings) is not None
     r = rules()
-    assert conf.configure(r, config(1, **settings)) == (None, "config") and conf.settle(r, TIMING) == 1
+    assert conf.handle(r, config(1, **settings)) == (None, "config") and conf.update(r, TIMING) == 1
     conf.keys(r, ("satisfied",), ("cold", "lazy"), ("cold",))
     assert r.reasons == ["cold"] and r.lockout_ms == 10_000  # "rude" has no key; nothing else changes
 
@@ -77,7 +77,7 @@ import conf
 class R:
     conf = (0, {{}})
 for s in json.load(open({str(tmp_path / "vectors.json")!r})):
-    print(json.dumps(conf.configure(R(), {{"cmd": "config", "version": 1, "settings": s}})[0]))
+    print(json.dumps(conf.handle(R(), {{"cmd": "config", "version": 1, "settings": s}})[0]))
 """
     out = subprocess.run(
         [find_micropython(), "-X", "heapsize=256k", "-c", script], capture_output=True, text=True, timeout=60
@@ -101,18 +101,20 @@ def test_the_config_command_and_the_state_report_round_trip() -> None:
 # -- the rules ------------------------------------------------------------------------------------
 def test_a_configuration_waits_for_the_rating_under_way() -> None:
     r = rules()
+    r.lockout_until = 12_000  # a press at 2 s, locked out for 10 s
     assert r.invite("C1", None, None, 60_000, now=0)
-    assert conf.configure(r, config(1, invite_s=90, lockout_s=0, layout=3, reasons=[])) == (None, "config")
-    assert conf.settle(r, TIMING) == 0 and r.lockout_ms == 10_000  # an invitation is live
+    assert conf.handle(r, config(1, invite_s=90, lockout_s=0, layout=3, reasons=[])) == (None, "config")
+    assert conf.update(r, TIMING) == 0 and r.lockout_ms == 10_000  # an invitation is live
     r.cancel("C1")
-    assert conf.settle(r, TIMING) == 1
+    assert conf.update(r, TIMING) == 1
     assert (r.invite_ms, r.lockout_ms, r.reason_ms) == (90_000, 0, 20_000)  # reason_s: terminal.toml's
+    assert r.lockout_until == 2_000  # the lockout under way is the new length
     conf.keys(r, ("very_satisfied", "satisfied", "basic", "dissatisfied", "very_dissatisfied"), ("cold",), ("cold",))
     assert r.levels == ["satisfied", "basic", "dissatisfied"] and r.reasons == []
     assert r.press("level", "very_satisfied", 1) is None  # not a key of the 3-key layout
-    assert conf.configure(r, config(1, invite_s=5)) == (None, None)  # a copy: nothing changes
-    assert conf.configure(r, config(2, invite_s=-5)) == ("invite_s", None) and r.pending is None
-    assert conf.configure(r, config(2)) == (None, "config") and conf.settle(r, TIMING) == 2
+    assert conf.handle(r, config(1, invite_s=5)) == (None, None)  # a copy: nothing changes
+    assert conf.handle(r, config(2, invite_s=-5)) == ("invite_s", None) and r.pending is None
+    assert conf.handle(r, config(2)) == (None, "config") and conf.update(r, TIMING) == 2
     assert (r.invite_ms, r.lockout_ms) == (60_000, 10_000)  # every key back to terminal.toml's
 
 

@@ -226,7 +226,7 @@ class Uplink:
             j.epoch, j.last_seq, j.acked, j.last_seq - j.acked, self.clock.boot_id,
             "synced" if self.clock.synced() else "unsynced",
             ',"kid":%d' % self.cfg["key_id"] if self.cfg.get("key_id") else "",
-            dumps(self.cfg.get("config", {"version": 0})))  # the hub's configuration (conf.py): the hub reads
+            dumps(self.cfg.get("conf", {"version": 0})))  # the hub's configuration (conf.py): the hub reads
         # its version and the last refused, and drops the settings
         self.client.publish(self.t_state, s, True)
 
