@@ -76,10 +76,12 @@ class Firmware:
         return seq, row[0]
 
     def _command(self, cmd):
-        """A ``cmd`` from the hub (invite, cancel, staff): None once applied, else the field that
-        made it refused (then nothing changed)."""
+        """A ``cmd`` from the hub (invite, cancel, staff; a config is held for :meth:`conf`): None
+        once applied, else the field that made it refused (then nothing changed)."""
         clock, r = self.clock, self.rules
-        if "version" in cmd:  # a ``config`` (the only command with one): the loop takes it up (conf.board)
+        if isinstance(cmd, dict) and "version" in cmd:
+            # A ``config``, the only command with a version (spelling "config" would cost the
+            # string table a name): the loop takes it up once no rating is under way (conf.board).
             r.pending = cmd
             return None
         problem, done = r.handle(cmd, lambda f, v: valid(v), clock.mono_ms(), clock.wall_ms() if clock.synced() else None)
