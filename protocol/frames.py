@@ -34,7 +34,7 @@ _EPOCH_RE = re.compile(r"[0-9a-f]{16,32}")
 _MAC_RE = re.compile(r"[0-9a-f]{64}")
 
 
-class Kind(enum.Enum):
+class Kind(enum.StrEnum):
     """What a journal row records."""
 
     RATING = "rating"  #: a citizen's rating
@@ -43,7 +43,7 @@ class Kind(enum.Enum):
     IGNORED = "ignored"  #: a press that changed nothing (no invitation, lockout, after the first)
 
 
-class Trigger(enum.Enum):
+class Trigger(enum.StrEnum):
     """What made the terminal accept a rating."""
 
     INVITE = "invite"  #: an invitation from the hub (a case opened by the business system)
@@ -65,6 +65,9 @@ class Event:
 
     epoch: str
     seq: int
+    #: A :class:`Kind` value once :func:`protocol.rules.event_problem` passed it (it may be unknown
+    #: before: a MAC-valid event of an unknown kind is stored as invalid, not dropped). Compare
+    #: with the enum: ``ev.kind == Kind.RATING`` (a StrEnum).
     kind: str
     window: str | None = None
     level: str | None = None
@@ -73,7 +76,7 @@ class Event:
     case: str | None = None
     item: str | None = None
     staff: str | None = None
-    trigger: str | None = None
+    trigger: str | None = None  #: a :class:`Trigger` value, checked like ``kind``
     boot: str = ""
     mono_ms: int = 0
     wall_ms: int = 0
