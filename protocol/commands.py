@@ -1,5 +1,5 @@
-"""``cmd`` frames, hub → terminal (SPEC section 3): invitations, cancels, staff sign-in, new secrets,
-configurations.
+"""``cmd`` frames, hub → terminal (SPEC sections 3, 13): invitations, cancels, staff sign-in, new
+secrets, releases to install, configurations.
 
 Built and parsed here only. The hub builds a :data:`Command`, stores its :func:`payload` with the
 case it belongs to and publishes :func:`encode` of it; an invitation gets its remaining lifetime
@@ -20,8 +20,11 @@ from .errors import MalformedFrame
 from .frames import MAX_KID, dumps, loads_object
 from .rules import INVITE_TTL_MAX_MS, check_text_setting, valid_text
 from .settings import VERSION_MAX, settings_problem
+from .updates import MAX_MANIFEST_CHARS, Manifest, valid_release
 
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
+_SIG_RE = re.compile(r"[0-9a-f]{64}|[0-9a-f]{128}")
+_URL_RE = re.compile(r"https?://[!-~]{1,192}")
 
 
 class CommandName(enum.StrEnum):
@@ -32,6 +35,7 @@ class CommandName(enum.StrEnum):
     STAFF = "staff"  #: who serves at the window now (``staff``; null signs out)
     REKEY = "rekey"  #: a new MAC key and broker password (``kid``, ``key``, ``password``)
     CONFIG = "config"  #: the device's effective settings (``version``, ``settings``: protocol.settings)
+    UPDATE = "update"  #: a release to install (``release``, ``manifest``, ``sig``, ``url``)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,6 +75,23 @@ class Rekey:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Update:
+    """A release to install (SPEC section 13, :mod:`protocol.updates`): ``manifest`` is the exact
+    text that ``sig`` signs (ed25519 with the hall's release key for CPython terminals, HMAC-SHA256
+    with the device's MAC key for boards), ``url`` the folder its files are fetched from. The
+    terminal installs it when no invitation and no reason wait is live."""
+
+    release: str
+    manifest: str
+    sig: str  #: lowercase hex
+    url: str
+    name = CommandName.UPDATE
+
+    def parsed_manifest(self) -> Manifest:
+        return Manifest.decode(self.manifest)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Config:
     """The whole effective configuration of one device (hall, window and device layers merged):
     keys it lacks take the terminal's own ``terminal.toml`` values. ``version`` grows per device."""
@@ -80,7 +101,7 @@ class Config:
     name = CommandName.CONFIG
 
 
-Command = Invite | Cancel | StaffSignIn | Rekey | Config
+Command = Invite | Cancel | StaffSignIn | Rekey | Update | Config
 
 
 def payload(command: Command) -> dict[str, Any]:
@@ -153,6 +174,21 @@ def _parse_rekey(obj: Mapping[str, Any]) -> Rekey:
     return Rekey(kid, key, password)
 
 
+def _parse_update(obj: Mapping[str, Any]) -> Update:
+    release, manifest, sig, url = obj.get("release"), obj.get("manifest"), obj.get("sig"), obj.get("url")
+    if not valid_release(release):
+        raise _malformed("release", "expected a release name of 1-32 of A-Z a-z 0-9 . _ + -")
+    if not isinstance(manifest, str) or not 0 < len(manifest) <= MAX_MANIFEST_CHARS:
+        raise _malformed("manifest", f"expected the manifest's text, 1..{MAX_MANIFEST_CHARS} characters")
+    if Manifest.decode(manifest).release != release:
+        raise _malformed("manifest", f"names another release than {release!r}")
+    if not isinstance(sig, str) or _SIG_RE.fullmatch(sig) is None:
+        raise _malformed("sig", "expected 64 or 128 lowercase hex digits")
+    if not isinstance(url, str) or _URL_RE.fullmatch(url) is None:
+        raise _malformed("url", "expected an http:// or https:// address of at most 200 characters")
+    return Update(release, manifest, sig, url)
+
+
 def _parse_config(obj: Mapping[str, Any]) -> Config:
     version, settings = obj.get("version"), obj.get("settings")
     if type(version) is not int or not 0 < version <= VERSION_MAX:
@@ -169,6 +205,7 @@ _PARSERS: dict[CommandName, Callable[[Mapping[str, Any]], Command]] = {
     CommandName.STAFF: _parse_staff,
     CommandName.REKEY: _parse_rekey,
     CommandName.CONFIG: _parse_config,
+    CommandName.UPDATE: _parse_update,
 }
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import BadMac, MalformedFrame, OversizeFrame
+from .updates import valid_update_state
 
 SCHEMA_VERSION = 1
 #: A frame larger than this is rejected before it is parsed.
@@ -33,7 +34,7 @@ _EPOCH_RE = re.compile(r"[0-9a-f]{16,32}")
 _MAC_RE = re.compile(r"[0-9a-f]{64}")
 
 
-class Kind(enum.Enum):
+class Kind(enum.StrEnum):
     """What a journal row records."""
 
     RATING = "rating"  #: a citizen's rating
@@ -42,7 +43,7 @@ class Kind(enum.Enum):
     IGNORED = "ignored"  #: a press that changed nothing (no invitation, lockout, after the first)
 
 
-class Trigger(enum.Enum):
+class Trigger(enum.StrEnum):
     """What made the terminal accept a rating."""
 
     INVITE = "invite"  #: an invitation from the hub (a case opened by the business system)
@@ -64,6 +65,9 @@ class Event:
 
     epoch: str
     seq: int
+    #: A :class:`Kind` value once :func:`protocol.rules.event_problem` passed it (it may be unknown
+    #: before: a MAC-valid event of an unknown kind is stored as invalid, not dropped). Compare
+    #: with the enum: ``ev.kind == Kind.RATING`` (a StrEnum).
     kind: str
     window: str | None = None
     level: str | None = None
@@ -72,7 +76,7 @@ class Event:
     case: str | None = None
     item: str | None = None
     staff: str | None = None
-    trigger: str | None = None
+    trigger: str | None = None  #: a :class:`Trigger` value, checked like ``kind``
     boot: str = ""
     mono_ms: int = 0
     wall_ms: int = 0
@@ -339,6 +343,7 @@ STATE_FIELDS: dict[str, Any] = {
     "panel": _panel,
     "kid": lambda v: type(v) is int and 0 < v <= MAX_KID,
     "config": _config,
+    "update": valid_update_state,
 }
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .frames import dumps, loads_object, normalise_state
+from .updates import UpdateState
 
 
 class ClockState(enum.StrEnum):
@@ -26,6 +27,9 @@ class ClockState(enum.StrEnum):
 class PanelState:
     ok: bool
     detail: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        return {"ok": self.ok, "detail": self.detail}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -66,6 +70,7 @@ class State:
     clock: str | None = None  #: a :class:`ClockState` value
     panel: PanelState | None = None
     kid: int | None = None  #: the MAC key id in use
+    update: UpdateState | None = None  #: where an update to a new release stands (SPEC section 13)
     config: ConfigReport | None = None  #: the hub's configuration applied, or refused
 
     def fields(self) -> dict[str, Any]:
@@ -73,10 +78,10 @@ class State:
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, ConfigReport):
-                out[field.name] = value.fields()
-            elif value is not None:
-                out[field.name] = dataclasses.asdict(value) if isinstance(value, PanelState) else value
+            if value is not None:
+                out[field.name] = (
+                    value.fields() if isinstance(value, PanelState | UpdateState | ConfigReport) else value
+                )
         return out
 
     def encode(self) -> bytes:
@@ -86,10 +91,11 @@ class State:
     def parse(cls, obj: Mapping[str, Any]) -> State:
         """The state ``obj`` holds; MalformedFrame naming a known field that is wrong."""
         fields = normalise_state(obj)
-        panel, config = fields.pop("panel", None), fields.pop("config", None)
+        panel, update, config = fields.pop("panel", None), fields.pop("update", None), fields.pop("config", None)
         return cls(
             **fields,
             panel=None if panel is None else PanelState(panel["ok"], panel["detail"]),
+            update=None if update is None else UpdateState.parse(update),
             config=None if config is None else ConfigReport.parse(config),
         )
 

@@ -26,7 +26,7 @@ except ImportError:  # CPython
         return n
 
 
-# Feedback a panel shows (terminal.panel.Feedback values).
+# Panel signals (terminal.panel.PanelSignal values; docs/glossary.md).
 IDLE = "idle"
 READY = "ready"
 ASK_REASON = "ask_reason"
@@ -49,7 +49,7 @@ class Rules:
 
     A press is two steps, so that nothing changes for a press the journal did not take:
     :meth:`press` says which row it makes, the caller journals it, :meth:`committed` applies it and
-    says the feedback. Single-threaded: the CPython terminal holds a lock around it."""
+    says the panel signal. Single-threaded: the CPython terminal holds a lock around it."""
 
     def __init__(
         self,
@@ -112,7 +112,7 @@ class Rules:
 
     def committed(self, kind: str, body: dict[str, object], seq: int, now: int, case: str = "") -> str:
         """Apply the row of :meth:`press` once the journal holds it as ``seq`` (``case``: the local
-        case a staff row opened); return the feedback to show."""
+        case a staff row opened); return the panel signal to show."""
         if kind == "ignored":
             return REFUSED
         if kind == "staff":
@@ -205,7 +205,7 @@ class Rules:
         return self.invitation[4] if self.invitation is not None else None
 
     def resting(self) -> str:
-        """The feedback for the current state."""
+        """The panel signal for the current state."""
         if self.awaiting_reason is not None:
             return ASK_REASON
         if self.mode == "free" or self.invitation is not None:

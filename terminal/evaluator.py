@@ -6,9 +6,9 @@ the MicroPython firmware runs. This wrapper adds what CPython needs around them:
 arrive on panel threads, invitations on the MQTT thread, ticks on the main loop), the SQLite
 journal, the panel, log lines and counters.
 
-Feedback is shown only after the journal commit returns: a citizen never sees "thank you" for a
+PanelSignal is shown only after the journal commit returns: a citizen never sees "thank you" for a
 press that a power cut could still lose, nor for a row the journal refused because it breaks a rule
-of :mod:`protocol.rules` (that press gets the refused feedback and an ERROR line, and changes
+of :mod:`protocol.rules` (that press gets the refusal beep and an ERROR line, and changes
 nothing else).
 """
 
@@ -28,7 +28,7 @@ from .config import TerminalConfig
 from .core import Rules
 from .errors import InvalidRow
 from .journal import Journal
-from .panel import Feedback, Key, KeyKind, Panel
+from .panel import Key, KeyKind, Panel, PanelSignal
 
 _LOG = logging.getLogger(__name__)
 #: The counter of each row kind.
@@ -96,19 +96,19 @@ class Evaluator:
     def press(self, key: Key) -> int | None:
         """Handle one key; return the committed seq, or None if nothing was journaled.
         Runs on the panel's thread; raises JournalError if the commit failed (nothing accepted).
-        A row that breaks a rule is not journaled: the press is consumed with the refused feedback."""
+        A row that breaks a rule is not journaled: the press is consumed with the refusal beep."""
         try:
-            seq, feedback = self._handle(key)
+            seq, signal = self._handle(key)
         except InvalidRow as exc:
             _LOG.error("press of %s %r not journaled: %s", key.kind.value, key.value, exc)
-            seq, feedback = None, Feedback.REFUSED
-        if feedback is not None:
-            self.panel.show(feedback)
+            seq, signal = None, PanelSignal.REFUSED
+        if signal is not None:
+            self.panel.show(signal)
         if seq is not None:
             self.on_commit(seq)
         return seq
 
-    def _handle(self, key: Key) -> tuple[int | None, Feedback | None]:
+    def _handle(self, key: Key) -> tuple[int | None, PanelSignal | None]:
         value = Level.parse(key.value).value if key.kind is KeyKind.LEVEL else key.value
         with self._lock:
             rules, now = self._keys(), self.clock.mono_ms()
@@ -125,7 +125,7 @@ class Evaluator:
                 raise
             self.counts[_COUNTED[kind]] += 1
             case = self.journal.local_case(seq) if kind == "staff" else ""
-            return seq, Feedback(rules.committed(kind, fields, seq, now, case))
+            return seq, PanelSignal(rules.committed(kind, fields, seq, now, case))
 
     def _keys(self) -> Rules:
         """The rules, told which keys the panel has now."""
@@ -143,12 +143,12 @@ class Evaluator:
                 problem, done = conf.handle(self.rules, cmd)
             else:
                 problem, done = self.rules.handle(cmd, valid, clock.mono_ms(), wall_ms)
-            feedback = self._resting_feedback() if done == "cancel" else None
+            signal = self._resting_signal() if done == "cancel" else None
             settled = self._settle() if done == "config" else None
         if done == "invite":
-            self.panel.show(Feedback.READY)
-        elif feedback is not None:
-            self.panel.show(feedback)
+            self.panel.show(PanelSignal.READY)
+        elif signal is not None:
+            self.panel.show(signal)
         if settled is not None:
             self.on_config(*settled)
         return problem, done
@@ -177,17 +177,17 @@ class Evaluator:
         """Light the panel for the current state (at start: free mode shows its keys ready)."""
         with self._lock:
             self.rules.expire(self.clock.mono_ms())
-            feedback = self._resting_feedback()
-        self.panel.show(feedback)
+            signal = self._resting_signal()
+        self.panel.show(signal)
 
     def tick(self) -> None:
         """Expire invitations and reason waits, restore the resting lights (main loop)."""
         with self._lock:
             changed = self.rules.tick(self.clock.mono_ms())
-            feedback = self._resting_feedback() if changed else None
+            signal = self._resting_signal() if changed else None
             settled = self._settle() if self.rules.pending is not None else None
-        if feedback is not None:
-            self.panel.show(feedback)
+        if signal is not None:
+            self.panel.show(signal)
         if settled is not None:
             self.on_config(*settled)
 
@@ -227,8 +227,8 @@ class Evaluator:
         }
         return self.journal.append(body, case_from_seq=kind == "staff")
 
-    def _resting_feedback(self) -> Feedback:
-        return Feedback(self.rules.resting())
+    def _resting_signal(self) -> PanelSignal:
+        return PanelSignal(self.rules.resting())
 
 
 def _ms(seconds: float) -> int:
