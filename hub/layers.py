@@ -230,18 +230,16 @@ def describe(status: dict[str, Any] | None) -> str | None:
 
 
 def opening_for(conn: sqlite3.Connection) -> dict[str, str]:
-    """Device → its effective ``opening`` hours, for devices whose layers set one."""
+    """Device → its effective ``opening`` hours, for the active devices a layer sets one for (two
+    queries, whatever the number of terminals: the alarm rules run every few seconds)."""
+    set_at = {(scope, target): json.loads(value) for scope, target, value in
+              conn.execute("SELECT scope, target, value FROM config_layers WHERE key = 'opening'")}  # fmt: skip
+    if not set_at:
+        return {}
     out = {}
     for device, window in conn.execute("SELECT id, window FROM devices WHERE revoked = 0"):
-        value = (_opening(conn, "hall", HALL), _opening(conn, "window", window), _opening(conn, "device", device))
-        chosen = next((v for v in reversed(value) if v is not None), None)
-        if chosen is not None:
-            out[device] = chosen
+        for layer in (("device", device), ("window", window), ("hall", HALL)):
+            if layer in set_at:
+                out[device] = str(set_at[layer])
+                break
     return out
-
-
-def _opening(conn: sqlite3.Connection, scope: str, target: str) -> str | None:
-    row = conn.execute(
-        "SELECT value FROM config_layers WHERE scope = ? AND target = ? AND key = 'opening'", (scope, target)
-    ).fetchone()
-    return None if row is None else str(json.loads(row[0]))

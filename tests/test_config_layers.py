@@ -15,6 +15,9 @@ from click.testing import CliRunner
 
 from haocha.cli import main
 from hub import layers
+from hub.pages.render_ops import devices_html
+from hub.pages.terminals import terminals
+from hub.store import now_ms
 from protocol import commands
 from protocol.errors import MalformedFrame
 from protocol.settings import HUB_ONLY, VECTORS, SettingError, parse_value, setting_problem, settings_problem
@@ -175,6 +178,10 @@ def test_layers_precedence_versions_and_resends(hall: Hall) -> None:
     assert layers.describe(status["T01"]) == "3, pending 5"
     assert layers.describe(status["T02"]) == "0, refused 3: reasons: bad"
     assert layers.describe(status["T03"]) == "1"
+    with hall.store() as store:  # the console's devices page
+        terms = terminals(store, now_ms())
+    page = devices_html(terms, {}, hall.config.tz, now_ms())
+    assert "3, 待生效 5" in page and "0, 拒收 3: reasons: bad" in page and [t.config for t in terms][2] == "1"
     audit = json.loads(cli("audit", "--format", "json", *home).stdout)["rows"]
     assert [(r["action"], r["target"]) for r in audit if r["action"].startswith("config.")][-2:] == [
         ("config.set", "window W01"), ("config.unset", "device T01"),
