@@ -102,14 +102,15 @@ def keys(rules: object, levels: object, reasons: object, cfg: object) -> None:
 def board(self: object) -> None:
     """The firmware's side, a method of main.Firmware kept here (``self``), called once no rating
     is under way: the ``config`` command the MQTT callback held in ``rules.pending`` (or, at boot,
-    the one config.json keeps) checked and put in force as above, kept in config.json
-    (key ``conf``: ``{"version", "settings", "refused"}``, written as a rekey writes it) and reported in the
-    next state. A refused one changes nothing but the report."""
+    the one config.json keeps) checked and put in force as above, kept in config.json (key
+    ``conf``: ``{"version", "settings", "refused"}``, written as a rekey writes it) and reported
+    in the next state. A refused one changes nothing but the report."""
     r, cfg = self.rules, self.cfg  # type: ignore[attr-defined]
     cmd, r.pending = r.pending, None
     c = cfg.get("conf") or {"version": 0}
     problem = handle(r, cmd)[0]
-    if problem:
+    if problem:  # the field at fault, cut short: a reason over 200 characters would void the whole state
+        problem = problem[:40]
         self.board.log("refused a configuration from the hub: bad " + problem)  # type: ignore[attr-defined]
         c["refused"] = {"version": 0 if problem == "version" else cmd["version"], "reason": problem + " is not valid"}
     elif update(r, cfg.get("timing", {})):

@@ -78,9 +78,10 @@ class Rules:
         self.awaiting_reason: tuple[int, int] | None = None  # (rating seq, until)
         self.feedback_until = 0
         # The hub's configuration (version, settings) in force (0: none, terminal.toml alone) and
-        # the one waiting for the rating under way to end (conf.py).
+        # the one waiting for the rating under way to end (conf.py; the firmware holds the command
+        # itself there until its loop checks it).
         self.conf: tuple[int, dict] = (0, {})
-        self.pending: tuple[int, dict] | None = None
+        self.pending: tuple[int, dict] | dict | None = None
 
     # -- a key press ------------------------------------------------------------------------
     def press(self, kind: str, value: str, now: int) -> tuple[str, dict[str, object]] | None:

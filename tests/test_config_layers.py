@@ -28,6 +28,11 @@ from terminal.core import Rules
 from terminal.hubconfig import HubConfigFile
 from terminal.micro_host import find_micropython, firmware_source
 
+try:
+    from .micro_harness import run_micropython
+except ImportError:
+    from micro_harness import run_micropython  # type: ignore[no-redef]
+
 TIMING = {"lockout_s": 10.0, "invite_s": 60.0, "reason_s": 20.0}
 
 
@@ -86,6 +91,47 @@ for s in json.load(open({str(tmp_path / "vectors.json")!r})):
         [find_micropython(), "-X", "heapsize=256k", "-c", script], capture_output=True, text=True, timeout=60
     )
     assert [json.loads(line) for line in out.stdout.splitlines()] == [f for _, f in VECTORS], out.stderr
+
+
+def test_the_firmware_takes_up_refuses_and_keeps_a_configuration(tmp_path: Path) -> None:
+    """``conf.board`` as main.Firmware calls it, in MicroPython: in force and written to
+    config.json; after a restart in force again without a write; a hostile one refused with a
+    reason short enough for the hub to take the state."""
+    out = run_micropython(
+        f"""
+import json, conf
+from core import Rules
+class Board:
+    levels = ("very_satisfied", "satisfied", "basic", "dissatisfied", "very_dissatisfied")
+    reasons = ("cold", "lazy")
+    def log(self, line): print(json.dumps(["log", line]))
+class Up:
+    file, next_state = {str(tmp_path / "config.json")!r}, 5
+class Fw:
+    def __init__(self, cfg):
+        self.cfg, self.board, self.uplink = cfg, Board(), Up()
+        self.rules = Rules("free", None, None, 10000, 60000, 20000, 2000)
+fw = Fw({{"reasons": ["cold", "lazy"], "timing": {{"lockout_s": 10.0}}}})
+fw.rules.pending = {{"cmd": "config", "version": 3, "settings": {{"layout": 3, "lockout_s": 0, "reasons": ["lazy"]}}}}
+conf.board(fw)
+print(json.dumps([fw.rules.levels, fw.rules.reasons, fw.rules.lockout_ms, fw.uplink.next_state]))
+again = Fw(json.load(open(Up.file)))
+again.rules.pending, again.uplink.next_state = again.cfg["conf"], 5
+conf.board(again)
+print(json.dumps([again.rules.conf[0], again.rules.levels, again.uplink.next_state]))
+fw.rules.pending = {{"cmd": "config", "version": 4, "settings": {{"x" * 300: 1}}}}
+conf.board(fw)
+print(json.dumps(json.load(open(Up.file))["conf"]))
+""",
+        heap="256k",
+    )  # sources compiled on the spot need room: the board runs precompiled modules
+    lines = [json.loads(line) for line in out.splitlines()]
+    three = ["satisfied", "basic", "dissatisfied"]
+    assert lines[1] == [three, ["lazy"], 0, None]  # in force, the state due at once
+    assert lines[3] == [3, three, 5]  # after a restart: in force again, config.json not written again
+    kept = lines[-1]
+    assert (kept["version"], kept["settings"]["layout"], kept["refused"]["version"]) == (3, 3, 4)
+    assert kept["refused"]["reason"] == "x" * 40 + " is not valid"  # the hub takes states up to 200
 
 
 def test_the_config_command_and_the_state_report_round_trip() -> None:
