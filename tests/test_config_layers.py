@@ -278,3 +278,54 @@ def _noon(hall: Hall) -> int:
 
     noon = dt.datetime.combine(dt.date.today() + dt.timedelta(days=1), dt.time(12), hall.config.tz)
     return int(noon.timestamp() * 1000)
+
+
+# -- the CPython terminal -------------------------------------------------------------------------
+def test_the_terminal_defers_a_configuration_past_the_invitation_and_keeps_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A terminal on mock pins (no broker): a configuration that arrives during an invitation waits
+    for it to end; in force, it is in hub-config.json and the state's report; a bad one is refused
+    with one warning and its reason, and the one in force stays, also after a restart."""
+    from gpiozero.pins.mock import MockFactory
+
+    from terminal.config import load
+    from terminal.runner import Terminal
+
+    from .test_terminal import FakeClock, write_config
+
+    path = write_config(tmp_path, 'mode = "invited"')
+    factory, clock = MockFactory(), FakeClock()
+    try:
+        term = Terminal(load(path), clock=clock, pin_factory=factory)
+        term.start()
+        term.commands.handle({"cmd": "invite", "case": "C-1", "ttl_ms": 60_000})
+        term.commands.handle(config(2, invite_s=90, layout=3))
+        term.evaluator.tick()
+        assert term.evaluator.config_pending == 2 and term.uplink.config_report == ConfigReport(0)
+        factory.pin(6).drive_low(), factory.pin(6).drive_high()  # the rating ends the invitation
+        term.evaluator.tick()
+        assert (term.evaluator.rules.invite_ms, term.uplink.config_report) == (90_000, ConfigReport(2))
+        caplog.clear()
+        term.commands.handle(config(3, invite_s=0))
+        [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warning == (
+            "refused configuration 3 from the hub: field 'settings': invite_s must be more than 0 to 604800 "
+            "seconds, got 0"
+        )
+        assert term.uplink.config_report == ConfigReport(2, 3, warning.split(": ", 1)[1])
+        term.close()
+        factory.reset()
+        again = Terminal(load(path), clock=clock, pin_factory=factory)
+        again.start()
+        assert again.evaluator.rules.invite_ms == 90_000
+        assert again.uplink.config_report == ConfigReport(2, 3, warning.split(": ", 1)[1])
+        last = again.journal.last_seq
+        for pin in (5, 6):  # very_satisfied counts for nothing in the 3-key layout; satisfied (no invitation)
+            factory.pin(pin).drive_low(), factory.pin(pin).drive_high()
+        assert [(r.body["kind"], r.body["level"]) for r in again.journal.rows_after(last, 9)] == [
+            ("ignored", "satisfied")
+        ]
+        again.close()
+    finally:
+        factory.reset()
