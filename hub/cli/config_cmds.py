@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def config_show(window: str | None, device: str | None, home: Path | None, fmt: 
     print_records(rows, fmt)
 
 
-def _device_rows(conn: Any, device: str) -> list[dict[str, Any]]:
+def _device_rows(conn: sqlite3.Connection, device: str) -> list[dict[str, Any]]:
     eff = layers.effective(conn, device)
     status = layers.device_status(conn).get(device, {})
     base = {"device": device, "pushed": status.get("pushed"), "applied": status.get("applied"),
