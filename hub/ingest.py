@@ -25,7 +25,7 @@ from protocol.rules import event_problem
 from protocol.state import State
 from protocol.topics import Leaf, hub_state_topic, parse_topic
 
-from . import handover
+from . import handover, layers
 from .cases import get_case
 from .statuses import CaseStatus, EventStatus
 from .store import Store, keys, now_ms
@@ -191,6 +191,8 @@ class Ingestor:
             if leaf is Leaf.STATE:
                 state = State.decode(msg.payload)
                 set_device_state(self.store, device, state.fields(), msg.received_ms)
+                if state.config is not None:  # a terminal that takes configurations (SPEC section 13)
+                    layers.on_report(conn, device, state.config, msg.received_ms)
                 frames[("state", device)] += 1
                 self._key_in_use(dev, state.kid, from_state=True)
                 return

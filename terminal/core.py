@@ -9,7 +9,8 @@ in, and every decision is returned for the caller to journal, show and log.
 
 - :class:`Rules`: a key press → the row it makes (rating, ignored, reason, staff) or nothing; the
   lockout, the invitation, the reason wait, the cases rated here lately.
-- :meth:`Rules.handle`: a ``cmd`` from the hub (invite, cancel, staff) applied, or refused.
+- :meth:`Rules.handle`: a ``cmd`` from the hub (invite, cancel, staff) applied, or refused. A
+  ``config`` is ``conf.py``'s (the firmware loads it only for the moment it needs it).
 - :class:`Window`: the uplink's decisions: which rows to hand MQTT, when to send the window again,
   what a hub's ``ack`` means.
 
@@ -69,13 +70,18 @@ class Rules:
         self.thanks_ms = thanks_ms
         # The keys, set by the caller: the panel's rating keys, and the configured reasons it has a
         # key for (none: no reason wait after a bad rating).
-        self.levels: tuple[str, ...] | frozenset[str] = ()
-        self.reasons: tuple[str, ...] | frozenset[str] = ()
+        self.levels: tuple[str, ...] | frozenset[str] | list[str] = ()
+        self.reasons: tuple[str, ...] | frozenset[str] | list[str] = ()
         self.invitation: tuple[str, str | None, str | None, int, str] | None = None  # case, item, staff, until, trigger
         self.rated: list[str] = []  # the last RATED_KEPT cases rated here, oldest first
         self.lockout_until = 0
         self.awaiting_reason: tuple[int, int] | None = None  # (rating seq, until)
         self.feedback_until = 0
+        # The hub's configuration (version, settings) in force (0: none, terminal.toml alone) and
+        # the one waiting for the rating under way to end (conf.py; the firmware holds the command
+        # itself there until its loop checks it).
+        self.conf: tuple[int, dict] = (0, {})
+        self.pending: tuple[int, dict] | dict | None = None
 
     # -- a key press ------------------------------------------------------------------------
     def press(self, kind: str, value: str, now: int) -> tuple[str, dict[str, object]] | None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from protocol.levels import Level
 
+from . import conf
 from .clock import Clock
 from .config import TerminalConfig
 from .core import Rules
@@ -56,6 +57,7 @@ class Evaluator:
         panel: Panel,
         clock: Clock,
         on_commit: Callable[[int], None] = lambda seq: None,
+        on_config: Callable[[int, dict[str, Any]], None] = lambda version, settings: None,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -74,6 +76,16 @@ class Evaluator:
             _ms(timing.thanks_s),
         )
         self.counts = {"ratings": 0, "ignored": 0, "reasons": 0, "staff": 0, "invalid": 0}
+        #: The hub's configuration, taken up once no rating is under way (SPEC section 13).
+        self.on_config = on_config
+        self._timing = {"lockout_s": timing.lockout_s, "invite_s": timing.invite_s, "reason_s": timing.reason_s}
+
+    def restore(self, version: int, settings: dict[str, Any]) -> None:
+        """At start: put the hub's configuration kept on disk in force (terminal.toml under it)."""
+        if version > 0:
+            with self._lock:
+                self.rules.pending = (version, settings)
+                conf.update(self.rules, self._timing)
 
     @property
     def staff(self) -> str | None:
@@ -118,23 +130,43 @@ class Evaluator:
     def _keys(self) -> Rules:
         """The rules, told which keys the panel has now."""
         rules = self.rules
-        rules.levels = self.panel.levels
-        rules.reasons = self.panel.reasons & frozenset(self.config.reasons)
+        conf.keys(rules, self.panel.levels, self.panel.reasons, self.config.reasons)
         return rules
 
     def command(self, cmd: object, valid: Callable[[str, object], bool]) -> tuple[str | None, str | None]:
-        """Apply a ``cmd`` from the hub (:meth:`terminal.core.Rules.handle`) and light the panel
-        for it; the rules' answer."""
+        """Apply a ``cmd`` from the hub (:meth:`terminal.core.Rules.handle`, a configuration
+        :func:`terminal.conf.handle`) and light the panel for it; the rules' answer."""
         clock = self.clock
         with self._lock:
             wall_ms = clock.wall_ms() if clock.synced() else None
-            problem, done = self.rules.handle(cmd, valid, clock.mono_ms(), wall_ms)
+            if isinstance(cmd, dict) and cmd.get("cmd") == "config":
+                problem, done = conf.handle(self.rules, cmd)
+            else:
+                problem, done = self.rules.handle(cmd, valid, clock.mono_ms(), wall_ms)
             signal = self._resting_signal() if done == "cancel" else None
+            settled = self._settle() if done == "config" else None
         if done == "invite":
             self.panel.show(PanelSignal.READY)
         elif signal is not None:
             self.panel.show(signal)
+        if settled is not None:
+            self.on_config(*settled)
         return problem, done
+
+    def _settle(self) -> tuple[int, dict[str, Any]] | None:
+        """Under the lock: the pending configuration in force now unless a rating is under way."""
+        version = conf.update(self.rules, self._timing)
+        if not version:
+            return None
+        _LOG.info("configuration %d from the hub in force: %s", version, self.rules.conf[1])
+        return version, self.rules.conf[1]
+
+    @property
+    def config_pending(self) -> int:
+        """The version of a configuration waiting for the rating under way to end (0: none)."""
+        with self._lock:
+            pending = self.rules.pending
+        return 0 if pending is None else pending[0]
 
     def sign_in(self, staff: str | None) -> None:
         """Staff sign-in (None: signed out); later events carry this staff id."""
@@ -153,8 +185,11 @@ class Evaluator:
         with self._lock:
             changed = self.rules.tick(self.clock.mono_ms())
             signal = self._resting_signal() if changed else None
+            settled = self._settle() if self.rules.pending is not None else None
         if signal is not None:
             self.panel.show(signal)
+        if settled is not None:
+            self.on_config(*settled)
 
     def has_rated(self, case: str) -> bool:
         """Was ``case`` rated here lately (among the last :data:`terminal.core.RATED_KEPT` rated)?"""

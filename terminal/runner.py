@@ -17,6 +17,7 @@ from .clock import Clock
 from .commands import CommandRouter
 from .config import TerminalConfig
 from .evaluator import Evaluator
+from .hubconfig import HubConfigFile
 from .journal import Journal
 from .panel import Key, Panel
 from .panels import open_panel
@@ -36,9 +37,15 @@ class Terminal:
         self.clock = clock or Clock(config.clock)
         self.journal = Journal(config.journal_path, config.device)
         self.panel = panel if panel is not None else open_panel(config, **panel_options)
-        self.evaluator = Evaluator(config, self.journal, self.panel, self.clock, on_commit=self._committed)
-        self.commands = CommandRouter(self.evaluator, self.clock)
+        self.hub_config = HubConfigFile(config.journal_path.parent)
+        self.evaluator = Evaluator(
+            config, self.journal, self.panel, self.clock, on_commit=self._committed, on_config=self._configured
+        )
+        self.evaluator.restore(self.hub_config.version, self.hub_config.settings)
+        self.commands = CommandRouter(self.evaluator, self.clock, self.hub_config)
         self.uplink = Uplink(config, self.journal, self.clock, on_command=self.commands.handle)
+        self.uplink.config_report = self.hub_config.report
+        self.commands.on_report = self._report_config
         self._stop = threading.Event()
         self.notify = Notifier()
         #: Set once the panel delivers keys.
@@ -47,6 +54,12 @@ class Terminal:
 
     def _committed(self, seq: int) -> None:
         self.uplink.wake()
+
+    def _configured(self, version: int, settings: dict[str, Any]) -> None:
+        self.commands.applied(version, settings)
+
+    def _report_config(self) -> None:
+        self.uplink.report_config(self.hub_config.report)
 
     def start(self) -> None:
         self.uplink.start()

@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 
 from protocol.errors import ProtocolError
 from protocol.frames import Ack, Event, decode_state, encode_batch, encode_state, loads_object
+from protocol.state import ConfigReport
 from protocol.topics import Leaf, hub_state_topic, topic
 from protocol.transport import LinkReport, no_delay
 
@@ -60,6 +61,8 @@ class Uplink:
         )
         self._next_state = 0.0
         self._panel = {"ok": True, "detail": ""}
+        #: The hub's configuration in force and the last refused (terminal.hubconfig).
+        self.config_report = ConfigReport()
         self.counts = {"published_events": 0, "resends": 0, "acks": 0, "refused_acks": 0, "commands": 0}
         self._thread: threading.Thread | None = None
         self.link = LinkReport(_LOG, f"{config.broker.host}:{config.broker.port}")
@@ -205,6 +208,13 @@ class Uplink:
                 self._next_state = 0.0
                 self._wake_locked()
 
+    def report_config(self, report: ConfigReport) -> None:
+        """A configuration was taken up or refused (any thread): the state says so at once."""
+        with self._cond:
+            self.config_report = report
+            self._next_state = 0.0
+            self._wake_locked()
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -287,6 +297,7 @@ class Uplink:
             clock="synced" if self.clock.synced() else "unsynced",
             panel=self._panel,
             kid=self.secrets.signing[1],
+            config=self.config_report.fields(),
         )
 
     @property

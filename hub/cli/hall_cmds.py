@@ -173,8 +173,9 @@ def device_add(device: str, window: str, kind: str, mode: str, home: Path | None
 @format_option
 def device_list(home: Path | None, fmt: str) -> None:
     """List terminals with their keys, stored events and health: online, last seen and last press
-    (hall-local time), backlog, events not stored yet, clock, panel link, firmware, and `silent`
-    (offline or not heard from for 5 minutes) — the devices page of the console, on a shell."""
+        (hall-local time), backlog, events not stored yet, clock, panel link, firmware, and `silent`
+        (offline or not heard from for 5 minutes), and the hub's configuration version in force ("3",
+    "3, pending 4", "3, refused 4: why") — the devices page of the console, on a shell."""
     cfg, store_cm = open_hub(home)
     with store_cm as store:
         rows = reg.list_devices(store)
@@ -192,6 +193,7 @@ def device_list(home: Path | None, fmt: str) -> None:
             "clock": t.clock,
             "panel": None if t.panel_ok is None else ("ok" if t.panel_ok else f"down: {t.panel_detail}"),
             "firmware": t.firmware,
+            "config": t.config,
             "silent": t.silent,
         }
     print_records(rows, fmt)

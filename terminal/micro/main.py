@@ -11,8 +11,8 @@ import gc
 # KB in one piece later. Then one module at a time with a collection in between.
 FRAME = bytearray(3584)
 FRAME[:] = b""  # keeps the allocation
-for _m in ("wire", "journal", "mqtt", "clock", "core", "uplink"):
-    __import__(_m)
+for name in ("wire", "journal", "mqtt", "clock", "core", "uplink"):  # names the port has already: no qstr
+    __import__(name)
     gc.collect()
 
 import sys  # noqa: E402
@@ -25,16 +25,6 @@ from core import READY, REFUSED, Rules  # noqa: E402
 from journal import Journal, JournalError  # noqa: E402
 from uplink import Uplink  # noqa: E402
 from wire import config_problem, row_problem, valid  # noqa: E402
-
-
-def make_board(cfg):
-    if sys.platform == "linux":
-        from sim_board import SimBoard
-
-        return SimBoard(cfg)
-    from board import Board
-
-    return Board(cfg)
 
 
 class Firmware:
@@ -52,6 +42,10 @@ class Firmware:
         r.levels = board.levels
         r.reasons = tuple(k for k in board.reasons if k in cfg.get("reasons", ()))
         self.uplink = Uplink(cfg, self.journal, self.clock, FRAME, self._command, board.log)
+        c = cfg.get("conf")  # the hub's configuration in force, kept in config.json (conf.board)
+        if c and c.get("version"):
+            r.pending = c
+            self.conf()
         self.uplink.net_ok = board.network_up
         self.running = True
         self.peak_alloc = self.peak_live = 0
@@ -82,9 +76,14 @@ class Firmware:
         return seq, row[0]
 
     def _command(self, cmd):
-        """A ``cmd`` from the hub (invite, cancel, staff): None once applied, else the field that
-        made it refused (then nothing changed)."""
+        """A ``cmd`` from the hub (invite, cancel, staff; a config is held for :meth:`conf`): None
+        once applied, else the field that made it refused (then nothing changed)."""
         clock, r = self.clock, self.rules
+        if isinstance(cmd, dict) and "version" in cmd:
+            # A ``config``, the only command with a version (spelling "config" would cost the
+            # string table a name): the loop takes it up once no rating is under way (conf.board).
+            r.pending = cmd
+            return None
         problem, done = r.handle(cmd, lambda f, v: valid(v), clock.mono_ms(), clock.wall_ms() if clock.synced() else None)
         if problem:
             self.board.log("refused a command from the hub: bad %s" % problem)
@@ -94,10 +93,24 @@ class Firmware:
             self.board.show(READY)
         return problem
 
-    def summary(self, extra=""):
+    def conf(self):
+        """The configuration from the hub held in ``rules.pending``, now that no rating is under
+        way: ``conf.board`` checks it, puts it in force, keeps it in config.json. The module is
+        loaded for that moment only, so its code stays off the heap; when even that finds no
+        room, the hub sends it again (its state still names the older version)."""
+        gc.collect()
+        try:
+            __import__("conf").board(self)
+        except MemoryError:
+            self.rules.pending = None
+            self.board.log("no room to take up a configuration now: the hub sends it again")
+        sys.modules.pop("conf", None)
+        gc.collect()
+
+    def summary(self, text=""):
         j = self.journal
         return '{"device":%s,"epoch":"%s","last_seq":%d,"acked":%d,"pending":%d%s}' % (
-            dumps(j.device), j.epoch, j.last_seq, j.acked, j.last_seq - j.acked, extra)
+            dumps(j.device), j.epoch, j.last_seq, j.acked, j.last_seq - j.acked, text)
 
     def handle(self, action):
         kind, arg = action
@@ -139,6 +152,8 @@ class Firmware:
             try:
                 if r.tick(self.clock.mono_ms()):
                     board.show(r.resting())
+                if r.pending and r.invitation is None and r.awaiting_reason is None:
+                    self.conf()
                 up.step(0 if actions else 10)
                 board.idle()
             except Exception as exc:  # flash or network trouble: logged, the loop goes on
@@ -169,7 +184,11 @@ def main(argv=None):
     if b.get("tls"):  # the TLS context's 3 KB in one piece, before the journal and the rest take the heap
         gc.collect()
         b["ctx"] = mqtt._context(b["tls"])  # the uplink takes it out: config.json keeps the file names
-    Firmware(cfg, make_board(cfg)).run()
+    if sys.platform == "linux":  # the unix port: the simulated board
+        from sim_board import SimBoard as Board
+    else:
+        from board import Board
+    Firmware(cfg, Board(cfg)).run()
 
 
 if __name__ == "__main__":
