@@ -11,7 +11,7 @@ from it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from protocol import commands
@@ -29,10 +29,14 @@ def _valid(name: str, value: object) -> bool:
 
 
 class CommandRouter:
-    def __init__(self, evaluator: Evaluator, clock: Clock) -> None:
+    def __init__(
+        self, evaluator: Evaluator, clock: Clock, on_update: Callable[[commands.Update], None] | None = None
+    ) -> None:
         self.evaluator = evaluator
         self.clock = clock
-        self.counts = {"invite": 0, "repeated": 0, "expired": 0, "cancel": 0, "staff": 0, "refused": 0, "unknown": 0}
+        self.on_update = on_update  #: ``update`` commands go to the updater (terminal.updater)
+        names = ("invite", "repeated", "expired", "cancel", "staff", "refused", "unknown", "update")
+        self.counts = dict.fromkeys(names, 0)
 
     def handle(self, obj: Mapping[str, Any]) -> None:
         """paho network thread. Never raises for a bad command: it is refused and logged."""
@@ -47,6 +51,11 @@ class CommandRouter:
         if isinstance(command, commands.Invite) and command.ttl_ms is None:
             self.counts["refused"] += 1  # the hub sets it when it sends: without it, no deadline
             _LOG.warning("refused an invite command from the hub: field 'ttl_ms': missing")
+            return
+        if isinstance(command, commands.Update):
+            self.counts["update"] += 1
+            if self.on_update is not None:
+                self.on_update(command)
             return
         self._apply(command)
 

@@ -74,6 +74,8 @@ class Evaluator:
             _ms(timing.thanks_s),
         )
         self.counts = {"ratings": 0, "ignored": 0, "reasons": 0, "staff": 0, "invalid": 0}
+        #: Set when an update switches to a new release: keys are no longer taken.
+        self._paused = False
 
     @property
     def staff(self) -> str | None:
@@ -99,6 +101,8 @@ class Evaluator:
     def _handle(self, key: Key) -> tuple[int | None, PanelSignal | None]:
         value = Level.parse(key.value).value if key.kind is KeyKind.LEVEL else key.value
         with self._lock:
+            if self._paused:
+                return None, None
             rules, now = self._keys(), self.clock.mono_ms()
             row = rules.press(key.kind.value, value, now)
             if row is None:
@@ -168,6 +172,16 @@ class Evaluator:
             self.rules.expire(self.clock.mono_ms())
             inv = self.rules.invitation
         return Invitation(*inv) if inv is not None else None
+
+    def pause_if_idle(self) -> bool:
+        """Stop taking keys if no invitation and no reason wait is live; True if it stopped
+        (an update then switches releases: never in the middle of a rating)."""
+        with self._lock:
+            self.rules.expire(self.clock.mono_ms())
+            if self.rules.invitation is not None or self.rules.awaiting_reason is not None:
+                return False
+            self._paused = True
+            return True
 
     @property
     def ready(self) -> bool:
