@@ -52,6 +52,8 @@ PIP_TIMEOUT_S = 900
 _WHEEL_RE = re.compile(r"haocha-([0-9A-Za-z.+_]+?)-py3-none-any\.whl")
 
 Checks = Callable[[], list[str]]
+#: Installs a downloaded wheel into a slot's folder, given the url of the release (pip by default).
+Installer = Callable[[Path, Path, str], None]
 
 
 class UpdateRefused(TerminalError, ValueError):
@@ -70,6 +72,7 @@ class Updater:
         on_change: Callable[[], None],
         restart: Callable[[], None],
         slots: Slots | None = None,
+        installer: Installer | None = None,
     ) -> None:
         self.config = config
         self.pause_if_idle = pause_if_idle
@@ -77,6 +80,7 @@ class Updater:
         self.on_change = on_change
         self.restart = restart
         self.slots = slots
+        self.install = installer or self._pip_install
         self._state: UpdateState | None = self._last_outcome()
         self._busy = threading.Lock()
         self._stop = threading.Event()
@@ -158,7 +162,7 @@ class Updater:
             shutil.rmtree(incoming, ignore_errors=True)
             wheel = self._download(update, manifest, incoming)
             target = slots.other()
-            self._install(slots.path(target), wheel, update.url)
+            self.install(slots.path(target), wheel, update.url)
         except UpdateRefused as exc:
             self._fail(release, str(exc))
             return
@@ -236,7 +240,7 @@ class Updater:
         ca = self.config.broker_file("ca")
         return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
 
-    def _install(self, target: Path, wheel: Path, url: str) -> None:
+    def _pip_install(self, target: Path, wheel: Path, url: str) -> None:
         """A fresh virtual environment in ``target`` with the wheel and its dependencies, from the
         hub alone: the downloaded wheel and the ``/fleet/`` wheelhouse (pip --no-index)."""
         shutil.rmtree(target, ignore_errors=True)

@@ -29,6 +29,7 @@ LAZY_COMMANDS = {
     "user": "user_cmds:user_group",
     "audit": "user_cmds:audit_cmd",
     "fleet": "fleet_cmds:fleet_group",
+    "release": "release_cmds:release_group",
 }
 
 #: Where the program above puts the function that makes a MicroPython board's files, in

@@ -209,6 +209,27 @@ def _m10_alerts(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX alert_deliveries_pending ON alert_deliveries(next_ms) WHERE state = 'pending'")
 
 
+def _m11_reserved_for_config(db: sqlite_utils.Database) -> None:
+    """MERGE NOTE: number 11 belongs to the layered configuration (branch ``config``). This
+    placeholder only keeps migration 12 at its number on the ``releases`` branch: the lead
+    replaces it with config's migration when both are merged (it changes nothing)."""
+
+
+def _m12_releases(db: sqlite_utils.Database) -> None:
+    """Signed releases and their rollout (SPEC section 13): a release's manifest (the exact signed
+    text) and signature; per announced device the phase it last reported. ``paused_reason`` is set
+    by a rollback anywhere: further widening then needs ``--force``."""
+    db.execute(
+        "CREATE TABLE releases (release TEXT PRIMARY KEY, kind TEXT NOT NULL, manifest TEXT NOT NULL, "
+        "sig TEXT NOT NULL, created_ms INTEGER NOT NULL, paused_ms INTEGER, paused_reason TEXT)"
+    )
+    db.execute(
+        "CREATE TABLE release_devices (release TEXT NOT NULL REFERENCES releases(release), device TEXT NOT NULL, "
+        "announced_ms INTEGER NOT NULL, phase TEXT, detail TEXT, phase_ms INTEGER, PRIMARY KEY (release, device))"
+    )
+    db.execute("CREATE INDEX release_devices_device ON release_devices(device)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_core,
     _m2_cases,
@@ -220,6 +241,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m8_people,
     migrate_upstream_days,
     _m10_alerts,
+    _m11_reserved_for_config,  # MERGE NOTE: config's migration 11 goes here
+    _m12_releases,
 ]
 
 
