@@ -61,6 +61,14 @@ class Slots:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def pending(self) -> dict[str, Any] | None:
+        """The update command under way before the switch (started again after a restart)."""
+        pending = self.boot().get("pending")
+        return pending if isinstance(pending, dict) else None
+
+    def keep_pending(self, command: dict[str, Any] | None) -> None:
+        self._write({**self.boot(), "pending": command})
+
     def trial(self) -> dict[str, Any] | None:
         trial = self.boot().get("trial")
         return trial if isinstance(trial, dict) else None
@@ -69,7 +77,8 @@ class Slots:
     def switch(self, slot: str, release: str, from_release: str) -> None:
         """Run ``slot`` (holding ``release``) on trial from the next start on."""
         trial = {"slot": slot, "release": release, "from": self.current(), "from_release": from_release, "boots": 0}
-        self._write({**self.boot(), "trial": trial, "last": {"release": release, "phase": "switched", "detail": ""}})
+        last = {"release": release, "phase": "switched", "detail": ""}
+        self._write({**self.boot(), "trial": trial, "last": last, "pending": None})
         self._point(slot)
 
     def confirm(self) -> None:

@@ -104,11 +104,17 @@ class Updater:
 
     # -- the trial of a new release ---------------------------------------------------------
     def start(self) -> None:
-        """At start: a release on trial runs its self-test (its own thread)."""
-        trial = self.slots.trial() if self.slots is not None else None
+        """At start: a release on trial runs its self-test (its own thread); an update that a
+        restart cut short (kill -9 mid-download) starts again."""
+        if self.slots is None:
+            return
+        trial = self.slots.trial()
         if trial is not None and trial.get("release") == __version__:
             self._report(__version__, UpdatePhase.SWITCHED)
             threading.Thread(target=self._trial, name="self-test", daemon=True).start()
+        elif trial is None and (pending := self.slots.pending()) is not None:
+            _LOG.info("update to %s: starting again after a restart", pending.get("release"))
+            self.handle(pending)
 
     def _trial(self) -> None:
         assert self.slots is not None
@@ -139,6 +145,8 @@ class Updater:
         if not self._busy.acquire(blocking=False):
             _LOG.info("update to %s waits: another update is under way", update.release)
             return
+        if self.slots is not None:
+            self.slots.keep_pending(commands.payload(update))
         threading.Thread(target=self._run, args=(update,), name="updater", daemon=True).start()
 
     def _run(self, update: commands.Update) -> None:
@@ -148,6 +156,8 @@ class Updater:
             _LOG.exception("update to %s failed", update.release)
             self._fail(update.release, f"{type(exc).__name__}: {exc}")
         finally:
+            if self.slots is not None and not self._stop.is_set():
+                self.slots.keep_pending(None)  # done with: switched, refused, or nothing to do
             self._busy.release()
 
     def _apply(self, update: commands.Update) -> None:
