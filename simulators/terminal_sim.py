@@ -134,6 +134,8 @@ def _press_all(
     interval = 1.0 / rate if rate > 0 else 0.0
     next_at = time.monotonic()
     for _ in range(presses):
+        if stop.is_set():  # SIGTERM, or an update's restart: a press may be committed at once, never waited for
+            raise SimError("stopped before every press was made")
         next_at = max(next_at, time.monotonic())
         time.sleep(max(0.0, next_at - time.monotonic()))
         if term.config.mode == "staff":

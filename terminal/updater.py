@@ -131,6 +131,13 @@ class Updater:
         detail = f"self-test failed: {'; '.join(problems)}"
         self.slots.revert(detail)
         self._report(__version__, UpdatePhase.ROLLED_BACK, detail)
+        self._restart_when_idle()
+
+    def _restart_when_idle(self) -> None:
+        """Stop taking keys once no invitation and no reason wait is live, then restart."""
+        while not self.pause_if_idle():
+            if self._stop.wait(0.2):
+                return
         self.restart()
 
     def _problems(self) -> list[str]:
@@ -180,10 +187,9 @@ class Updater:
             if self.slots is not None:
                 shutil.rmtree(self.slots.folder / ".incoming", ignore_errors=True)
         self._report(release, UpdatePhase.VERIFIED)
-        while not self._stop.is_set() and not self.pause_if_idle():
-            self._stop.wait(0.2)  # an invitation or a reason wait is live: never in the middle of a rating
-        if self._stop.is_set():
-            return
+        while not self.pause_if_idle():  # an invitation or a reason wait is live: never in the middle of a rating
+            if self._stop.wait(0.2):
+                return
         slots.switch(target, release, __version__)
         _LOG.warning("update to %s: switched to slot %s; restarting into it", release, target)
         self.restart()
@@ -261,7 +267,7 @@ class Updater:
         self._run_step(
             [
                 str(target / "bin" / "python"),
-                *("-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index"),
+                *("-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-cache-dir", "--no-index"),
                 *("--find-links", str(wheel.parent), "--find-links", fleet),
                 *(("--cert", str(ca)) if ca is not None else ()),
                 f"haocha[pi] @ {wheel.as_uri()}",

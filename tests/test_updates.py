@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.testclient import TestClient
 
@@ -25,12 +28,16 @@ from hub.http.fleet import fleet_routes
 from hub.store import Store
 from hub.store import registry as reg
 from protocol import commands
+from protocol.levels import DEFAULT_REASONS
 from protocol.terminal_config import load as load_terminal_config
 from protocol.updates import Manifest, ReleaseFile, ReleaseKind, UpdatePhase, board_signature
 from simulators.hall import Hall, wait_for
 from terminal import __version__, ed25519
+from terminal.panel import Key, KeyKind
 from terminal.slots import Slots
 from terminal.updater import Updater
+
+from .rig import HubApi, TerminalRig
 
 # -- ed25519 ---------------------------------------------------------------------------------
 
@@ -300,3 +307,52 @@ def test_release_cli(hub_home: Path, tmp_path: Path) -> None:
     assert devices["T04"]["update"] == "7.0.3 announced"
     assert haocha("release", "key").stdout.strip() == release_key.public_hex(hub_home)
     assert UpdatePhase.CONFIRMED.value == "confirmed"
+
+
+def test_an_update_arriving_during_an_invitation_switches_only_after_the_rating(
+    running_hall: Hall, tmp_path: Path
+) -> None:
+    """Through the real hub and broker, into a real terminal (its slots and pip stand-in set on
+    its updater): the update waits for the invitation, then the reason wait, to end."""
+    hall = running_hall
+    hall.add_device("T01", "W01", mode="invited")
+    wheel = tmp_path / "haocha-7.0.5-py3-none-any.whl"
+    wheel.write_bytes(b"a wheel")
+    folder = tmp_path / "T01"  # the terminal's copy of its folder, with two reason keys wired
+    shutil.copytree(hall.terminal_config("T01").parent, folder)
+    settings = tomllib.loads((folder / "terminal.toml").read_text())
+    reasons = settings.get("reasons", DEFAULT_REASONS)[:2]
+    settings.setdefault("gpio", {})["reason_keys"] = dict(zip(reasons, (22, 27), strict=True))
+    (folder / "terminal.toml").write_text(tomli_w.dumps(settings))
+    api, rig = HubApi(hall), TerminalRig(hall, "T01", folder / "terminal.toml")
+    installed: list[Path] = []
+    updater = rig.term.updater
+    updater.slots, updater.install = make_slots(tmp_path / "opt"), lambda target, w, url: installed.append(target)
+    try:
+        api.open_case("C-1", "W01")
+        rig.wait_invited("C-1")
+        with hall.store() as store:
+            releases.build(store, hall.home, ReleaseKind.TERMINAL, wheel=wheel)
+            releases.rollout(store, hall.config, "7.0.5", releases.Scope(devices=("T01",)))
+        wait_for(lambda: _hub_phase(hall, "T01") == "verified", 20, "the hub to hear the release was checked")
+        assert installed and not rig.term.restarting.is_set() and updater.slots.current() == "a"
+        before = rig.term.journal.last_seq
+        rig.press("very_dissatisfied")  # the invitation ends; a reason wait begins
+        assert rig.term.evaluator.rules.awaiting_reason is not None and not rig.term.restarting.is_set()
+        reason = sorted(rig.term.panel.reasons & set(rig.config.reasons))[0]
+        rig.sim.press(Key(KeyKind.REASON, reason))
+        wait_for(rig.term.restarting.is_set, 10, "the switch once the rating is whole")
+        counts = rig.term.evaluator.counts
+        assert (counts["ratings"], counts["reasons"], rig.term.journal.last_seq) == (1, 1, before + 2)
+        assert updater.slots.current() == "b"
+        assert rig.term.press(Key(KeyKind.LEVEL, "satisfied")) is None  # no key is taken any more
+        rig.wait_acked()
+    finally:
+        rig.close()
+        api.close()
+
+
+def _hub_phase(hall: Hall, device: str) -> str | None:
+    with hall.store() as store:
+        rows = releases.status(store)
+    return next((r["phase"] for r in rows if r["device"] == device), None)
