@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from protocol import commands
+from protocol.errors import ProtocolError
 from protocol.terminal_config import TerminalConfig
 from protocol.updates import FINAL_PHASES, Manifest, ReleaseKind, UpdatePhase, UpdateState
 
@@ -113,8 +114,15 @@ class Updater:
             self._report(__version__, UpdatePhase.SWITCHED)
             threading.Thread(target=self._trial, name="self-test", daemon=True).start()
         elif trial is None and (pending := self.slots.pending()) is not None:
-            _LOG.info("update to %s: starting again after a restart", pending.get("release"))
-            self.handle(pending)
+            try:
+                update = commands.parse(pending)
+            except ProtocolError:
+                update = None
+            if not isinstance(update, commands.Update):
+                self.slots.keep_pending(None)  # unreadable (written by another release): forgotten
+                return
+            _LOG.info("update to %s: starting again after a restart", update.release)
+            self.handle(update)
 
     def _trial(self) -> None:
         assert self.slots is not None

@@ -28,6 +28,7 @@ from hub.http.fleet import fleet_routes
 from hub.store import Store
 from hub.store import registry as reg
 from protocol import commands
+from protocol.errors import MalformedFrame
 from protocol.levels import DEFAULT_REASONS
 from protocol.terminal_config import load as load_terminal_config
 from protocol.updates import Manifest, ReleaseFile, ReleaseKind, UpdatePhase, board_signature
@@ -165,7 +166,7 @@ def test_the_updater_installs_beside_switches_and_restarts_only_after_the_rating
     key = Ed25519PrivateKey.generate()
     term = FakeTerminal(tmp_path, key)
     term.busy = True  # an invitation or a reason wait is live
-    term.updater.handle(commands.payload(release_command(*served, key)))
+    term.updater.handle(release_command(*served, key))
     wait_for(lambda: term.phase() == "verified", 10, "the release to be checked and installed")
     assert term.installed == [tmp_path / "slots" / "b"]
     assert not term.restarted.wait(0.5) and term.slots.current() == "a"  # never in the middle of a rating
@@ -194,12 +195,9 @@ def test_a_release_that_fails_its_checks_is_refused_and_nothing_switches(
     else:  # a manifest validly signed, for another release, sent as this one
         other = release_command(folder, url, key, "8.8.8")
         update = commands.Update("9.9.9", other.manifest, other.sig, update.url)
-        term.updater.handle({**commands.payload(update)})  # refused by protocol.commands: names another release
-        assert term.phase() is None
-        term.updater._busy.acquire()  # as if it had passed the wire check: the updater refuses it too
-        term.updater._run(update)
-    if fault != "another release's manifest":
-        term.updater.handle(commands.payload(update))
+        with pytest.raises(MalformedFrame, match="names another release"):
+            commands.parse(commands.payload(update))  # the router's parser refuses it; the updater too:
+    term.updater.handle(update)
     wait_for(lambda: term.phase() == "failed", 10, "the refusal")
     assert term.updater.state is not None
     assert term.installed == [] and term.slots.current() == "a" and term.slots.trial() is None
