@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,9 +143,24 @@ def _stage_wheel(into: Path, release: str | None, wheel: Path | None, source: Pa
         raise ReleaseError(f"{wheel.name} is not a haocha wheel (haocha-VERSION-py3-none-any.whl)")
     if release is not None and release != match.group(1):
         raise ReleaseError(f"a terminal release is named by its wheel's version ({match.group(1)}), not {release}")
+    _check_reported_version(wheel, match.group(1))
     if wheel.parent != into:
         shutil.copy2(wheel, into / wheel.name)
     return match.group(1)
+
+
+def _check_reported_version(wheel: Path, version: str) -> None:
+    """The version the terminal reports (``fw``: terminal/__init__.py) must be the wheel's: the
+    updater confirms a trial only when it runs the release it switched to."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            text = archive.read("terminal/__init__.py").decode()
+    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError):
+        raise ReleaseError(f"{wheel.name} is not a haocha wheel with the terminal in it") from None
+    said = re.search(r'__version__ = "([^"]*)"', text)
+    if said is None or said.group(1) != version:
+        found = said.group(1) if said else "nothing"
+        raise ReleaseError(f"{wheel.name}: its terminal/__init__.py says {found}, not {version}: set both versions")
 
 
 def _stage_firmware(into: Path, source: Path) -> None:

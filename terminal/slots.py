@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ class Slots:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.folder = root / "slots"
+        self._lock = threading.RLock()  # the updater's and the self-test's threads both write
 
     # -- reading ----------------------------------------------------------------------------
     def current(self) -> str:
@@ -67,7 +69,8 @@ class Slots:
         return pending if isinstance(pending, dict) else None
 
     def keep_pending(self, command: dict[str, Any] | None) -> None:
-        self._write({**self.boot(), "pending": command})
+        with self._lock:
+            self._write({**self.boot(), "pending": command})
 
     def trial(self) -> dict[str, Any] | None:
         trial = self.boot().get("trial")
@@ -78,29 +81,33 @@ class Slots:
         """Run ``slot`` (holding ``release``) on trial from the next start on."""
         trial = {"slot": slot, "release": release, "from": self.current(), "from_release": from_release, "boots": 0}
         last = {"release": release, "phase": "switched", "detail": ""}
-        self._write({**self.boot(), "trial": trial, "last": last, "pending": None})
-        self._point(slot)
+        with self._lock:
+            self._write({**self.boot(), "trial": trial, "last": last, "pending": None})
+            self._point(slot)
 
     def confirm(self) -> None:
         """The trial passed its self-test: its slot stays."""
-        trial = self.trial()
-        if trial is None:
-            return
-        last = {"release": trial["release"], "phase": "confirmed", "detail": ""}
-        self._write({**self.boot(), "release": trial["release"], "trial": None, "last": last})
+        with self._lock:
+            trial = self.trial()
+            if trial is None:
+                return
+            last = {"release": trial["release"], "phase": "confirmed", "detail": ""}
+            self._write({**self.boot(), "release": trial["release"], "trial": None, "last": last})
 
     def revert(self, detail: str) -> None:
         """Back to the slot the trial came from; ``detail`` says why (the hub shows it)."""
-        trial = self.trial()
-        if trial is None:
-            return
-        self._point(trial["from"])
-        last = {"release": trial["release"], "phase": "rolled_back", "detail": detail[:200]}
-        self._write({**self.boot(), "release": trial["from_release"], "trial": None, "last": last})
+        with self._lock:
+            trial = self.trial()
+            if trial is None:
+                return
+            self._point(trial["from"])
+            last = {"release": trial["release"], "phase": "rolled_back", "detail": detail[:200]}
+            self._write({**self.boot(), "release": trial["from_release"], "trial": None, "last": last})
 
     def record(self, release: str, phase: str, detail: str = "") -> None:
         """An update's outcome that changed no slot (``failed``), kept across restarts."""
-        self._write({**self.boot(), "last": {"release": release, "phase": phase, "detail": detail[:200]}})
+        with self._lock:
+            self._write({**self.boot(), "last": {"release": release, "phase": phase, "detail": detail[:200]}})
 
     def start(self) -> str:
         """The launcher's decision before each start: the slot to run. A trial that already had

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -208,6 +209,14 @@ def test_a_release_that_fails_its_checks_is_refused_and_nothing_switches(
 # -- the hub ----------------------------------------------------------------------------------
 
 
+def fake_wheel(folder: Path, version: str, says: str | None = None) -> Path:
+    """A wheel as ``release build`` reads it: its name and the version the terminal reports."""
+    wheel = folder / f"haocha-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("terminal/__init__.py", f'__version__ = "{says or version}"\n')
+    return wheel
+
+
 @pytest.fixture
 def hub_home(tmp_path: Path) -> Path:
     hall = Hall(tmp_path / "hub")
@@ -218,15 +227,14 @@ def hub_home(tmp_path: Path) -> Path:
 
 
 def test_release_build_rollout_phases_and_pause(hub_home: Path, tmp_path: Path) -> None:
-    wheel = tmp_path / "haocha-7.0.1-py3-none-any.whl"
-    wheel.write_bytes(b"a wheel")
+    wheel = fake_wheel(tmp_path, "7.0.1")
     config = load_hub_config(hub_home)
     pub = release_key.public_hex(hub_home)
     assert (hub_home / "devices" / "T01" / "release.pub").read_text().strip() == pub  # device add put it there
     assert oct((hub_home / release_key.KEY_FILE).stat().st_mode & 0o777) == "0o600"
     with Store(hub_home / "hub.db") as store:
         manifest = releases.build(store, hub_home, ReleaseKind.TERMINAL, wheel=wheel)
-        assert manifest.files == (ReleaseFile(wheel.name, releases._entry(wheel).sha256, 7),)
+        assert manifest.files == (ReleaseFile(wheel.name, releases._entry(wheel).sha256, wheel.stat().st_size),)
         folder = hub_home / "releases" / "7.0.1"
         sig = (folder / "manifest.sig").read_text().strip()
         assert ed25519.verify(bytes.fromhex(pub), (folder / "manifest.json").read_bytes(), bytes.fromhex(sig))
@@ -263,8 +271,7 @@ def test_release_build_rollout_phases_and_pause(hub_home: Path, tmp_path: Path) 
 
 
 def test_fleet_serves_a_release_s_listed_files_only(hub_home: Path, tmp_path: Path) -> None:
-    wheel = tmp_path / "haocha-7.0.2-py3-none-any.whl"
-    wheel.write_bytes(b"a wheel")
+    wheel = fake_wheel(tmp_path, "7.0.2")
     with Store(hub_home / "hub.db") as store:
         releases.build(store, hub_home, ReleaseKind.TERMINAL, wheel=wheel)
     (hub_home / "releases" / "7.0.2" / "notes.txt").write_text("not in the manifest")
@@ -272,21 +279,26 @@ def test_fleet_serves_a_release_s_listed_files_only(hub_home: Path, tmp_path: Pa
 
     client = TestClient(Starlette(routes=fleet_routes(hub_home)))
     base = "/fleet/releases/7.0.2/"
-    assert client.get(base + wheel.name).content == b"a wheel"
+    assert client.get(base + wheel.name).content == wheel.read_bytes()
     assert client.get(base + "manifest.json").status_code == 200
     for path in (base + "notes.txt", base + "..%2F..%2Fhub.toml", "/fleet/releases/..%2F/hub.db", base + "x"):
         assert client.get(path).status_code == 404, path
 
 
 def test_release_cli(hub_home: Path, tmp_path: Path) -> None:
-    wheel = tmp_path / "haocha-7.0.3-py3-none-any.whl"
-    wheel.write_bytes(b"a wheel")
+    wheel = fake_wheel(tmp_path, "7.0.3")
 
     def haocha(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "haocha", *args, "--home", str(hub_home)]
         return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
     assert haocha("release", "build", "--wheel", str(wheel)).stdout.strip() == "7.0.3"
+    (tmp_path / "x").mkdir()
+    liar = haocha("release", "build", "--wheel", str(fake_wheel(tmp_path / "x", "7.0.4", says="0.1.0")))
+    assert liar.returncode == 1 and liar.stderr.strip() == (
+        "Error: haocha-7.0.4-py3-none-any.whl: its terminal/__init__.py says 0.1.0, not 7.0.4: set both versions"
+    )
+    assert haocha("release", "build").stdout.strip() == __version__  # the wheel of this source tree
     assert (
         haocha("release", "rollout", "7.0.3")
         .stderr.strip()
@@ -314,8 +326,7 @@ def test_an_update_arriving_during_an_invitation_switches_only_after_the_rating(
     its updater): the update waits for the invitation, then the reason wait, to end."""
     hall = running_hall
     hall.add_device("T01", "W01", mode="invited")
-    wheel = tmp_path / "haocha-7.0.5-py3-none-any.whl"
-    wheel.write_bytes(b"a wheel")
+    wheel = fake_wheel(tmp_path, "7.0.5")
     folder = tmp_path / "T01"  # the terminal's copy of its folder, with two reason keys wired
     shutil.copytree(hall.terminal_config("T01").parent, folder)
     settings = tomllib.loads((folder / "terminal.toml").read_text())
