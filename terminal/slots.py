@@ -82,7 +82,11 @@ class Slots:
         trial = {"slot": slot, "release": release, "from": self.current(), "from_release": from_release, "boots": 0}
         last = {"release": release, "phase": "switched", "detail": ""}
         with self._lock:
-            self._write({**self.boot(), "trial": trial, "last": last, "pending": None})
+            boot = self.boot()
+            pending = boot.get("pending")  # a newer release announced meanwhile stays for the new program
+            if not isinstance(pending, dict) or pending.get("release") == release:
+                pending = None
+            self._write({**boot, "trial": trial, "last": last, "pending": pending})
             self._point(slot)
 
     def confirm(self) -> None:

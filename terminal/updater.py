@@ -84,6 +84,8 @@ class Updater:
         self.install = installer or self._pip_install
         self._state: UpdateState | None = self._last_outcome()
         self._busy = threading.Lock()
+        self._queued: commands.Update | None = None  #: the newest update announced while one ran
+        self._switched = False  #: this process switched slots and is ending
         self._stop = threading.Event()
 
     @property
@@ -113,16 +115,23 @@ class Updater:
         if trial is not None and trial.get("release") == __version__:
             self._report(__version__, UpdatePhase.SWITCHED)
             threading.Thread(target=self._trial, name="self-test", daemon=True).start()
-        elif trial is None and (pending := self.slots.pending()) is not None:
-            try:
-                update = commands.parse(pending)
-            except ProtocolError:
-                update = None
-            if not isinstance(update, commands.Update):
-                self.slots.keep_pending(None)  # unreadable (written by another release): forgotten
-                return
-            _LOG.info("update to %s: starting again after a restart", update.release)
-            self.handle(update)
+        elif trial is None:
+            self._resume_pending()
+
+    def _resume_pending(self) -> None:
+        assert self.slots is not None
+        pending = self.slots.pending()
+        if pending is None:
+            return
+        try:
+            update = commands.parse(pending)
+        except ProtocolError:
+            update = None
+        if not isinstance(update, commands.Update):
+            self.slots.keep_pending(None)  # unreadable (written by another release): forgotten
+            return
+        _LOG.info("update to %s: starting again after a restart", update.release)
+        self.handle(update)
 
     def _trial(self) -> None:
         assert self.slots is not None
@@ -135,6 +144,7 @@ class Updater:
         if not problems:
             self.slots.confirm()
             self._report(__version__, UpdatePhase.CONFIRMED)
+            self._resume_pending()  # a newer release announced during the switch
             return
         detail = f"self-test failed: {'; '.join(problems)}"
         self.slots.revert(detail)
@@ -157,11 +167,15 @@ class Updater:
     # -- an update command ------------------------------------------------------------------
     def handle(self, update: commands.Update) -> None:
         """paho network thread (the router parsed the command): start the worker; never raises."""
+        if self.slots is not None:
+            self.slots.keep_pending(commands.payload(update))  # the newest wins, also across a restart
+            if self._switched or self.slots.trial() is not None:
+                _LOG.info("update to %s waits: the release on trial keeps the other slot", update.release)
+                return  # its slot is the way back: taken up once the trial is confirmed or undone
         if not self._busy.acquire(blocking=False):
             _LOG.info("update to %s waits: another update is under way", update.release)
+            self._queued = update
             return
-        if self.slots is not None:
-            self.slots.keep_pending(commands.payload(update))
         threading.Thread(target=self._run, args=(update,), name="updater", daemon=True).start()
 
     def _run(self, update: commands.Update) -> None:
@@ -171,9 +185,12 @@ class Updater:
             _LOG.exception("update to %s failed", update.release)
             self._fail(update.release, f"{type(exc).__name__}: {exc}")
         finally:
-            if self.slots is not None and not self._stop.is_set():
+            queued, self._queued = self._queued, None
+            if self.slots is not None and queued is None and not self._stop.is_set():
                 self.slots.keep_pending(None)  # done with: switched, refused, or nothing to do
             self._busy.release()
+            if queued is not None and not self._stop.is_set() and not self._switched:
+                self.handle(queued)  # after a switch, boot.json keeps it for the new release
 
     def _apply(self, update: commands.Update) -> None:
         release = update.release
@@ -199,6 +216,7 @@ class Updater:
             if self._stop.wait(0.2):
                 return
         slots.switch(target, release, __version__)
+        self._switched = True
         _LOG.warning("update to %s: switched to slot %s; restarting into it", release, target)
         self.restart()
 

@@ -139,12 +139,16 @@ class FakeTerminal:
         self.restarted = threading.Event()
         self.installed: list[Path] = []
         self.slots = make_slots(tmp_path)
-        self.updater = Updater(
+        self.updater = self.new_process()
+
+    def new_process(self) -> Updater:
+        """The updater of a program started on these slots (after a restart)."""
+        return Updater(
             self.config, lambda: not self.busy, list, lambda: None, self.restarted.set, self.slots, self._install
         )
 
     def _install(self, target: Path, wheel: Path, url: str) -> None:
-        assert wheel.read_bytes() == b"wheel of 9.9.9"
+        assert wheel.read_bytes() == f"wheel of {wheel.name.split('-')[1]}".encode()
         self.installed.append(target)
 
     def phase(self) -> str | None:
@@ -176,6 +180,28 @@ def test_the_updater_installs_beside_switches_and_restarts_only_after_the_rating
     assert term.slots.current() == "b" and term.slots.trial() == {
         "slot": "b", "release": "9.9.9", "from": "a", "from_release": __version__, "boots": 0,
     }  # fmt: skip
+
+
+def test_a_release_announced_during_an_update_is_taken_up_after_the_switch(
+    tmp_path: Path, served: tuple[Path, str]
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    term = FakeTerminal(tmp_path, key)
+    term.busy = True
+    term.updater.handle(release_command(*served, key))
+    wait_for(lambda: term.phase() == "verified", 10, "the first release to be installed")
+    newer = release_command(*served, key, "9.9.10")
+    term.updater.handle(newer)  # queued: one update at a time
+    term.busy = False
+    assert term.restarted.wait(10) and term.slots.current() == "b"
+    assert term.installed == [tmp_path / "slots" / "b"]  # slot a, the way back, stays as it was
+    assert term.slots.pending() == commands.payload(newer)
+    term.slots.confirm()  # the new release passed its self-test (here: by hand)
+    again = term.new_process()
+    again.start()  # takes the newer release up, into slot a
+    wait_for(lambda: again.state is not None and again.state.release == "9.9.10", 10, "the newer release")
+    wait_for(lambda: len(term.installed) == 2, 10, "its install")
+    assert term.installed[1] == tmp_path / "slots" / "a"
 
 
 @pytest.mark.parametrize("fault", ["tampered file", "bad signature", "another release's manifest", "other key"])

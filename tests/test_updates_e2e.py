@@ -1,5 +1,6 @@
 """Updates of CPython terminals end to end (SPEC section 13, issue 14): broker, hub, and terminals
-installed in two slots by the hub's own install script, each run through the launcher by a
+installed in two slots by the hub's own install script (GPIO keys, a Modbus panel; a serial
+panel's terminal from the hub's folder stays out of every rollout), each run through the launcher by a
 stand-in for systemd (``Restart=always``) while it presses steadily. A good release rolled out in
 stages is confirmed where it was rolled out and nowhere else; a release that fails its self-test
 rolls back by itself and pauses the rollout; ``kill -9`` mid-download and during the trial boot
@@ -147,8 +148,8 @@ def running(hall: Hall, device: str, version: str, update: tuple[str, str] | Non
 @pytest.mark.slow
 def test_staged_rollout_good_and_bad_releases_and_kill_9(running_hall: Hall, tmp_path: Path) -> None:
     hall = running_hall
-    for device, window in (("T01", "W01"), ("T02", "W02"), ("T03", "W03")):
-        hall.add_device(device, window)
+    for device, window, kind in (("T01", "W01", "gpio"), ("T02", "W02", "modbus"), ("T03", "W03", "serial")):
+        hall.add_device(device, window, kind)
     made = haocha(hall.home, "fleet", "wheelhouse", "--arch", "native")
     assert made.returncode == 0, made.stderr
     with urllib.request.urlopen(f"http://127.0.0.1:{hall.http_port}/fleet/install-terminal.sh", timeout=30) as r:
@@ -171,7 +172,12 @@ def test_staged_rollout_good_and_bad_releases_and_kill_9(running_hall: Hall, tmp
     drained = hall.sim_terminal("T03", 0)
     assert drained.wait(timeout=120) == 0
     journals["T03"] = hall.journal("T03")
-    assert all(j["last_seq"] > 0 and j["pending"] == 0 for j in journals.values()), journals
+    for device, journal in journals.items():
+        assert journal["last_seq"] > 0 and journal["pending"] == 0, (
+            device,
+            journal,
+            pis.get(device) and pis[device].log(),
+        )
     verdict = section9(hall, journals)  # every press of the whole run stored once, none missing
     assert not verdict.problems, verdict.problems
     assert state(hall, "T03").get("fw") == "0.1.0" and "update" not in state(hall, "T03")
@@ -192,8 +198,10 @@ def _rollouts(hall: Hall, pis: dict[str, SlottedTerminal]) -> None:
     # 3. a release that fails its self-test rolls back by itself, and pauses the rollout
     assert haocha(hall.home, "release", "rollout", "0.1.2", "--device", "T01").returncode == 0
     wait_for(lambda: running(hall, "T01", "0.1.1", ("0.1.2", "rolled_back")), INSTALL_S, "T01 to roll 0.1.2 back")
-    rows = json.loads(haocha(hall.home, "release", "status", "0.1.2", "--format", "json").stdout)
+    status = haocha(hall.home, "release", "status", "0.1.2", "--format", "json")
+    rows = json.loads(status.stdout)
     assert rows[0]["detail"] == "self-test failed: built to fail its self-test" and rows[0]["running"] == "0.1.1"
+    assert status.stderr.startswith("rollout of 0.1.2 paused: T01 rolled back: self-test failed")
     paused = haocha(hall.home, "release", "rollout", "0.1.2", "--device", "T02")
     assert paused.returncode == 1 and "paused: T01 rolled back" in paused.stderr
     # 4. kill -9 during the trial boot: the launcher goes back to the slot that worked

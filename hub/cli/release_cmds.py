@@ -87,14 +87,18 @@ def release_rollout(
 @format_option
 def release_status(release: str | None, home: Path | None, fmt: str) -> None:
     """Per device: the release, its phase (announced, downloading, verified, switched, confirmed,
-    rolled_back, failed), why, when, and the version it runs."""
+    rolled_back, failed), why, when, and the version it runs; on stderr, a rollout a rollback paused."""
     cfg, store_cm = open_hub(home)
     with store_cm as store:
         rows = releases.status(store, release)
+        paused = {r["release"]: r["paused"] for r in releases.list_releases(store) if r["paused"]}
     tz = ZoneInfo(cfg.timezone)
     for row in rows:
         row["at"] = _local(row.pop("at_ms"), tz)
     print_records(rows, fmt)
+    for name, why in paused.items():
+        if release in (None, name):
+            click.echo(f"rollout of {name} paused: {why}", err=True)
 
 
 @release_group.command("list")
