@@ -109,9 +109,13 @@ class SlottedTerminal:
         assert self.proc is not None and self._thread is not None
         os.killpg(self.proc.pid, signal.SIGTERM)
         self._thread.join(timeout=30)
-        done = subprocess.run(self._command(0), capture_output=True, timeout=120, cwd=self.root)
-        assert done.returncode == 0, done.stderr.decode()[-2000:]
-        return journal_summary(self.config)
+        for _ in range(3):  # a Modbus panel may hand over a press it kept only after the first drain
+            done = subprocess.run(self._command(0), capture_output=True, timeout=120, cwd=self.root)
+            assert done.returncode == 0, done.stderr.decode()[-2000:]
+            summary = journal_summary(self.config)
+            if summary["pending"] == 0:
+                break
+        return summary
 
     def boot(self) -> dict[str, Any]:
         try:
