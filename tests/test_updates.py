@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ import tomli_w
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.testclient import TestClient
 
-from hub import release_key, releases
+from hub import certs, release_key, releases
 from hub.config import load as load_hub_config
 from hub.http.fleet import fleet_routes
 from hub.store import Store
@@ -108,12 +109,32 @@ def test_a_trial_boot_that_ends_without_confirming_is_reverted_by_the_launcher(t
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A folder served over HTTP, as the hub serves /fleet/releases/R/."""
+    yield from _serve(tmp_path, None)
+
+
+def _serve(tmp_path: Path, tls: ssl.SSLContext | None) -> Iterator[tuple[Path, str]]:
     folder = tmp_path / "www" / "fleet" / "releases"
     folder.mkdir(parents=True)
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(tmp_path / "www")))
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield folder, f"http://127.0.0.1:{server.server_address[1]}/fleet/releases/"
+    scheme = "http" if tls is None else "https"
+    yield folder, f"{scheme}://127.0.0.1:{server.server_address[1]}/fleet/releases/"
     server.shutdown()
+
+
+def _hall_ca(folder: Path, hall: str) -> tuple[Path, ssl.SSLContext]:
+    """A hall CA's certificate, and a server context with a certificate it signed for 127.0.0.1."""
+    ca_key, ca_cert = certs.make_ca(hall)
+    key, cert = certs.issue(ca_key, ca_cert, "hub API", 30, ["127.0.0.1"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ca.crt").write_bytes(certs.cert_pem(ca_cert))
+    (folder / "http.key").write_bytes(certs.key_pem(key))
+    (folder / "http.crt").write_bytes(certs.cert_pem(cert))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(folder / "http.crt", folder / "http.key")
+    return folder / "ca.crt", context
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -124,14 +145,16 @@ class _Quiet(SimpleHTTPRequestHandler):
 class FakeTerminal:
     """What the updater needs of a terminal: a rating that may be under way, a state it reports."""
 
-    def __init__(self, tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    def __init__(self, tmp_path: Path, key: Ed25519PrivateKey, ca: Path | None = None) -> None:
         folder = tmp_path / "term"
         folder.mkdir()
+        if ca is not None:
+            shutil.copy2(ca, folder / "ca.crt")
         (folder / "terminal.toml").write_text(
             'hall = "H1"\ndevice = "T01"\nwindow = "W01"\nkey = "'
             + "00" * 32
             + '"\n[broker]\nhost = "127.0.0.1"\nport = 1\n'
-            'user = "T01"\npassword = "p"\nca = ""\n'
+            f'user = "T01"\npassword = "p"\nca = "{"" if ca is None else "ca.crt"}"\n'
         )
         (folder / "release.pub").write_text(key.public_key().public_bytes_raw().hex() + "\n")
         self.config = load_terminal_config(folder / "terminal.toml")
@@ -202,6 +225,26 @@ def test_a_release_announced_during_an_update_is_taken_up_after_the_switch(
     wait_for(lambda: again.state is not None and again.state.release == "9.9.10", 10, "the newer release")
     wait_for(lambda: len(term.installed) == 2, 10, "its install")
     assert term.installed[1] == tmp_path / "slots" / "a"
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_the_updater_fetches_over_https_trusting_the_hall_ca(tmp_path: Path, trusted: bool) -> None:
+    key = Ed25519PrivateKey.generate()
+    ca, server_tls = _hall_ca(tmp_path / "hall", "H1")
+    other_ca, _ = _hall_ca(tmp_path / "other", "H2")
+    term = FakeTerminal(tmp_path, key, ca if trusted else other_ca)
+    serving = _serve(tmp_path, server_tls)
+    folder, url = next(serving)
+    try:
+        term.updater.handle(release_command(folder, url, key))
+        wait_for(lambda: term.phase() in ("verified", "failed"), 10, "the download over HTTPS")
+    finally:
+        next(serving, None)
+    if trusted:
+        assert term.phase() == "verified" and term.installed == [tmp_path / "slots" / "b"]
+    else:  # a hub whose certificate the hall CA did not sign
+        assert term.phase() == "failed" and term.installed == [] and term.slots.current() == "a"
+        assert term.updater.state is not None and "CERTIFICATE_VERIFY_FAILED" in term.updater.state.detail
 
 
 @pytest.mark.parametrize("fault", ["tampered file", "bad signature", "another release's manifest", "other key"])
