@@ -27,6 +27,7 @@ from protocol.topics import Leaf, hub_state_topic, parse_topic
 
 from . import handover, layers
 from .cases import get_case
+from .releases import record_update
 from .statuses import CaseStatus, EventStatus
 from .store import Store, keys, now_ms
 from .store.registry import Device, all_devices, set_device_state
@@ -193,6 +194,8 @@ class Ingestor:
                 set_device_state(self.store, device, state.fields(), msg.received_ms)
                 if state.config is not None:  # a terminal that takes configurations (SPEC section 13)
                     layers.on_report(conn, device, state.config, msg.received_ms)
+                if state.update is not None:
+                    record_update(conn, device, state.update.fields(), msg.received_ms)
                 frames[("state", device)] += 1
                 self._key_in_use(dev, state.kid, from_state=True)
                 return

@@ -13,7 +13,7 @@ bad configuration is also kept as the last refused and reported in the state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from protocol import commands
@@ -32,14 +32,20 @@ def _valid(name: str, value: object) -> bool:
 
 
 class CommandRouter:
-    def __init__(self, evaluator: Evaluator, clock: Clock, hub_config: HubConfigFile | None = None) -> None:
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        clock: Clock,
+        hub_config: HubConfigFile | None = None,
+        on_update: Callable[[commands.Update], None] | None = None,
+    ) -> None:
         self.evaluator = evaluator
         self.clock = clock
         self.hub_config = hub_config
         self.on_report = lambda: None  # the configuration report changed (the uplink republishes)
-        self.counts = {
-            "invite": 0, "repeated": 0, "expired": 0, "cancel": 0, "staff": 0, "config": 0, "refused": 0, "unknown": 0,
-        }  # fmt: skip
+        self.on_update = on_update  #: ``update`` commands go to the updater (terminal.updater)
+        names = ("invite", "repeated", "expired", "cancel", "staff", "config", "refused", "unknown", "update")
+        self.counts = dict.fromkeys(names, 0)
 
     def handle(self, obj: Mapping[str, Any]) -> None:
         """paho network thread. Never raises for a bad command: it is refused and logged."""
@@ -60,6 +66,11 @@ class CommandRouter:
             return
         if isinstance(command, commands.Config):
             self._config(command)
+            return
+        if isinstance(command, commands.Update):
+            self.counts["update"] += 1
+            if self.on_update is not None:
+                self.on_update(command)
             return
         self._apply(command)
 

@@ -79,6 +79,8 @@ class Evaluator:
         #: The hub's configuration, taken up once no rating is under way (SPEC section 13).
         self.on_config = on_config
         self._timing = {"lockout_s": timing.lockout_s, "invite_s": timing.invite_s, "reason_s": timing.reason_s}
+        #: Set when an update switches to a new release: keys are no longer taken.
+        self._paused = False
 
     def restore(self, version: int, settings: dict[str, Any]) -> None:
         """At start: put the hub's configuration kept on disk in force (terminal.toml under it)."""
@@ -111,6 +113,8 @@ class Evaluator:
     def _handle(self, key: Key) -> tuple[int | None, PanelSignal | None]:
         value = Level.parse(key.value).value if key.kind is KeyKind.LEVEL else key.value
         with self._lock:
+            if self._paused:
+                return None, None
             rules, now = self._keys(), self.clock.mono_ms()
             row = rules.press(key.kind.value, value, now)
             if row is None:
@@ -203,6 +207,16 @@ class Evaluator:
             self.rules.expire(self.clock.mono_ms())
             inv = self.rules.invitation
         return Invitation(*inv) if inv is not None else None
+
+    def pause_if_idle(self) -> bool:
+        """Stop taking keys if no invitation and no reason wait is live; True if it stopped
+        (an update then switches releases: never in the middle of a rating)."""
+        with self._lock:
+            self.rules.expire(self.clock.mono_ms())
+            if self.rules.invitation is not None or self.rules.awaiting_reason is not None:
+                return False
+            self._paused = True
+            return True
 
     @property
     def ready(self) -> bool:

@@ -27,6 +27,7 @@ from protocol.frames import Ack, Event, decode_state, encode_batch, encode_state
 from protocol.state import ConfigReport
 from protocol.topics import Leaf, hub_state_topic, topic
 from protocol.transport import LinkReport, no_delay
+from protocol.updates import UpdateState
 
 from . import __version__
 from .clock import Clock
@@ -46,9 +47,15 @@ CommandHandler = Callable[[dict[str, Any]], None]
 
 class Uplink:
     def __init__(
-        self, config: TerminalConfig, journal: Journal, clock: Clock, on_command: CommandHandler | None = None
+        self,
+        config: TerminalConfig,
+        journal: Journal,
+        clock: Clock,
+        on_command: CommandHandler | None = None,
+        update_state: Callable[[], UpdateState | None] = lambda: None,
     ) -> None:
         self.config = config
+        self.update_state = update_state  #: where an update stands (terminal.updater), for the state
         self.journal = journal
         self.clock = clock
         self.on_command = on_command
@@ -200,6 +207,16 @@ class Uplink:
         self._dirty = True
         self._cond.notify()
 
+    def state_changed(self) -> None:
+        """Publish the retained state at once (an update moved on; any thread)."""
+        with self._cond:
+            self._next_state = 0.0
+            self._wake_locked()
+
+    @property
+    def panel_ok(self) -> bool:
+        return bool(self._panel["ok"])
+
     def set_panel_status(self, ok: bool, detail: str) -> None:
         """The panel link changed (panel thread); published in the retained state."""
         with self._cond:
@@ -283,6 +300,7 @@ class Uplink:
         """The retained state, with the journal's figures: an offline one too, so the hub shows
         what a terminal that said goodbye left behind (its backlog, version, clock)."""
         summary = self.journal.summary()
+        update = self.update_state()
         return encode_state(
             online,
             fw=__version__,
@@ -298,6 +316,7 @@ class Uplink:
             panel=self._panel,
             kid=self.secrets.signing[1],
             config=self.config_report.fields(),
+            **({} if update is None else {"update": update.fields()}),
         )
 
     @property

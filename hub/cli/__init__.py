@@ -30,6 +30,7 @@ LAZY_COMMANDS = {
     "audit": "user_cmds:audit_cmd",
     "fleet": "fleet_cmds:fleet_group",
     "config": "config_cmds:config_group",
+    "release": "release_cmds:release_group",
 }
 
 #: Where the program above puts the function that makes a MicroPython board's files, in

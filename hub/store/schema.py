@@ -227,6 +227,21 @@ def _m11_config_layers(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m12_releases(db: sqlite_utils.Database) -> None:
+    """Signed releases and their rollout (SPEC section 13): a release's manifest (the exact signed
+    text) and signature; per announced device the phase it last reported. ``paused_reason`` is set
+    by a rollback anywhere: further widening then needs ``--force``."""
+    db.execute(
+        "CREATE TABLE releases (release TEXT PRIMARY KEY, kind TEXT NOT NULL, manifest TEXT NOT NULL, "
+        "sig TEXT NOT NULL, created_ms INTEGER NOT NULL, paused_ms INTEGER, paused_reason TEXT)"
+    )
+    db.execute(
+        "CREATE TABLE release_devices (release TEXT NOT NULL REFERENCES releases(release), device TEXT NOT NULL, "
+        "announced_ms INTEGER NOT NULL, phase TEXT, detail TEXT, phase_ms INTEGER, PRIMARY KEY (release, device))"
+    )
+    db.execute("CREATE INDEX release_devices_device ON release_devices(device)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_core,
     _m2_cases,
@@ -239,6 +254,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     migrate_upstream_days,
     _m10_alerts,
     _m11_config_layers,
+    _m12_releases,
 ]
 
 
