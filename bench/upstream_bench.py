@@ -1,4 +1,4 @@
-"""Upstream figures: ingest cost of releasing ratings to the outbox (records and tickets), sender
+"""Upstream figures: ingest cost of handing ratings over to the outbox (records and tickets), sender
 throughput, and drain time after an outage, against the regional simulator on loopback.
 Run: ``python -m bench.upstream_bench [N]``."""
 
@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hub import release
+from hub import handover
 from hub.ingest import Incoming, Ingestor
 from hub.upstream import outbox
 from hub.upstream.sender import Sender
@@ -52,10 +52,10 @@ def main(n: int) -> None:
         home = Path(tmp)
         make_home(home)[1].close()
         with_hook = _ingest(home, n)
-        original = release.release
-        release.release = lambda *a, **k: None  # baseline: ingest that queues no record and opens no ticket
+        original = handover.hand_over
+        handover.hand_over = lambda *a, **k: None  # baseline: ingest that queues no record and opens no ticket
         without = _ingest(home, n, "fedcba9876543210")
-        release.release = original
+        handover.hand_over = original
         print(f"ingest with outbox+tickets: {with_hook:,.0f} ev/s; without: {without:,.0f} ev/s")
         pending = outbox.counts(__import__("sqlite3").connect(home / "hub.db"))["pending"]
         with RegionalSim() as sim:

@@ -3,8 +3,8 @@
 One call to :meth:`Ingestor.ingest` handles a batch of messages in one transaction: every event is
 checked (topic → device, registry, MAC), deduplicated on (device, epoch, seq) *before* any business
 rule, inserted, and counted; the cumulative ack per (device, epoch) is the end of the contiguous
-prefix of stored seqs. Moving that ack point releases the ratings it passes to the upstream outbox
-and the work queue, in seq order (:mod:`hub.release`). Nothing is acked to the broker or the
+prefix of stored seqs. Moving that ack point hands the ratings it passes over to the upstream outbox
+and the work queue, in seq order (:mod:`hub.handover`). Nothing is acked to the broker or the
 terminal until the commit returned.
 """
 
@@ -25,8 +25,9 @@ from protocol.rules import event_problem
 from protocol.state import State
 from protocol.topics import Leaf, hub_state_topic, parse_topic
 
-from . import release
+from . import handover, layers
 from .cases import get_case
+from .releases import record_update
 from .statuses import CaseStatus, EventStatus
 from .store import Store, keys, now_ms
 from .store.registry import Device, all_devices, set_device_state
@@ -96,9 +97,9 @@ class Ingestor:
         self._registry_version: str | None = None
         self._registry_read = 0.0
         self._uptos: dict[tuple[str, str], int] = {}
-        #: What the current batch stored, per (device, epoch): seq → the rating to release, or
-        #: None for other kinds. Lets the common case release without reading back.
-        self._fresh: defaultdict[tuple[str, str], dict[int, release.Rated | None]] = defaultdict(dict)
+        #: What the current batch stored, per (device, epoch): seq → the rating to hand over, or
+        #: None for other kinds. Lets the common case hand over without reading back.
+        self._fresh: defaultdict[tuple[str, str], dict[int, handover.Rated | None]] = defaultdict(dict)
 
     def refresh_registry(self) -> None:
         version = self.store.meta("registry_version", "0")
@@ -162,11 +163,11 @@ class Ingestor:
             _count_frames(conn, Counter({("error", device): 1}), msg.received_ms)
         return BatchResult(counts=Counter({"error": 1}))
 
-    def release_held(self, received_before_ms: int) -> int:
+    def hand_over_held(self, received_before_ms: int) -> int:
         """Release ratings stored beyond a gap before ``received_before_ms`` (see
-        :func:`hub.release.release_held`); returns how many."""
+        :func:`hub.handover.hand_over_held`); returns how many."""
         with self.store.transaction() as conn:
-            return release.release_held(conn, self.hall, received_before_ms)
+            return handover.hand_over_held(conn, self.hall, received_before_ms)
 
     def _message(
         self,
@@ -191,6 +192,10 @@ class Ingestor:
             if leaf is Leaf.STATE:
                 state = State.decode(msg.payload)
                 set_device_state(self.store, device, state.fields(), msg.received_ms)
+                if state.config is not None:  # a terminal that takes configurations (SPEC section 13)
+                    layers.on_report(conn, device, state.config, msg.received_ms)
+                if state.update is not None:
+                    record_update(conn, device, state.update.fields(), msg.received_ms)
                 frames[("state", device)] += 1
                 self._key_in_use(dev, state.kid, from_state=True)
                 return
@@ -259,11 +264,11 @@ class Ingestor:
             return False
         event_id = int(cur.lastrowid or 0)
         _track_case(conn, dev, ev, status, event_id, t_ms)
-        self._fresh[(dev.id, ev.epoch)][ev.seq] = _releasable(event_id, dev, ev, status, t_ms, day)
-        if ev.kind == Kind.REASON.value and ev.ref is not None and ev.reasons is not None:
-            release.on_reason(conn, self.hall, dev.id, ev.epoch, ev.ref, list(ev.reasons))
+        self._fresh[(dev.id, ev.epoch)][ev.seq] = _to_hand_over(event_id, dev, ev, status, t_ms, day)
+        if ev.kind == Kind.REASON and ev.ref is not None and ev.reasons is not None:
+            handover.on_reason(conn, self.hall, dev.id, ev.epoch, ev.ref, list(ev.reasons))
         _tally(delta, (day, dev.id, dev.window, ev.item or "", ev.staff or ""), ev, status)
-        if ev.trigger == Trigger.FREE.value and self.burst_gap_ms:
+        if ev.trigger == Trigger.FREE and self.burst_gap_ms:
             self._flag_next_if_burst(conn, dev, ev, delta)
         return True
 
@@ -296,13 +301,13 @@ class Ingestor:
     def _rule(self, conn: sqlite3.Connection, dev: Device, ev: Event) -> tuple[str, str | None]:
         """(status, reason): ``accepted``; ``refused`` for a second rating of a case; ``flagged``
         (stored, counted, left out of the rates) for a rating that looks like misuse."""
-        if ev.kind == Kind.STAFF.value:
+        if ev.kind == Kind.STAFF:
             return (EventStatus.ACCEPTED, None) if _local_case(dev, ev) else (EventStatus.FLAGGED, "unknown_case")
-        if ev.kind != Kind.RATING.value:
+        if ev.kind != Kind.RATING:
             return EventStatus.ACCEPTED, None
         if ev.case is not None:
             return _case_verdict(conn, dev, ev)
-        if ev.trigger == Trigger.FREE.value and self.burst_gap_ms and self._burst(conn, dev, ev):
+        if ev.trigger == Trigger.FREE and self.burst_gap_ms and self._burst(conn, dev, ev):
             return EventStatus.FLAGGED, "burst"
         return EventStatus.ACCEPTED, None
 
@@ -317,7 +322,7 @@ class Ingestor:
         if row is None:
             return
         event_id, seq, boot, mono_ms, status, trigger, level, day, item, staff = row
-        if status != EventStatus.ACCEPTED or trigger != Trigger.FREE.value or boot != ev.boot:
+        if status != EventStatus.ACCEPTED or trigger != Trigger.FREE or boot != ev.boot:
             return
         if int(mono_ms) - ev.mono_ms < self.burst_gap_ms:
             conn.execute("UPDATE events SET status = 'flagged', status_reason = 'burst' WHERE id = ?", (event_id,))
@@ -326,9 +331,9 @@ class Ingestor:
             delta.add(key, f"fl_{level}")
             fresh = self._fresh[(dev.id, ev.epoch)]
             rated = fresh.get(seq)
-            if rated is not None:  # stored by this batch, not released yet
+            if rated is not None:  # stored by this batch, not handed over yet
                 fresh[seq] = dataclasses.replace(rated, status=EventStatus.FLAGGED)
-            release.rating_changed(conn, self.hall, event_id)
+            handover.rating_changed(conn, self.hall, event_id)
 
     def _burst(self, conn: sqlite3.Connection, dev: Device, ev: Event) -> bool:
         """Did the previous rating of this terminal come less than the gap before this one?"""
@@ -347,7 +352,7 @@ class Ingestor:
             after = upto = self._upto(conn, device, epoch)
             while (upto + 1) in seqs or _exists(conn, device, epoch, upto + 1):
                 upto += 1
-            release.release(conn, self.hall, device, epoch, after, upto, self._fresh.get((device, epoch), {}))
+            handover.hand_over(conn, self.hall, device, epoch, after, upto, self._fresh.get((device, epoch), {}))
             conn.execute(
                 "INSERT INTO epochs (device, epoch, upto, first_ms, last_ms) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(device, epoch) DO UPDATE SET upto = excluded.upto, last_ms = excluded.last_ms",
@@ -364,11 +369,11 @@ class Ingestor:
         return 0 if row is None else int(row[0])
 
 
-def _releasable(event_id: int, dev: Device, ev: Event, status: str, t_ms: int, day: str) -> release.Rated | None:
-    """The rating to release upstream once the ack point passes it; None for anything else."""
-    if ev.kind != Kind.RATING.value or status == EventStatus.REFUSED or ev.level is None:
+def _to_hand_over(event_id: int, dev: Device, ev: Event, status: str, t_ms: int, day: str) -> handover.Rated | None:
+    """The rating to hand over upstream once the ack point passes it; None for anything else."""
+    if ev.kind != Kind.RATING or status == EventStatus.REFUSED or ev.level is None:
         return None
-    return release.Rated(
+    return handover.Rated(
         event_id, dev.id, ev.epoch, ev.seq, dev.window, ev.item, ev.case, ev.staff, ev.level, status, t_ms, day
     )
 
@@ -388,14 +393,12 @@ def _case_verdict(conn: sqlite3.Connection, dev: Device, ev: Event) -> tuple[str
     for an open case of this terminal's window; ``refused`` for a second rating of it; ``flagged``
     for a case of another window, a cancelled case, or one the hub never opened. The case table
     decides, so a flagged rating never makes a later genuine one look like a second rating."""
-    if ev.trigger == Trigger.STAFF.value and not _local_case(dev, ev):
+    if ev.trigger == Trigger.STAFF and not _local_case(dev, ev):
         return EventStatus.FLAGGED, "unknown_case"
     case = get_case(conn, ev.case or "")
     if case is None:
         # A staff-key case is created by its staff event, which may still be behind a gap.
-        return (
-            (EventStatus.ACCEPTED, None) if ev.trigger == Trigger.STAFF.value else (EventStatus.FLAGGED, "unknown_case")
-        )
+        return (EventStatus.ACCEPTED, None) if ev.trigger == Trigger.STAFF else (EventStatus.FLAGGED, "unknown_case")
     if case["window"] != dev.window:
         return EventStatus.FLAGGED, "wrong_window"
     if case["status"] == CaseStatus.CANCELLED:
@@ -408,15 +411,15 @@ def _case_verdict(conn: sqlite3.Connection, dev: Device, ev: Event) -> tuple[str
 def _track_case(conn: sqlite3.Connection, dev: Device, ev: Event, status: str, event_id: int, t_ms: int) -> None:
     """A staff event opens its local case; an accepted rating closes its case as rated. Nothing
     else touches cases: a flagged rating neither creates nor closes one."""
-    if ev.case is None or status != EventStatus.ACCEPTED or ev.kind not in (Kind.STAFF.value, Kind.RATING.value):
+    if ev.case is None or status != EventStatus.ACCEPTED or ev.kind not in (Kind.STAFF, Kind.RATING):
         return
-    if ev.trigger == Trigger.STAFF.value:
+    if ev.trigger == Trigger.STAFF:
         conn.execute(
             "INSERT OR IGNORE INTO cases (case_no, window, device, item, staff, source, status, opened_ms) "
             "VALUES (?, ?, ?, ?, ?, 'staff', 'open', ?)",
             (ev.case, dev.window, dev.id, ev.item, ev.staff, t_ms),
         )
-    if ev.kind == Kind.RATING.value:
+    if ev.kind == Kind.RATING:
         conn.execute(
             "UPDATE cases SET status = 'rated', rated_event = ?, closed_ms = ? WHERE case_no = ? AND status = 'open'",
             (event_id, t_ms, ev.case),
@@ -425,7 +428,7 @@ def _track_case(conn: sqlite3.Connection, dev: Device, ev: Event, status: str, e
 
 def _tally(delta: TallyDelta, key: tuple[str, str, str, str, str], ev: Event, status: str) -> None:
     delta.add(key, "events")
-    if ev.kind == Kind.RATING.value:
+    if ev.kind == Kind.RATING:
         if status == EventStatus.REFUSED:
             delta.add(key, "refused")
             return
@@ -435,9 +438,9 @@ def _tally(delta: TallyDelta, key: tuple[str, str, str, str, str], ev: Event, st
         if status == EventStatus.FLAGGED:
             delta.add(key, f"fl_{ev.level}")
             delta.add(key, "flagged")
-    elif ev.kind == Kind.IGNORED.value:
+    elif ev.kind == Kind.IGNORED:
         delta.add(key, "ignored")
-    elif ev.kind == Kind.STAFF.value and status == EventStatus.ACCEPTED:
+    elif ev.kind == Kind.STAFF and status == EventStatus.ACCEPTED:
         delta.add(key, "cases")
 
 

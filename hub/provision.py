@@ -184,11 +184,15 @@ def _checked(settings: dict[str, Any]) -> dict[str, Any]:
 def write_tls_files(
     config: HubConfig, home: Path, device: str, new_client_cert: bool = False, days: int | None = None
 ) -> None:
-    """The hall CA's certificate beside the device's terminal.toml and, when the hall requires
-    client certificates, the device's own (a new one, valid ``days``, if asked or none is there)."""
+    """The hall CA's certificate and the hall's public release key beside the device's
+    terminal.toml and, when the hall requires client certificates, the device's own
+    (a new one, valid ``days``, if asked or none is there)."""
+    from . import release_key  # the cryptography package, only where keys are made
+
     folder = device_dir(home, device)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CA_NAME).write_bytes(tlsfiles.require(home).ca_cert.read_bytes())
+    release_key.write_public(home, folder)  # the terminal checks releases with it (SPEC section 13)
     if config.tls.client_certificates and (new_client_cert or not (folder / CLIENT_CERT_NAME).exists()):
         from . import certs  # the cryptography package, only where certificates are made
 

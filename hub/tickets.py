@@ -1,7 +1,7 @@
 """The bad-review work queue (登记 → 转办 → 核实 → 反馈), SPEC section 1.
 
-Every accepted bad review opens a ticket in the transaction that releases its rating upstream
-(:mod:`hub.release`: normally the one that stores it). A ticket then moves
+Every accepted bad review opens a ticket in the transaction that hands its rating over upstream
+(:mod:`hub.handover`: normally the one that stores it). A ticket then moves
 registered → assigned (to a department or person) → verified (valid; or invalid, only after an
 appeal) → feedback (the rectification text). Any other move is refused with a message naming the
 ticket's state and the allowed order. Each change is audited and queued upstream in the same
@@ -39,7 +39,7 @@ _COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class Rated:
-    """A stored rating (not refused), as releasing it (:mod:`hub.release`) and registering its bad
+    """A stored rating (not refused), as handing it over (:mod:`hub.handover`) and registering its bad
     review need it."""
 
     event_id: int
@@ -85,7 +85,7 @@ class Calendar:
 
 
 def open_ticket(conn: sqlite3.Connection, ticket_no: str, rating: Rated, reasons: list[str] | None) -> None:
-    """Writer thread, in the transaction that releases the rating (see :mod:`hub.release`):
+    """Writer thread, in the transaction that hands the rating over (see :mod:`hub.handover`):
     register a bad review."""
     cur = conn.execute(
         "INSERT INTO tickets (ticket_no, event_id, device, window, item, case_no, staff, level, reasons, "

@@ -75,14 +75,14 @@ class Writer:
         self.reports = reports
         self.failures = 0
         self._parent = os.getppid()
-        self._next_release = 0.0
+        self._next_hand_over = 0.0
 
     def run(self) -> None:
         with Store(self.home / DB_NAME) as store:
             cfg = self.config
             ingestor = Ingestor(store, cfg.hall, cfg.tz, cfg.misuse.burst_gap_s, cfg.key_grace_s)
             while True:
-                self._maybe_release_held(ingestor)
+                self._maybe_hand_over_held(ingestor)
                 if not self.batches.wait(RELEASE_CHECK_S):
                     continue
                 try:
@@ -128,15 +128,15 @@ class Writer:
             if os.getppid() != self._parent:
                 return None
 
-    def _maybe_release_held(self, ingestor: Ingestor) -> None:
+    def _maybe_hand_over_held(self, ingestor: Ingestor) -> None:
         """Ratings stuck behind a gap longer than ``gap_hold_s`` go upstream and open tickets."""
-        if time.monotonic() < self._next_release:
+        if time.monotonic() < self._next_hand_over:
             return
-        self._next_release = time.monotonic() + RELEASE_CHECK_S
+        self._next_hand_over = time.monotonic() + RELEASE_CHECK_S
         try:
-            ingestor.release_held(now_ms() - int(self.config.upstream.gap_hold_s * 1000))
+            ingestor.hand_over_held(now_ms() - int(self.config.upstream.gap_hold_s * 1000))
         except sqlite3.Error as exc:  # disk full: the next check tries again
-            _LOG.error("cannot release held ratings: %s", exc)
+            _LOG.error("cannot hand over held ratings: %s", exc)
 
     def _report(self, message: Stored | CommitFailing) -> None:
         try:

@@ -1,5 +1,5 @@
 """``cmd`` frames, hub → terminal (SPEC sections 3, 13): invitations, cancels, staff sign-in, new
-secrets, releases to install.
+secrets, releases to install, configurations.
 
 Built and parsed here only. The hub builds a :data:`Command`, stores its :func:`payload` with the
 case it belongs to and publishes :func:`encode` of it; an invitation gets its remaining lifetime
@@ -19,6 +19,7 @@ from typing import Any
 from .errors import MalformedFrame
 from .frames import MAX_KID, dumps, loads_object
 from .rules import INVITE_TTL_MAX_MS, check_text_setting, valid_text
+from .settings import VERSION_MAX, settings_problem
 from .updates import MAX_MANIFEST_CHARS, Manifest, valid_release
 
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
@@ -33,6 +34,7 @@ class CommandName(enum.StrEnum):
     CANCEL = "cancel"  #: withdraw the invitation of a case closed without a rating
     STAFF = "staff"  #: who serves at the window now (``staff``; null signs out)
     REKEY = "rekey"  #: a new MAC key and broker password (``kid``, ``key``, ``password``)
+    CONFIG = "config"  #: the device's effective settings (``version``, ``settings``: protocol.settings)
     UPDATE = "update"  #: a release to install (``release``, ``manifest``, ``sig``, ``url``)
 
 
@@ -89,7 +91,17 @@ class Update:
         return Manifest.decode(self.manifest)
 
 
-Command = Invite | Cancel | StaffSignIn | Rekey | Update
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    """The whole effective configuration of one device (hall, window and device layers merged):
+    keys it lacks take the terminal's own ``terminal.toml`` values. ``version`` grows per device."""
+
+    version: int
+    settings: dict[str, Any]
+    name = CommandName.CONFIG
+
+
+Command = Invite | Cancel | StaffSignIn | Rekey | Update | Config
 
 
 def payload(command: Command) -> dict[str, Any]:
@@ -177,11 +189,22 @@ def _parse_update(obj: Mapping[str, Any]) -> Update:
     return Update(release, manifest, sig, url)
 
 
+def _parse_config(obj: Mapping[str, Any]) -> Config:
+    version, settings = obj.get("version"), obj.get("settings")
+    if type(version) is not int or not 0 < version <= VERSION_MAX:
+        raise _malformed("version", f"expected 1..{VERSION_MAX}, got {_short(version)}")
+    problem = settings_problem(settings)
+    if problem is not None or not isinstance(settings, dict):
+        raise _malformed("settings", problem or "expected an object")
+    return Config(version, dict(settings))
+
+
 _PARSERS: dict[CommandName, Callable[[Mapping[str, Any]], Command]] = {
     CommandName.INVITE: _parse_invite,
     CommandName.CANCEL: _parse_cancel,
     CommandName.STAFF: _parse_staff,
     CommandName.REKEY: _parse_rekey,
+    CommandName.CONFIG: _parse_config,
     CommandName.UPDATE: _parse_update,
 }
 

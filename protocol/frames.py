@@ -34,7 +34,7 @@ _EPOCH_RE = re.compile(r"[0-9a-f]{16,32}")
 _MAC_RE = re.compile(r"[0-9a-f]{64}")
 
 
-class Kind(enum.Enum):
+class Kind(enum.StrEnum):
     """What a journal row records."""
 
     RATING = "rating"  #: a citizen's rating
@@ -43,7 +43,7 @@ class Kind(enum.Enum):
     IGNORED = "ignored"  #: a press that changed nothing (no invitation, lockout, after the first)
 
 
-class Trigger(enum.Enum):
+class Trigger(enum.StrEnum):
     """What made the terminal accept a rating."""
 
     INVITE = "invite"  #: an invitation from the hub (a case opened by the business system)
@@ -65,6 +65,9 @@ class Event:
 
     epoch: str
     seq: int
+    #: A :class:`Kind` value once :func:`protocol.rules.event_problem` passed it (it may be unknown
+    #: before: a MAC-valid event of an unknown kind is stored as invalid, not dropped). Compare
+    #: with the enum: ``ev.kind == Kind.RATING`` (a StrEnum).
     kind: str
     window: str | None = None
     level: str | None = None
@@ -73,7 +76,7 @@ class Event:
     case: str | None = None
     item: str | None = None
     staff: str | None = None
-    trigger: str | None = None
+    trigger: str | None = None  #: a :class:`Trigger` value, checked like ``kind``
     boot: str = ""
     mono_ms: int = 0
     wall_ms: int = 0
@@ -312,6 +315,17 @@ def _panel(value: Any) -> bool:
     return isinstance(value, dict) and type(value.get("ok")) is bool and _short_str(200)(value.get("detail", ""))
 
 
+def _config(value: Any) -> bool:
+    """``{"version": n, "refused": {"version": m, "reason": "..."}}``: the configuration applied
+    (0: none from the hub yet) and the last one refused, if any (protocol.state.ConfigReport)."""
+    if not isinstance(value, dict) or not _count(value.get("version")):
+        return False
+    refused = value.get("refused")
+    return refused is None or (
+        isinstance(refused, dict) and _count(refused.get("version")) and _short_str(200)(refused.get("reason"))
+    )
+
+
 #: What a ``state`` may say, and the check each value passes. Unknown keys are dropped (a newer
 #: terminal may say more); a known key with a bad value refuses the whole state.
 STATE_FIELDS: dict[str, Any] = {
@@ -328,6 +342,7 @@ STATE_FIELDS: dict[str, Any] = {
     "clock": _short_str(16),
     "panel": _panel,
     "kid": lambda v: type(v) is int and 0 < v <= MAX_KID,
+    "config": _config,
     "update": valid_update_state,
 }
 
@@ -348,5 +363,12 @@ def normalise_state(obj: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if not check(value):
             raise _malformed(name, f"not a valid state value: {_short(value)}")
-        state[name] = {"ok": value["ok"], "detail": value.get("detail", "")} if name == "panel" else value
+        if name == "panel":
+            value = {"ok": value["ok"], "detail": value.get("detail", "")}
+        elif name == "config":
+            refused = value.get("refused")
+            value = {"version": value["version"]} | (
+                {} if refused is None else {"refused": {"version": refused["version"], "reason": refused["reason"]}}
+            )
+        state[name] = value
     return state

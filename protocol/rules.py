@@ -41,8 +41,6 @@ _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _KINDS = frozenset(k.value for k in Kind)
 _TRIGGERS = frozenset(t.value for t in Trigger)
 _LEVELS = frozenset(LEVEL_IDS)
-_RATING, _IGNORED, _REASON, _STAFF = Kind.RATING.value, Kind.IGNORED.value, Kind.REASON.value, Kind.STAFF.value
-_FREE = Trigger.FREE.value
 
 
 def valid_text(value: object) -> bool:
@@ -103,16 +101,16 @@ def _time_problem(ev: Event) -> str | None:
 
 def _kind_problem(ev: Event) -> str | None:
     """Which fields each kind needs (the fields themselves are valid by now)."""
-    if ev.kind in (_RATING, _IGNORED) and ev.level is None:
+    if ev.kind in (Kind.RATING, Kind.IGNORED) and ev.level is None:
         return f"kind: a {ev.kind} event needs a level"
-    if ev.kind == _RATING:
+    if ev.kind == Kind.RATING:
         if ev.trigger is None:
             return "kind: a rating needs a trigger"
-        if (ev.trigger == _FREE) != (ev.case is None):
+        if (ev.trigger == Trigger.FREE) != (ev.case is None):
             return "kind: a free rating has no case; an invited or staff-key rating has one"
-    if ev.kind == _REASON and (ev.reasons is None or ev.ref is None):
+    if ev.kind == Kind.REASON and (ev.reasons is None or ev.ref is None):
         return "kind: a reason event needs reasons and ref"
-    if ev.kind == _STAFF and ev.case is None:
+    if ev.kind == Kind.STAFF and ev.case is None:
         return "kind: a staff event needs its local case number"
     return None
 

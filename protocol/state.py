@@ -33,6 +33,29 @@ class PanelState:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ConfigReport:
+    """The configuration a terminal runs (``version``; 0: none from the hub, ``terminal.toml``
+    alone) and the last one it refused, with why (protocol.settings)."""
+
+    version: int = 0
+    refused_version: int | None = None
+    refused_reason: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version}
+        if self.refused_version is not None:
+            out["refused"] = {"version": self.refused_version, "reason": self.refused_reason[:200]}
+        return out
+
+    @classmethod
+    def parse(cls, obj: Mapping[str, Any]) -> ConfigReport:
+        refused = obj.get("refused")
+        if refused is None:
+            return cls(obj["version"])
+        return cls(obj["version"], refused["version"], refused["reason"])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class State:
     online: bool
     fw: str | None = None  #: firmware or program version
@@ -48,6 +71,7 @@ class State:
     panel: PanelState | None = None
     kid: int | None = None  #: the MAC key id in use
     update: UpdateState | None = None  #: where an update to a new release stands (SPEC section 13)
+    config: ConfigReport | None = None  #: the hub's configuration applied, or refused
 
     def fields(self) -> dict[str, Any]:
         """The JSON object: ``online`` and every field the sender set."""
@@ -55,7 +79,9 @@ class State:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if value is not None:
-                out[field.name] = value.fields() if isinstance(value, PanelState | UpdateState) else value
+                out[field.name] = (
+                    value.fields() if isinstance(value, PanelState | UpdateState | ConfigReport) else value
+                )
         return out
 
     def encode(self) -> bytes:
@@ -65,11 +91,12 @@ class State:
     def parse(cls, obj: Mapping[str, Any]) -> State:
         """The state ``obj`` holds; MalformedFrame naming a known field that is wrong."""
         fields = normalise_state(obj)
-        panel, update = fields.pop("panel", None), fields.pop("update", None)
+        panel, update, config = fields.pop("panel", None), fields.pop("update", None), fields.pop("config", None)
         return cls(
             **fields,
             panel=None if panel is None else PanelState(panel["ok"], panel["detail"]),
             update=None if update is None else UpdateState.parse(update),
+            config=None if config is None else ConfigReport.parse(config),
         )
 
     @classmethod

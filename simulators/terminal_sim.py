@@ -20,6 +20,7 @@ from terminal.config import TerminalConfig
 from terminal.errors import TerminalError
 from terminal.panel import Key, KeyKind
 from terminal.runner import Terminal
+from terminal.updater import RESTART_EXIT
 
 _LOG = logging.getLogger(__name__)
 #: Weights of a plausible hall: most citizens are satisfied.
@@ -103,11 +104,16 @@ def run(
         return run_sim(config, presses, rate, seed, keep_lockout, timeout_s)
     sim = simulated_panel(config)
     try:
-        with Terminal(sim.config, **sim.panel_options) as term:
+        with Terminal(sim.config, stop=stop, **sim.panel_options) as term:
             runner = threading.Thread(target=term.run, args=(stop,), name="terminal", daemon=True)
             runner.start()
-            _press_all(term, sim, presses, rate, seed, stop)
-            wait_until(lambda: term.journal.acked >= term.journal.last_seq, timeout_s, "the hub's ack", stop)
+            try:
+                _press_all(term, sim, presses, rate, seed, stop)
+                wait_until(lambda: term.journal.acked >= term.journal.last_seq, timeout_s, "the hub's ack", stop)
+            except SimError:
+                if term.restarting.is_set():  # an update switched slots: the launcher starts it again
+                    raise SystemExit(RESTART_EXIT) from None
+                raise
             summary = term.journal.summary()
             term.stop()
             runner.join(timeout=5)
@@ -128,6 +134,8 @@ def _press_all(
     interval = 1.0 / rate if rate > 0 else 0.0
     next_at = time.monotonic()
     for _ in range(presses):
+        if stop.is_set():  # SIGTERM, or an update's restart: a press may be committed at once, never waited for
+            raise SimError("stopped before every press was made")
         next_at = max(next_at, time.monotonic())
         time.sleep(max(0.0, next_at - time.monotonic()))
         if term.config.mode == "staff":

@@ -17,7 +17,7 @@ ROOT=""
 START=yes
 FOLDER=""
 USER_NAME=haocha
-VENV=/opt/haocha
+OPT=/opt/haocha
 STATE=/var/lib/haocha-terminal
 UNIT=haocha-terminal.service
 
@@ -67,9 +67,17 @@ if [ -z "$ROOT" ]; then
     usermod -a -G gpio,dialout "$USER_NAME"
 fi
 
-echo "install-terminal: haocha[pi] from $HUB/fleet/ into $ROOT$VENV"
-[ -x "$ROOT$VENV/bin/pip" ] || python3 -m venv "$ROOT$VENV"
-"$ROOT$VENV/bin/pip" install --quiet --disable-pip-version-check --no-index --upgrade \
+# Two slots (SPEC section 13): slots/a and slots/b, slots/current -> the one that runs, and
+# current -> slots/current. Updates from the hub install into the other slot and switch; this
+# script (re)installs into the running one. The launcher, outside the slots, picks the slot.
+SLOTS="$ROOT$OPT/slots"
+mkdir -p "$SLOTS"
+[ -L "$SLOTS/current" ] || ln -s a "$SLOTS/current"
+[ -L "$ROOT$OPT/current" ] || ln -s slots/current "$ROOT$OPT/current"
+VENV="$SLOTS/$(readlink "$SLOTS/current")"
+echo "install-terminal: haocha[pi] from $HUB/fleet/ into $VENV"
+[ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-index --upgrade \
     --find-links "$HUB/fleet/" ${CACERT:+--cert "$CACERT"} 'haocha[pi]' \
     || die "pip could not install haocha[pi] from $HUB/fleet/ (is the wheelhouse made for this Pi's CPU and Python? docs/deploy.md)"
 
@@ -77,16 +85,22 @@ echo "install-terminal: haocha[pi] from $HUB/fleet/ into $ROOT$VENV"
 # never replace the terminal's own, which holds the ratings not yet sent.
 mkdir -p "$ROOT$STATE"
 chmod 0700 "$ROOT$STATE"
-for f in "$FOLDER"/terminal.toml "$FOLDER"/*.crt "$FOLDER"/*.key "$FOLDER"/*.pem; do
+for f in "$FOLDER"/terminal.toml "$FOLDER"/release.pub "$FOLDER"/*.crt "$FOLDER"/*.key "$FOLDER"/*.pem; do
     [ -f "$f" ] || continue
     cp "$f" "$ROOT$STATE/"
     chmod 0600 "$ROOT$STATE/$(basename "$f")"
 done
 [ -n "$ROOT" ] || chown -R "$USER_NAME:$USER_NAME" "$STATE"
 
+# The launcher is the installed release's terminal/slots.py, kept outside the slots (root's, like
+# /opt/haocha itself); the terminal may write only below slots/ (the unit's ReadWritePaths).
+"$VENV/bin/python" -c 'import shutil, sys, terminal.slots as s; shutil.copyfile(s.__file__, sys.argv[1])' \
+    "$ROOT$OPT/launcher.py" || die "the installed haocha has no terminal/slots.py"
+[ -n "$ROOT" ] || chown -R "$USER_NAME:$USER_NAME" "$SLOTS"
+
 mkdir -p "$ROOT/etc/systemd/system"
 fetch "$HUB/fleet/$UNIT" "$ROOT/etc/systemd/system/$UNIT" || die "cannot fetch $HUB/fleet/$UNIT"
-"$ROOT$VENV/bin/haocha" terminal check --config "$ROOT$STATE/terminal.toml" \
+"$VENV/bin/haocha" terminal check --config "$ROOT$STATE/terminal.toml" \
     || die "the device's terminal.toml is refused (above); nothing started"
 
 if [ -z "$ROOT" ]; then

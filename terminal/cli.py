@@ -42,6 +42,10 @@ def terminal_run(config_path: Path, verbose: bool) -> None:
         raise click.ClickException("kind micro runs on the board (see docs/micro.md), or under `haocha sim terminal`")
     with Terminal(config) as term, stop_on_signals(term.stop):
         term.run()
+    if term.restarting.is_set():  # an update switched slots: systemd starts the launcher again
+        from .updater import RESTART_EXIT
+
+        raise SystemExit(RESTART_EXIT)
 
 
 @terminal_group.command("check")

@@ -9,7 +9,8 @@ in, and every decision is returned for the caller to journal, show and log.
 
 - :class:`Rules`: a key press → the row it makes (rating, ignored, reason, staff) or nothing; the
   lockout, the invitation, the reason wait, the cases rated here lately.
-- :meth:`Rules.handle`: a ``cmd`` from the hub (invite, cancel, staff) applied, or refused.
+- :meth:`Rules.handle`: a ``cmd`` from the hub (invite, cancel, staff) applied, or refused. A
+  ``config`` is ``conf.py``'s (the firmware loads it only for the moment it needs it).
 - :class:`Window`: the uplink's decisions: which rows to hand MQTT, when to send the window again,
   what a hub's ``ack`` means.
 
@@ -25,7 +26,7 @@ except ImportError:  # CPython
         return n
 
 
-# Feedback a panel shows (terminal.panel.Feedback values).
+# Panel signals (terminal.panel.PanelSignal values; docs/glossary.md).
 IDLE = "idle"
 READY = "ready"
 ASK_REASON = "ask_reason"
@@ -48,7 +49,7 @@ class Rules:
 
     A press is two steps, so that nothing changes for a press the journal did not take:
     :meth:`press` says which row it makes, the caller journals it, :meth:`committed` applies it and
-    says the feedback. Single-threaded: the CPython terminal holds a lock around it."""
+    says the panel signal. Single-threaded: the CPython terminal holds a lock around it."""
 
     def __init__(
         self,
@@ -69,13 +70,18 @@ class Rules:
         self.thanks_ms = thanks_ms
         # The keys, set by the caller: the panel's rating keys, and the configured reasons it has a
         # key for (none: no reason wait after a bad rating).
-        self.levels: tuple[str, ...] | frozenset[str] = ()
-        self.reasons: tuple[str, ...] | frozenset[str] = ()
+        self.levels: tuple[str, ...] | frozenset[str] | list[str] = ()
+        self.reasons: tuple[str, ...] | frozenset[str] | list[str] = ()
         self.invitation: tuple[str, str | None, str | None, int, str] | None = None  # case, item, staff, until, trigger
         self.rated: list[str] = []  # the last RATED_KEPT cases rated here, oldest first
         self.lockout_until = 0
         self.awaiting_reason: tuple[int, int] | None = None  # (rating seq, until)
         self.feedback_until = 0
+        # The hub's configuration (version, settings) in force (0: none, terminal.toml alone) and
+        # the one waiting for the rating under way to end (conf.py; the firmware holds the command
+        # itself there until its loop checks it).
+        self.conf: tuple[int, dict] = (0, {})
+        self.pending: tuple[int, dict] | dict | None = None
 
     # -- a key press ------------------------------------------------------------------------
     def press(self, kind: str, value: str, now: int) -> tuple[str, dict[str, object]] | None:
@@ -107,7 +113,7 @@ class Rules:
 
     def committed(self, kind: str, body: dict[str, object], seq: int, now: int, case: str = "") -> str:
         """Apply the row of :meth:`press` once the journal holds it as ``seq`` (``case``: the local
-        case a staff row opened); return the feedback to show."""
+        case a staff row opened); return the panel signal to show."""
         if kind == "ignored":
             return REFUSED
         if kind == "staff":
@@ -200,7 +206,7 @@ class Rules:
         return self.invitation[4] if self.invitation is not None else None
 
     def resting(self) -> str:
-        """The feedback for the current state."""
+        """The panel signal for the current state."""
         if self.awaiting_reason is not None:
             return ASK_REASON
         if self.mode == "free" or self.invitation is not None:

@@ -14,7 +14,7 @@ class JournalError(TerminalError, OSError):
 
 class InvalidRow(TerminalError, ValueError):
     """A row that breaks a rule of :mod:`protocol.rules`: it is NOT journaled (the hub could only
-    store it as invalid), and the press gets the refused feedback."""
+    store it as invalid), and the press gets the refusal beep."""
 
 
 class PanelError(TerminalError, OSError):

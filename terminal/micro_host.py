@@ -41,6 +41,8 @@ _LOG = logging.getLogger(__name__)
 FIRMWARE_DIR = Path(__file__).resolve().parent / "micro"
 #: The rules both terminals run (:mod:`terminal.core`): the board gets this very file.
 CORE_FILE = Path(__file__).resolve().parent / "core.py"
+#: The configuration rules, shared the same way (terminal/conf.py).
+CONF_FILE = CORE_FILE.with_name("conf.py")
 #: Files copied onto a board; ``sim_board.py`` stays on the host.
 FIRMWARE_FILES: tuple[str, ...] = (
     "wire.py",
@@ -48,6 +50,7 @@ FIRMWARE_FILES: tuple[str, ...] = (
     "mqtt.py",
     "clock.py",
     "core.py",
+    "conf.py",
     "uplink.py",
     "board.py",
     "main.py",
@@ -183,8 +186,9 @@ def firmware_config(
 
 
 def firmware_source(name: str) -> Path:
-    """The source file of firmware module ``name`` (``core.py`` is the CPython terminal's own)."""
-    return CORE_FILE if name == CORE_FILE.name else FIRMWARE_DIR / name
+    """The source file of firmware module ``name`` (``core.py`` and ``conf.py`` are the CPython
+    terminal's own)."""
+    return {CORE_FILE.name: CORE_FILE, CONF_FILE.name: CONF_FILE}.get(name, FIRMWARE_DIR / name)
 
 
 def board_files(config: TerminalConfig, wifi_ssid: str = "", wifi_password: str = "") -> dict[str, bytes]:
@@ -566,6 +570,7 @@ def write_sim_config(config: TerminalConfig, folder: Path, keep_lockout: bool = 
         cfg["timing"]["lockout_s"] = 0.0
     path = folder / f"{config.device}.micro.json"
     _keep_rekeyed_secrets(cfg, path)
+    _keep_hub_configuration(cfg, path)
     write_private(path, json.dumps(cfg, ensure_ascii=False).encode())
     return path
 
@@ -586,6 +591,17 @@ def _keep_rekeyed_secrets(cfg: dict[str, Any], path: Path) -> None:
     cfg["broker"].update({name: value for name, value in secrets.items() if value is not None})
     if secrets["previous_password"] is None:
         cfg["broker"].pop("previous_password", None)
+
+
+def _keep_hub_configuration(cfg: dict[str, Any], path: Path) -> None:
+    """Into ``cfg``: the hub's configuration the board keeps in its ``config.json`` at ``path``
+    (SPEC section 13: it survives a restart; ``terminal.toml`` is only the base under it)."""
+    try:
+        kept = json.loads(path.read_text()).get("conf")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(kept, dict):
+        cfg["conf"] = kept
 
 
 def _press_plan(config: TerminalConfig, presses: int, seed: int) -> list[tuple[str, str | None]]:

@@ -1,7 +1,7 @@
 """The seam between the terminal's logic and its button hardware.
 
 A panel turns physical presses into :class:`Key` values handed to a callback, and shows a
-:class:`Feedback` state with its lights and buzzer. GPIO, Modbus RTU and serial panels implement
+:class:`PanelSignal` state with its lights and buzzer. GPIO, Modbus RTU and serial panels implement
 it; the evaluator never knows which one it drives.
 """
 
@@ -25,7 +25,7 @@ class Key:
     value: str = ""
 
 
-class Feedback(enum.Enum):
+class PanelSignal(enum.Enum):
     """What the citizen sees and hears. Panels map these onto their lights and buzzer."""
 
     IDLE = "idle"  #: keys dark: no rating possible now (invited mode without an invitation)
@@ -51,7 +51,7 @@ class Panel(Protocol):
     def start(self, on_key: KeyHandler, on_status: StatusHandler) -> None:
         """Begin delivering presses. ``on_status(ok, detail)`` reports the link to the panel."""
 
-    def show(self, feedback: Feedback) -> None:
+    def show(self, signal: PanelSignal) -> None:
         """Drive lights and buzzer. Never raises for a panel that is unreachable: it logs."""
 
     def close(self) -> None:

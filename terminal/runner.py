@@ -8,6 +8,7 @@ whose loop hangs is restarted.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from typing import Any
 
@@ -16,10 +17,13 @@ from protocol.sdnotify import Notifier
 from .clock import Clock
 from .commands import CommandRouter
 from .config import TerminalConfig
+from .errors import JournalError
 from .evaluator import Evaluator
+from .hubconfig import HubConfigFile
 from .journal import Journal
 from .panel import Key, Panel
 from .panels import open_panel
+from .updater import Updater, running_slots
 from .uplink import Uplink
 
 _LOG = logging.getLogger(__name__)
@@ -30,16 +34,39 @@ class Terminal:
     """One window's terminal. A context manager; ``close()`` is idempotent."""
 
     def __init__(
-        self, config: TerminalConfig, panel: Panel | None = None, clock: Clock | None = None, **panel_options: Any
+        self,
+        config: TerminalConfig,
+        panel: Panel | None = None,
+        clock: Clock | None = None,
+        stop: threading.Event | None = None,
+        **panel_options: Any,
     ) -> None:
+        """``stop``: an event of the caller's that :meth:`stop` and an update's restart set too."""
         self.config = config
         self.clock = clock or Clock(config.clock)
         self.journal = Journal(config.journal_path, config.device)
         self.panel = panel if panel is not None else open_panel(config, **panel_options)
-        self.evaluator = Evaluator(config, self.journal, self.panel, self.clock, on_commit=self._committed)
-        self.commands = CommandRouter(self.evaluator, self.clock)
-        self.uplink = Uplink(config, self.journal, self.clock, on_command=self.commands.handle)
-        self._stop = threading.Event()
+        self.hub_config = HubConfigFile(config.journal_path.parent)
+        self.evaluator = Evaluator(
+            config, self.journal, self.panel, self.clock, on_commit=self._committed, on_config=self._configured
+        )
+        self.evaluator.restore(self.hub_config.version, self.hub_config.settings)
+        self.uplink = Uplink(config, self.journal, self.clock, update_state=lambda: self.updater.state)
+        self.uplink.config_report = self.hub_config.report
+        self.updater = Updater(
+            config,
+            self.evaluator.pause_if_idle,
+            self.self_test,
+            self.uplink.state_changed,
+            self._restart,
+            running_slots(),
+        )
+        self.commands = CommandRouter(self.evaluator, self.clock, self.hub_config, on_update=self.updater.handle)
+        self.commands.on_report = self._report_config
+        self.uplink.on_command = self.commands.handle
+        self._stop = stop or threading.Event()
+        #: Set when an update asks for a restart through the launcher (exit RESTART_EXIT).
+        self.restarting = threading.Event()
         self.notify = Notifier()
         #: Set once the panel delivers keys.
         self.started = threading.Event()
@@ -48,10 +75,17 @@ class Terminal:
     def _committed(self, seq: int) -> None:
         self.uplink.wake()
 
+    def _configured(self, version: int, settings: dict[str, Any]) -> None:
+        self.commands.applied(version, settings)
+
+    def _report_config(self) -> None:
+        self.uplink.report_config(self.hub_config.report)
+
     def start(self) -> None:
         self.uplink.start()
         self.panel.start(self.press, self.uplink.set_panel_status)
         self.evaluator.show_resting()
+        self.updater.start()
         self.started.set()
         _LOG.info(
             "terminal %s at window %s (%s, %s mode), journal epoch %s, last seq %d",
@@ -79,12 +113,34 @@ class Terminal:
     def stop(self) -> None:
         self._stop.set()
 
+    def self_test(self) -> list[str]:
+        """What keeps a new release from confirming (SPEC section 13): its journal opens, the
+        broker is reached over TLS, the panel link is up. Empty when all hold."""
+        problems = []
+        try:
+            self.journal.summary()
+        except (sqlite3.Error, JournalError, OSError) as exc:
+            problems.append(f"the journal cannot be read: {exc}")
+        if self.config.broker_file("ca") is None:
+            problems.append("the broker is not reached over TLS ([broker] ca is unset)")
+        elif not self.uplink.connected:
+            problems.append("the broker is not reached")
+        if not self.uplink.panel_ok:
+            problems.append("the panel link is down")
+        return problems
+
+    def _restart(self) -> None:
+        """An update switched slots: end the loop; the process exits with RESTART_EXIT."""
+        self.restarting.set()
+        self._stop.set()
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self.notify.stopping()
         self._stop.set()
+        self.updater.close()
         self.uplink.close()
         self.panel.close()
         self.journal.close()

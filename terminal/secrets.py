@@ -12,20 +12,20 @@ back in. Once it got in with the new password, the old one is forgotten.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import tomllib
+from collections.abc import Mapping
 from typing import Any
 
 import tomli_w
 
+from protocol import commands
+from protocol.errors import MalformedFrame
 from protocol.files import write_private
-from protocol.rules import valid_text
 
 from .config import TerminalConfig
 
 _LOG = logging.getLogger(__name__)
-_KEY_RE = re.compile(r"[0-9a-f]{64}")
 HEADER = b"# haocha terminal config, written by `haocha device add` (secrets updated by the hub's rekey).\n"
 
 
@@ -68,17 +68,20 @@ class TerminalSecrets:
             changes = {"previous_password": None}
         self._persist({"broker": changes})
 
-    def rekey(self, command: dict[str, Any]) -> str | None:
-        """Take up a new pair from the hub: why it was refused, or None once it is stored and in use."""
-        kid, key, password = command.get("kid"), command.get("key"), command.get("password")
+    def rekey(self, obj: Mapping[str, Any]) -> str | None:
+        """Take up a new pair from the hub (a ``rekey`` command, parsed by :mod:`protocol.commands`):
+        why it was refused, or None once it is stored and in use."""
+        try:
+            command = commands.parse(obj)
+        except MalformedFrame as exc:
+            return str(exc)
+        if not isinstance(command, commands.Rekey):
+            return f"a {command.name} command is no rekey"
+        kid, key, password = command.kid, command.key, command.password
         with self._lock:
             current = self._kid
-        if type(kid) is not int or kid <= current:
-            return f"key id {kid!r} is not newer than the one in use ({current})"
-        if type(key) is not str or _KEY_RE.fullmatch(key) is None:
-            return "the key is not 64 lowercase hex digits"
-        if not isinstance(password, str) or not valid_text(password) or len(password) < 16:
-            return "the password is not 16-64 printable characters"
+        if kid <= current:
+            return f"key id {kid} is not newer than the one in use ({current})"
         if self.source is None:
             return "the terminal was not started from a terminal.toml it could update"
         with self._lock:  # the password the broker takes now stays the fallback

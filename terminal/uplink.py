@@ -24,8 +24,10 @@ import paho.mqtt.client as mqtt
 
 from protocol.errors import ProtocolError
 from protocol.frames import Ack, Event, decode_state, encode_batch, encode_state, loads_object
+from protocol.state import ConfigReport
 from protocol.topics import Leaf, hub_state_topic, topic
 from protocol.transport import LinkReport, no_delay
+from protocol.updates import UpdateState
 
 from . import __version__
 from .clock import Clock
@@ -45,9 +47,15 @@ CommandHandler = Callable[[dict[str, Any]], None]
 
 class Uplink:
     def __init__(
-        self, config: TerminalConfig, journal: Journal, clock: Clock, on_command: CommandHandler | None = None
+        self,
+        config: TerminalConfig,
+        journal: Journal,
+        clock: Clock,
+        on_command: CommandHandler | None = None,
+        update_state: Callable[[], UpdateState | None] = lambda: None,
     ) -> None:
         self.config = config
+        self.update_state = update_state  #: where an update stands (terminal.updater), for the state
         self.journal = journal
         self.clock = clock
         self.on_command = on_command
@@ -60,6 +68,8 @@ class Uplink:
         )
         self._next_state = 0.0
         self._panel = {"ok": True, "detail": ""}
+        #: The hub's configuration in force and the last refused (terminal.hubconfig).
+        self.config_report = ConfigReport()
         self.counts = {"published_events": 0, "resends": 0, "acks": 0, "refused_acks": 0, "commands": 0}
         self._thread: threading.Thread | None = None
         self.link = LinkReport(_LOG, f"{config.broker.host}:{config.broker.port}")
@@ -197,6 +207,16 @@ class Uplink:
         self._dirty = True
         self._cond.notify()
 
+    def state_changed(self) -> None:
+        """Publish the retained state at once (an update moved on; any thread)."""
+        with self._cond:
+            self._next_state = 0.0
+            self._wake_locked()
+
+    @property
+    def panel_ok(self) -> bool:
+        return bool(self._panel["ok"])
+
     def set_panel_status(self, ok: bool, detail: str) -> None:
         """The panel link changed (panel thread); published in the retained state."""
         with self._cond:
@@ -204,6 +224,13 @@ class Uplink:
                 self._panel = {"ok": ok, "detail": detail}
                 self._next_state = 0.0
                 self._wake_locked()
+
+    def report_config(self, report: ConfigReport) -> None:
+        """A configuration was taken up or refused (any thread): the state says so at once."""
+        with self._cond:
+            self.config_report = report
+            self._next_state = 0.0
+            self._wake_locked()
 
     def _run(self) -> None:
         while True:
@@ -273,6 +300,7 @@ class Uplink:
         """The retained state, with the journal's figures: an offline one too, so the hub shows
         what a terminal that said goodbye left behind (its backlog, version, clock)."""
         summary = self.journal.summary()
+        update = self.update_state()
         return encode_state(
             online,
             fw=__version__,
@@ -287,6 +315,8 @@ class Uplink:
             clock="synced" if self.clock.synced() else "unsynced",
             panel=self._panel,
             kid=self.secrets.signing[1],
+            config=self.config_report.fields(),
+            **({} if update is None else {"update": update.fields()}),
         )
 
     @property

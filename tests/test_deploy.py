@@ -64,9 +64,16 @@ def test_a_terminal_installed_from_the_hub_alone_gets_its_presses_counted(runnin
     assert oct(config.stat().st_mode & 0o777) == "0o600"
     assert (pi / STATE / "journal.db").read_bytes() == b""  # never replaced by the folder's
 
-    installed = pi / "opt/haocha/bin/haocha"  # the terminal's own program, not this checkout's
+    assert (pi / STATE / "release.pub").read_text().strip() == haocha(
+        "release", "key", "--home", str(hall.home)
+    ).stdout.strip()
+    assert (pi / "opt/haocha/launcher.py").read_bytes() == (REPO / "terminal/slots.py").read_bytes()
+    assert (pi / "opt/haocha/current").resolve() == pi / "opt/haocha/slots/a"  # two slots (SPEC section 13)
+    installed = pi / "opt/haocha/current/bin/haocha"  # the terminal's own program, not this checkout's
     probe = "import importlib.util as u; print([m for m in ('starlette', 'uvicorn', 'sqlite_utils') if u.find_spec(m)])"
-    web = subprocess.run([str(pi / "opt/haocha/bin/python"), "-c", probe], capture_output=True, text=True, timeout=60)
+    web = subprocess.run(
+        [str(pi / "opt/haocha/current/bin/python"), "-c", probe], capture_output=True, text=True, timeout=60
+    )
     assert web.stdout.strip() == "[]", web  # the hub's web stack and store stay on the hub
     pressed = subprocess.run(
         [str(installed), "sim", "terminal", "--config", str(config), "--presses", "5"],

@@ -325,6 +325,10 @@ def test_the_migration_gives_every_device_key_1(tmp_path: Path) -> None:
         store.conn.execute("DROP INDEX audit_subject")
         store.conn.execute("DROP TABLE alert_deliveries")  # migration 10
         store.conn.execute("DROP TABLE alerts")
+        for table in ("config_reports", "config_pushes", "config_layers"):  # migration 11
+            store.conn.execute(f"DROP TABLE {table}")
+        store.conn.execute("DROP TABLE release_devices")  # migration 12
+        store.conn.execute("DROP TABLE releases")
         store.conn.execute("PRAGMA user_version = 6")
     with Store(path) as store:
         assert [(k["kid"], k["state"]) for k in device_keys.key_history(store, "T01")] == [(1, "active")]

@@ -172,6 +172,10 @@ def test_migration_fills_the_counters_from_existing_tickets(home: Path) -> None:
         store.conn.execute("DROP INDEX audit_subject")
         store.conn.execute("DROP TABLE alert_deliveries")  # migration 10
         store.conn.execute("DROP TABLE alerts")
+        for table in ("config_reports", "config_pushes", "config_layers"):  # migration 11
+            store.conn.execute(f"DROP TABLE {table}")
+        store.conn.execute("DROP TABLE release_devices")  # migration 12
+        store.conn.execute("DROP TABLE releases")
         store.conn.execute("PRAGMA user_version = 4")
     with Store(path) as store:
         assert {names: stats(store, list(names), D0, D3) for names in expected} == expected

@@ -14,7 +14,7 @@ from terminal.clock import Clock
 from terminal.config import load
 from terminal.errors import ConfigError, InvalidRow, JournalError
 from terminal.journal import Journal, read_summary
-from terminal.panel import Feedback
+from terminal.panel import PanelSignal
 from terminal.runner import Terminal
 
 KEY_HEX = "ab" * 32
@@ -281,13 +281,13 @@ def test_a_press_whose_row_breaks_a_rule_is_refused_and_the_terminal_goes_on(
     the citizen gets the refused beep, never "thank you", and the next good press works."""
     clock = FakeClock()
     with make_terminal(tmp_path, factory, clock=clock) as term:
-        shown: list[Feedback] = []
+        shown: list[PanelSignal] = []
         show = term.panel.show
         term.evaluator.panel.show = lambda feedback: (shown.append(feedback), show(feedback))  # type: ignore[method-assign]
         term.evaluator.sign_in("")
         press(factory, 5)
         assert term.journal.last_seq == 0
-        assert shown == [Feedback.REFUSED] and not factory.pin(20).state
+        assert shown == [PanelSignal.REFUSED] and not factory.pin(20).state
         errors = [r for r in caplog.records if r.levelname == "ERROR" and r.name == "terminal.evaluator"]
         assert len(errors) == 1 and "staff: expected 1-64 characters" in errors[0].getMessage()
         term.evaluator.sign_in("S1")

@@ -35,12 +35,12 @@ def test_ratings_behind_a_gap_wait_for_it_and_go_in_seq_order(tmp_path: Path) ->
     assert outbox.held(store.conn) == 0
 
 
-def test_a_gap_that_never_fills_releases_what_waits_behind_it(tmp_path: Path) -> None:
+def test_a_gap_that_never_fills_hands_over_what_waits_behind_it(tmp_path: Path) -> None:
     _cfg, store = make_home(tmp_path)
     ingest(store, [rating(1), rating(3, "very_dissatisfied"), reason(4, 3, ("greedy",)), rating(5)])
     ingestor = Ingestor(store, "H1", TZ)
-    assert ingestor.release_held(T0) == 0  # received at T0: not held long enough yet
-    assert ingestor.release_held(T0 + 1) == 2
+    assert ingestor.hand_over_held(T0) == 0  # received at T0: not held long enough yet
+    assert ingestor.hand_over_held(T0 + 1) == 2
     assert _seqs(store) == [1, 3, 5] and _seqs(store, "ticket") == [3]
     assert [b["reasons"] for b in bodies(store) if b.get("seq") == 3] == [["greedy"]]
     assert store.conn.execute("SELECT reasons FROM tickets").fetchone()[0] == '["greedy"]'

@@ -19,6 +19,7 @@ from protocol.levels import BAD_LEVEL_IDS
 
 from ..alert_settings import RULE_TITLES, AlertSettings, BacklogRule, BadShareRule, CommitRule, SilentRule
 from ..config import HubConfig
+from ..layers import opening_for
 from ..store.registry import stored_state
 from ..tickets import Calendar
 from .lifecycle import Finding
@@ -109,19 +110,27 @@ class OpeningHours:
         self.calendar = calendar
         self.tz = tz
 
-    def opened_ms(self, now_ms: int) -> int | None:
-        """When the hall opened today (epoch ms), or None if it is closed now."""
+    def opened_ms(self, now_ms: int, hours: str | None = None) -> int | None:
+        """When the hall (or a window open ``hours``, "HH:MM-HH:MM", on the hall's days) opened
+        today (epoch ms), or None if it is closed now."""
         local = dt.datetime.fromtimestamp(now_ms / 1000, self.tz)
         if not (self.every_day or self.calendar.is_workday(local.date())):
             return None
-        if local.time() < self.start or (self.end is not None and local.time() >= self.end):
+        start, end = (self.start, self.end) if hours is None else _hours(hours)
+        if local.time() < start or (end is not None and local.time() >= end):
             return None
-        return int(dt.datetime.combine(local.date(), self.start, self.tz).timestamp() * 1000)
+        return int(dt.datetime.combine(local.date(), start, self.tz).timestamp() * 1000)
+
+
+def _hours(text: str) -> tuple[dt.time, dt.time | None]:
+    start, end = text.split("-")
+    return dt.time.fromisoformat(start), None if end == "24:00" else dt.time.fromisoformat(end)
 
 
 class Silent:
     """A terminal from which nothing (no event of any kind) has arrived for ``minutes`` of today's
-    opening hours. Outside opening hours the condition does not hold, so its alerts close."""
+    opening hours: the hall's ([alerts] opening), or its own where its layers set ``opening``
+    (hub.layers). Outside opening hours the condition does not hold, so its alerts close."""
 
     name = "silent"
 
@@ -130,8 +139,9 @@ class Silent:
         self.hours = hours
 
     def evaluate(self, conn: sqlite3.Connection, now_ms: int) -> list[Finding]:
-        opened = self.hours.opened_ms(now_ms)
-        if opened is None:
+        hall_opened = self.hours.opened_ms(now_ms)
+        own = opening_for(conn)  # windows and devices whose layers set their own ``opening``
+        if hall_opened is None and not own:
             return []
         limit = int(self.settings.minutes * MINUTE_MS)
         rows = conn.execute(
@@ -141,6 +151,9 @@ class Silent:
         names = _window_names(conn)
         found = []
         for device, window, created, state, last in rows:
+            opened = hall_opened if device not in own else self.hours.opened_ms(now_ms, own[device])
+            if opened is None:
+                continue
             since = max(last or 0, created, opened)
             if now_ms - since >= limit:
                 found.append(self._finding(device, window, names.get(window, window), last, state))

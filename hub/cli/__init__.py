@@ -29,6 +29,8 @@ LAZY_COMMANDS = {
     "user": "user_cmds:user_group",
     "audit": "user_cmds:audit_cmd",
     "fleet": "fleet_cmds:fleet_group",
+    "config": "config_cmds:config_group",
+    "release": "release_cmds:release_group",
 }
 
 #: Where the program above puts the function that makes a MicroPython board's files, in

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from .. import config as hub_config
-from .. import provision, stats, tlsfiles
+from .. import provision, releases, stats, tlsfiles
 from ..broker import BrokerRunner
 from ..daemon import HubDaemon
 from ..errors import AlreadyExists
@@ -173,12 +173,15 @@ def device_add(device: str, window: str, kind: str, mode: str, home: Path | None
 @format_option
 def device_list(home: Path | None, fmt: str) -> None:
     """List terminals with their keys, stored events and health: online, last seen and last press
-    (hall-local time), backlog, events not stored yet, clock, panel link, firmware, and `silent`
-    (offline or not heard from for 5 minutes) — the devices page of the console, on a shell."""
+    (hall-local time), backlog, events not stored yet, clock, panel link, firmware (the running
+    version), its newest update (release and phase), the hub's configuration version in force ("3",
+    "3, pending 4", "3, refused 4: why") and `silent` (offline or not heard from for 5 minutes) —
+    the devices page of the console, on a shell."""
     cfg, store_cm = open_hub(home)
     with store_cm as store:
         rows = reg.list_devices(store)
         health = {t.device: t for t in terminals(store, now_ms())}
+        updates = releases.device_phases(store)
     tz = ZoneInfo(cfg.timezone)
     for row in rows:
         row.pop("state"), row.pop("state_ms")
@@ -192,6 +195,8 @@ def device_list(home: Path | None, fmt: str) -> None:
             "clock": t.clock,
             "panel": None if t.panel_ok is None else ("ok" if t.panel_ok else f"down: {t.panel_detail}"),
             "firmware": t.firmware,
+            "config": t.config,
+            "update": updates.get(row["device"]),
             "silent": t.silent,
         }
     print_records(rows, fmt)

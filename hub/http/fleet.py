@@ -15,6 +15,7 @@ from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from ..fleet import SCRIPT_NAME, served_files
+from ..releases import served_file
 
 PREFIX = "/fleet/"
 #: Stands for the hub's own address in the install script.
@@ -40,4 +41,15 @@ def fleet_routes(home: Path) -> list[Route]:
             return PlainTextResponse(path.read_text().replace(HUB_URL_MARK, base), media_type="text/x-shellscript")
         return FileResponse(path)
 
-    return [Route(PREFIX, index), Route(PREFIX + "{name}", file)]
+    async def release_file(request: Request) -> Response:
+        """A release's files, manifest and signature (hub/releases.py): public, like the wheels."""
+        path = served_file(home, request.path_params["release"], request.path_params["name"])
+        if path is None:
+            return PlainTextResponse("not found\n", status_code=404)
+        return FileResponse(path)
+
+    return [
+        Route(PREFIX, index),
+        Route(PREFIX + "releases/{release}/{name}", release_file),
+        Route(PREFIX + "{name}", file),
+    ]

@@ -51,6 +51,7 @@ def devices_html(terms: list[Terminal], windows: dict[str, str], tz: ZoneInfo, n
             "时钟",
             "面板",
             "固件",
+            "配置版本",
         )
     )
     order = sorted(terms, key=lambda t: (t.revoked, not t.silent, t.device))
@@ -86,6 +87,7 @@ def _device_row(t: Terminal, windows: dict[str, str], tz: ZoneInfo, now_ms: int)
         clock_cell,
         panel,
         escape(t.firmware or "—"),
+        _config_cell(t.config),
     ]
     cls = ' class="silent"' if t.silent and not t.revoked else ""
     tds = "".join(f"<td{' class=num' if i in _NUMERIC else ''}>{c}</td>" for i, c in enumerate(cells))
@@ -93,6 +95,17 @@ def _device_row(t: Terminal, windows: dict[str, str], tz: ZoneInfo, now_ms: int)
 
 
 _NUMERIC = (7, 8)  #: backlog and journal columns of :func:`_device_row`
+
+
+def _config_cell(text: str | None) -> str:
+    """The configuration version in force; one waiting or refused stands out (hub.layers.describe)."""
+    if text is None:
+        return '<span class="muted">—</span>'
+    if "refused" in text:
+        return f'<span class="badge b-off">{escape(text.replace("refused", "拒收"))}</span>'
+    if "pending" in text:
+        return f'<span class="badge warn">{escape(text.replace("pending", "待生效"))}</span>'
+    return escape(text)
 
 
 def upstream_html(u: Upstream, tz: ZoneInfo, now_ms: int, unpark_form: str | None, flash: str = "") -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from ..layers import describe, device_status
 from ..store import Store
 from ..store.registry import stored_state
 
@@ -36,7 +37,9 @@ class Terminal:
     panel_ok: bool | None  #: None: no panel reported (a GPIO terminal)
     panel_detail: str
     firmware: str | None
-    silent: bool  #: not revoked, and offline or not heard from for ``SILENT_AFTER_MS``
+    silent: bool
+    #: the hub's configuration: the version in force, and one pending or refused (hub.layers.describe)
+    config: str | None = None  #: not revoked, and offline or not heard from for ``SILENT_AFTER_MS``
 
 
 def terminals(store: Store, now_ms: int, silent_after_ms: int = SILENT_AFTER_MS) -> list[Terminal]:
@@ -44,6 +47,7 @@ def terminals(store: Store, now_ms: int, silent_after_ms: int = SILENT_AFTER_MS)
     conn = store.conn
     heard = _last_heard(conn)
     epochs = {d: (e, upto, press) for d, e, upto, press in conn.execute(_LATEST_EPOCH)}
+    configs = device_status(conn)
     out = []
     for device, window, kind, mode, revoked, state_text, state_ms in conn.execute(
         "SELECT id, window, kind, mode, revoked, state, state_ms FROM devices ORDER BY id"
@@ -71,6 +75,7 @@ def terminals(store: Store, now_ms: int, silent_after_ms: int = SILENT_AFTER_MS)
                 panel_detail="" if panel is None else str(panel["detail"]),
                 firmware=state.get("fw"),
                 silent=silent,
+                config=describe(configs.get(device)),
             )
         )
     return out

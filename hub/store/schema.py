@@ -209,6 +209,39 @@ def _m10_alerts(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX alert_deliveries_pending ON alert_deliveries(next_ms) WHERE state = 'pending'")
 
 
+def _m11_config_layers(db: sqlite_utils.Database) -> None:
+    """Layered configuration (SPEC section 13): settings at hall, window and device level (the
+    lower wins), who set each and when; per device the versions pushed (the effective settings
+    each carried) and what the terminal last reported: the version in force, the last refused."""
+    db.execute(
+        "CREATE TABLE config_layers (scope TEXT NOT NULL, target TEXT NOT NULL, key TEXT NOT NULL, "
+        "value TEXT NOT NULL, who TEXT NOT NULL, set_ms INTEGER NOT NULL, PRIMARY KEY (scope, target, key))"
+    )
+    db.execute(
+        "CREATE TABLE config_pushes (device TEXT NOT NULL REFERENCES devices(id), version INTEGER NOT NULL, "
+        "body TEXT NOT NULL, pushed_ms INTEGER NOT NULL, PRIMARY KEY (device, version))"
+    )
+    db.execute(
+        "CREATE TABLE config_reports (device TEXT PRIMARY KEY REFERENCES devices(id), applied INTEGER NOT NULL, "
+        "refused INTEGER, refused_reason TEXT, reported_ms INTEGER NOT NULL)"
+    )
+
+
+def _m12_releases(db: sqlite_utils.Database) -> None:
+    """Signed releases and their rollout (SPEC section 13): a release's manifest (the exact signed
+    text) and signature; per announced device the phase it last reported. ``paused_reason`` is set
+    by a rollback anywhere: further widening then needs ``--force``."""
+    db.execute(
+        "CREATE TABLE releases (release TEXT PRIMARY KEY, kind TEXT NOT NULL, manifest TEXT NOT NULL, "
+        "sig TEXT NOT NULL, created_ms INTEGER NOT NULL, paused_ms INTEGER, paused_reason TEXT)"
+    )
+    db.execute(
+        "CREATE TABLE release_devices (release TEXT NOT NULL REFERENCES releases(release), device TEXT NOT NULL, "
+        "announced_ms INTEGER NOT NULL, phase TEXT, detail TEXT, phase_ms INTEGER, PRIMARY KEY (release, device))"
+    )
+    db.execute("CREATE INDEX release_devices_device ON release_devices(device)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_core,
     _m2_cases,
@@ -220,6 +253,8 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m8_people,
     migrate_upstream_days,
     _m10_alerts,
+    _m11_config_layers,
+    _m12_releases,
 ]
 
 

@@ -63,7 +63,7 @@ def enqueue(
 
 def enqueue_ratings(conn: sqlite3.Connection, rows: list[tuple[str, str, int]]) -> None:
     """Queue the records of ratings ``(record_id, window, event_id)``, in that order; a rating
-    queued before (released early, see :func:`hub.release.release_held`) is skipped."""
+    queued before (handed over early, see :func:`hub.handover.hand_over_held`) is skipped."""
     at = now_ms()
     conn.executemany(
         "INSERT OR IGNORE INTO outbox (record_id, kind, lane, event_id, created_ms) VALUES (?, 'evaluation', ?, ?, ?)",
@@ -71,15 +71,15 @@ def enqueue_ratings(conn: sqlite3.Connection, rows: list[tuple[str, str, int]]) 
     )
 
 
-def rating_changed(conn: sqlite3.Connection, rid: str, lane: str, event_id: int, released: bool) -> None:
-    """A released rating's record says something new (a late reason, a misuse flag): while pending
+def rating_changed(conn: sqlite3.Connection, rid: str, lane: str, event_id: int, handed_over: bool) -> None:
+    """A handed-over rating's record says something new (a late reason, a misuse flag): while pending
     or parked its body is rebuilt when sent (``rev`` marks the change), once sent an update goes."""
     sql = "SELECT id, status FROM outbox WHERE event_id = ? AND kind = 'evaluation'"
     row = conn.execute(sql, (event_id,)).fetchone()
     if row is None:
-        if released:  # sent long ago and pruned
+        if handed_over:  # sent long ago and pruned
             enqueue(conn, rid, "update", lane, None, event_id)
-        return  # not released yet: its body is built with the change when it is
+        return  # not handed over yet: its body is built with the change when it is
     if row[1] == "sent":
         enqueue(conn, rid, "update", lane, None, event_id)
     else:

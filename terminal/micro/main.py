@@ -11,8 +11,8 @@ import gc
 # KB in one piece later. Then one module at a time with a collection in between.
 FRAME = bytearray(3584)
 FRAME[:] = b""  # keeps the allocation
-for _m in ("wire", "journal", "mqtt", "clock", "core", "uplink"):
-    __import__(_m)
+for name in ("wire", "journal", "mqtt", "clock", "core", "uplink"):  # names the port has already: no qstr
+    __import__(name)
     gc.collect()
 
 import sys  # noqa: E402
@@ -23,18 +23,8 @@ import mqtt  # noqa: E402
 import uplink  # noqa: E402
 from clock import Clock  # noqa: E402
 from core import READY, REFUSED, Rules  # noqa: E402
-from journal import Journal, JournalError, replace  # noqa: E402
+from journal import Journal, JournalError  # noqa: E402
 from wire import config_problem, row_problem, valid  # noqa: E402
-
-
-def make_board(cfg):
-    if sys.platform == "linux":
-        from sim_board import SimBoard
-
-        return SimBoard(cfg)
-    from board import Board
-
-    return Board(cfg)
 
 
 class Firmware:
@@ -52,6 +42,10 @@ class Firmware:
         r.levels = board.levels
         r.reasons = tuple(k for k in board.reasons if k in cfg.get("reasons", ()))
         self.uplink = up = uplink.Uplink(cfg, self.journal, self.clock, FRAME, self._command, board.log)
+        c = cfg.get("conf")  # the hub's configuration in force, kept in config.json (conf.board)
+        if c and c.get("version"):
+            r.pending = c
+            self.conf()
         up.net_ok = board.network_up
         # Where an update stands (update.json, kept by the boot step): reported in the state; the
         # release running, once one was installed from the hub (release.txt moves with the modules).
@@ -95,10 +89,15 @@ class Firmware:
         return seq, row[0]
 
     def _command(self, cmd):
-        """A ``cmd`` from the hub (invite, cancel, staff, update): None once applied (an update:
-        once taken, to start when no invitation and no reason wait is live), else the field that
-        made it refused (then nothing changed)."""
+        """A ``cmd`` from the hub (invite, cancel, staff; a config is held for :meth:`conf`; an
+        update is kept for ``update_step``, which starts it when no invitation and no reason wait
+        is live): None once applied, else the field that made it refused (then nothing changed)."""
         clock, r = self.clock, self.rules
+        if isinstance(cmd, dict) and "version" in cmd:
+            # A ``config``, the only command with a version (spelling "config" would cost the
+            # string table a name): the loop takes it up once no rating is under way (conf.board).
+            r.pending = cmd
+            return None
         if isinstance(cmd, (bytes, memoryview)):  # an update: its bytes as they came (uplink), never parsed
             up, head = self.uplink, bytes(cmd[:100])
             i = head.find(b'"release":"') + 11  # protocol.commands.encode: cmd first, then release
@@ -122,10 +121,24 @@ class Firmware:
             self.board.show(READY)
         return problem
 
-    def summary(self, extra=""):
+    def conf(self):
+        """The configuration from the hub held in ``rules.pending``, now that no rating is under
+        way: ``conf.board`` checks it, puts it in force, keeps it in config.json. The module is
+        loaded for that moment only, so its code stays off the heap; when even that finds no
+        room, the hub sends it again (its state still names the older version)."""
+        gc.collect()
+        try:
+            __import__("conf").board(self)
+        except MemoryError:
+            self.rules.pending = None
+            self.board.log("no room to take up a configuration now: the hub sends it again")
+        sys.modules.pop("conf", None)
+        gc.collect()
+
+    def summary(self, text=""):
         j = self.journal
         return '{"device":%s,"epoch":"%s","last_seq":%d,"acked":%d,"pending":%d%s}' % (
-            dumps(j.device), j.epoch, j.last_seq, j.acked, j.last_seq - j.acked, extra)
+            dumps(j.device), j.epoch, j.last_seq, j.acked, j.last_seq - j.acked, text)
 
     def handle(self, action):
         kind, arg = action
@@ -167,6 +180,8 @@ class Firmware:
             try:
                 if r.tick(self.clock.mono_ms()):
                     board.show(r.resting())
+                if r.pending and r.invitation is None and r.awaiting_reason is None:
+                    self.conf()
                 up.step(0 if actions else 10)
                 board.idle()
                 if self.pending is not None:  # by its name: no code and no names until an update
@@ -199,7 +214,11 @@ def main(argv=None):
     if b.get("tls"):  # the TLS context's 3 KB in one piece, before the journal and the rest take the heap
         gc.collect()
         b["ctx"] = mqtt._context(b["tls"])  # the uplink takes it out: config.json keeps the file names
-    Firmware(cfg, make_board(cfg)).run()
+    if sys.platform == "linux":  # the unix port: the simulated board
+        from sim_board import SimBoard as Board
+    else:
+        from board import Board
+    Firmware(cfg, Board(cfg)).run()
 
 
 if __name__ == "__main__":

@@ -225,12 +225,14 @@ class Uplink:
         j, u = self.journal, self.update  # update: the record of main (update.json), or None
         self.next_state = ticks_add(ticks_ms(), self.state_ms)
         s = ('{"online":%s,"fw":"%s","kind":"micro","mode":%s,"window":%s,"epoch":"%s","last_seq":%d,"acked":%d,'
-             '"backlog":%d,"boot":"%s","clock":"%s","panel":{"ok":true,"detail":""}%s%s}') % (
+             '"backlog":%d,"boot":"%s","clock":"%s","panel":{"ok":true,"detail":""}%s%s,"config":%s}') % (
             "true" if online else "false", FW, dumps(self.cfg.get("mode", "free")), dumps(self.cfg["window"]),
             j.epoch, j.last_seq, j.acked, j.last_seq - j.acked, self.clock.boot_id,
             "synced" if self.clock.synced() else "unsynced",
             ',"kid":%d' % self.cfg["key_id"] if self.cfg.get("key_id") else "",
-            ',"update":%s' % dumps(u) if u else "")
+            ',"update":%s' % dumps(u) if u else "",
+            dumps(self.cfg.get("conf", {"version": 0})))  # the hub's configuration (conf.py): the hub reads
+        # its version and the last refused, and drops the settings
         self.client.publish(self.t_state, s, True)
 
     def close(self):

@@ -16,7 +16,7 @@ from gpiozero import LED, Button, Buzzer, GPIOZeroError, PinFactoryFallback
 
 from ..config import GpioSettings
 from ..errors import PanelError
-from ..panel import Feedback, Key, KeyHandler, KeyKind, StatusHandler
+from ..panel import Key, KeyHandler, KeyKind, PanelSignal, StatusHandler
 
 _LOG = logging.getLogger(__name__)
 
@@ -83,13 +83,13 @@ class GpioPanel:
 
         return handler
 
-    def show(self, feedback: Feedback) -> None:
+    def show(self, signal: PanelSignal) -> None:
         with self._lock:
-            self._set(self.ready_light, feedback in (Feedback.READY, Feedback.ASK_REASON))
-            self._set(self.thanks_light, feedback is Feedback.THANKS)
-            if self.buzzer is not None and feedback is Feedback.THANKS:
+            self._set(self.ready_light, signal in (PanelSignal.READY, PanelSignal.ASK_REASON))
+            self._set(self.thanks_light, signal is PanelSignal.THANKS)
+            if self.buzzer is not None and signal is PanelSignal.THANKS:
                 self.buzzer.beep(on_time=0.08, off_time=0.05, n=1, background=True)
-            elif self.buzzer is not None and feedback is Feedback.REFUSED:
+            elif self.buzzer is not None and signal is PanelSignal.REFUSED:
                 self.buzzer.beep(on_time=0.04, off_time=0.04, n=2, background=True)
 
     @staticmethod

@@ -11,18 +11,18 @@ from __future__ import annotations
 import threading
 import time
 
-from ..panel import Feedback
+from ..panel import PanelSignal
 from .modbusmap import Beep
 
 Lamps = tuple[bool, bool, bool]  # ready, reason, thanks
 
-#: The lamps and the beep of each feedback.
-LIGHTS: dict[Feedback, tuple[Lamps, Beep]] = {
-    Feedback.IDLE: ((False, False, False), Beep.NONE),
-    Feedback.READY: ((True, False, False), Beep.NONE),
-    Feedback.ASK_REASON: ((False, True, False), Beep.NONE),
-    Feedback.THANKS: ((False, False, True), Beep.THANKS),
-    Feedback.REFUSED: ((False, False, False), Beep.REFUSED),
+#: The lamps and the beep of each signal.
+LIGHTS: dict[PanelSignal, tuple[Lamps, Beep]] = {
+    PanelSignal.IDLE: ((False, False, False), Beep.NONE),
+    PanelSignal.READY: ((True, False, False), Beep.NONE),
+    PanelSignal.ASK_REASON: ((False, True, False), Beep.NONE),
+    PanelSignal.THANKS: ((False, False, True), Beep.THANKS),
+    PanelSignal.REFUSED: ((False, False, False), Beep.REFUSED),
 }
 
 
@@ -36,9 +36,9 @@ class PanelLights:
         self._shown = -1
         self._next_refresh = 0.0
 
-    def show(self, feedback: Feedback) -> None:
+    def show(self, signal: PanelSignal) -> None:
         """Any thread: record what the panel should show (a beep waits until it is sounded)."""
-        lamps, beep = LIGHTS[feedback]
+        lamps, beep = LIGHTS[signal]
         with self._lock:
             self._want = lamps
             if beep is not Beep.NONE:

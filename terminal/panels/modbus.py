@@ -30,7 +30,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 
 from ..config import ModbusSettings, TerminalConfig
 from ..errors import PanelError
-from ..panel import Feedback, Key, KeyHandler, KeyKind, StatusHandler
+from ..panel import Key, KeyHandler, KeyKind, PanelSignal, StatusHandler
 from . import modbusmap as m
 from .buttons import button_map, delivery_order
 from .ledger import Mark, NotAccepted, PressLedger
@@ -197,9 +197,9 @@ class ModbusPanel:
         """Whether the panel answers; None before the first attempt."""
         return self._link.online
 
-    def show(self, feedback: Feedback) -> None:
+    def show(self, signal: PanelSignal) -> None:
         """Record the wanted lights and wake the poll thread, which writes them (never blocks)."""
-        self.lights.show(feedback)
+        self.lights.show(signal)
         self.bus.wake()
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ import serial
 
 from ..config import SerialSettings, TerminalConfig
 from ..errors import PanelError
-from ..panel import Feedback, KeyHandler, KeyKind, StatusHandler
+from ..panel import KeyHandler, KeyKind, PanelSignal, StatusHandler
 from .buttons import button_map
 from .ledger import Mark, NotAccepted, PressLedger
 from .lights import PanelLights
@@ -81,9 +81,9 @@ class SerialPanel:
         """Whether the panel answers; None before the first attempt."""
         return self._link.online
 
-    def show(self, feedback: Feedback) -> None:
+    def show(self, signal: PanelSignal) -> None:
         """Record the wanted lights; the port thread sends them within ``read_s``. Never blocks."""
-        self.lights.show(feedback)
+        self.lights.show(signal)
 
     @property
     def line_counts(self) -> dict[str, int]:

@@ -1,11 +1,11 @@
 """What ingest does upstream for the events it stores: queue rating records, open tickets.
 
-A rating's upstream record and its ticket are *released* once its terminal's sequence is stored
+A rating's upstream record and its ticket are *handed over* once its terminal's sequence is stored
 without a gap up to it, i.e. in the transaction that moves the ack point (``epochs.upto``) past
-it. Ratings are released in seq order, so a rating resent late to fill a gap still goes before
+it. Ratings are handed over in seq order, so a rating resent late to fill a gap still goes before
 the ratings stored beyond the gap: the regional system receives each window's ratings in the
 order they were given. A gap that stays open longer than ``[upstream] gap_hold_s`` (a terminal
-that died with unsent events) releases what waits behind it anyway (:func:`release_held`):
+that died with unsent events) hands over what waits behind it anyway (:func:`hand_over_held`):
 order is worth a delay, not a missing record or an unregistered bad review.
 
 Everything runs on the hub's writer thread inside a transaction, so a rating, its record and its
@@ -26,7 +26,7 @@ from .upstream import outbox
 
 _LOG = logging.getLogger(__name__)
 
-__all__ = ["Rated", "on_reason", "rating_changed", "release", "release_held"]
+__all__ = ["Rated", "hand_over", "hand_over_held", "on_reason", "rating_changed"]
 
 
 _RATED_COLUMNS = (
@@ -34,10 +34,10 @@ _RATED_COLUMNS = (
 )
 
 
-def release(
+def hand_over(
     conn: sqlite3.Connection, hall: str, device: str, epoch: str, after: int, upto: int, fresh: dict[int, Rated | None]
 ) -> None:
-    """The ack point of (device, epoch) moved from ``after`` to ``upto``: release the ratings in
+    """The ack point of (device, epoch) moved from ``after`` to ``upto``: hand over the ratings in
     between. ``fresh`` holds what this batch stored (seq → rating, None for other kinds); when it
     covers the range, no query is needed."""
     if upto <= after:
@@ -53,14 +53,14 @@ def release(
     _queue(conn, hall, ratings)
 
 
-def release_held(conn: sqlite3.Connection, hall: str, received_before_ms: int) -> int:
+def hand_over_held(conn: sqlite3.Connection, hall: str, received_before_ms: int) -> int:
     """Release the ratings held behind a gap since before ``received_before_ms``; how many."""
     sql = f"SELECT {_RATED_COLUMNS} {outbox.HELD_SQL} AND e.received_ms < ? ORDER BY e.device, e.epoch, e.seq"
     ratings = [Rated(*row) for row in conn.execute(sql, (received_before_ms,)).fetchall()]
     for device in sorted({r.device for r in ratings}):
         mine = [r.seq for r in ratings if r.device == device]
         _LOG.warning(
-            "releasing %d ratings of %s (seq %d-%d) held behind a gap that never filled: they go upstream "
+            "handing over %d ratings of %s (seq %d-%d) held behind a gap that never filled: they go upstream "
             "out of order", len(mine), device, min(mine), max(mine),
         )  # fmt: skip
     _queue(conn, hall, ratings)
@@ -88,7 +88,7 @@ def rating_changed(conn: sqlite3.Connection, hall: str, event_id: int) -> None:
         return
     device, epoch, seq, window, _status, upto = row
     rid = outbox.record_id(hall, device, epoch, seq)
-    outbox.rating_changed(conn, rid, window, event_id, released=upto is not None and seq <= upto)
+    outbox.rating_changed(conn, rid, window, event_id, handed_over=upto is not None and seq <= upto)
 
 
 def _stored(conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> list[Rated]:
