@@ -136,7 +136,9 @@ def test_a_good_release_is_staged_switched_at_boot_and_confirmed(
     tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, releases: ReleaseServer
 ) -> None:
     files = build_release(tmp_path, "micro-0.2.0")
+    files["boot.py"] = b"raise SystemExit  # a boot step of its own: the board keeps its own\n"
     m = releases.publish("micro-0.2.0", files)
+    del files["boot.py"]
     with start_board(tmp_path, broker) as board:
         connected(board)
         before = press_all(board, 5)
@@ -155,10 +157,11 @@ def test_a_good_release_is_staged_switched_at_boot_and_confirmed(
         assert phases.index("downloading") < phases.index("verified") < phases.index("confirmed")
         assert board.config_path.read_bytes() == config_before  # never touched
         flash = tmp_path / "board"
-        assert folder_digest(flash, lambda n: not n.startswith(("boot", "sim_board"))) == folder_digest(
-            releases.root / "micro-0.2.0"
-        ) | {"release.txt": folder_digest(flash)["release.txt"]}
+        assert folder_digest(flash, lambda n: not n.startswith(("boot", "sim_board"))) == {
+            n: hashlib.sha256(d).hexdigest() for n, d in files.items()
+        } | {"release.txt": hashlib.sha256(b"micro-0.2.0").hexdigest()}
         assert (flash / "release.txt").read_text() == "micro-0.2.0"
+        assert not (flash / "boot.py").exists()  # the release's copy of the boot step was left out
         assert board.quit() == 0
         assert not board.loop_errors
 
@@ -217,7 +220,7 @@ def refusals(tmp_path: Path, releases: ReleaseServer) -> list[tuple[bytes, str]]
     huge = dict(good, **{"clock.mpy": b"x" * 70000})
     m = releases.publish("too-large", huge)
     out.append((update_command(m, KEY, releases.url("too-large")), "over the 65536"))
-    for name in ("../main.mpy", "sub/wire.mpy", "config.json", "boot.py"):
+    for name in ("../main.mpy", "sub/wire.mpy", "config.json", "boot.mpy", "../boot.py"):
         files = dict(good, **{name: b"x"})
         m = manifest_of("escape", files)
         out.append((update_command(m, KEY, releases.url("escape")), "not a firmware module"))

@@ -11,7 +11,7 @@ boot finishes the same step: the firmware never loads a mix of two releases.
 - ``downloading`` (the firmware took an ``update`` command, wrote it to update-order.json and
   reset): the order is read and removed, its signature checked with the board's MAC key, its
   manifest checked (a ``micro`` release of plain module names with a ``main``, each file at most
-  :data:`_MAX_FILE` bytes), every file downloaded over HTTP
+  :data:`_MAX_FILE` bytes; a copy of the boot step in it is left out), every file downloaded over HTTP
   (HTTPS with the hall's CA) into ``stage/``, its size and SHA-256 checked while it streams; then
   prev/ is emptied -> ``staged`` (boot.py makes it ``verified`` as the firmware starts; the
   firmware reports it and, when no rating is under way, asks for ``switching`` and resets). Anything wrong -> ``failed`` with the reason, ``stage/`` emptied.
@@ -118,21 +118,25 @@ def files_of(order):
         raise ValueError("the url is not http:// or https://")
     if not isinstance(files, list) or not 0 < len(files) <= _MAX_FILES:
         raise ValueError("expected 1..%d files" % _MAX_FILES)
-    stems = []
+    stems, kept = [], []
     for e in files:
         if not isinstance(e, list) or len(e) != 3 or e[0] == "release.txt" or not _module(e[0]):
-            raise ValueError("%s is not a firmware module's file name" % (e[0] if isinstance(e, list) and e else e,))
+            n = e[0] if isinstance(e, list) and e else e
+            if isinstance(n, str) and n[: n.rfind(".")] in KEEP and n[-3:] == ".py":
+                continue  # a release's copy of the boot step (or the simulator's board) is left out
+            raise ValueError("%s is not a firmware module's file name" % (n,))
         name, sha, size = e
         if not isinstance(sha, str) or len(sha) != 64 or sha.encode().strip(b"0123456789abcdef"):
             raise ValueError("%s: bad sha256" % name)
         if type(size) is not int or not 0 <= size <= _MAX_FILE:
             raise ValueError("%s: %r bytes, over the %d a file may have" % (name, size, _MAX_FILE))
         stems.append(name[: name.rfind(".")])
+        kept.append(e)
     if "main" not in stems:
         raise ValueError("no main module")
     if len(set(stems)) != len(stems):
         raise ValueError("a module is listed twice")
-    return files
+    return kept
 
 
 def fetch(url, name, sha, size, ctx, buf):
