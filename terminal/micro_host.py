@@ -300,6 +300,23 @@ def compile_firmware(dest: Path) -> Path:
     return dest
 
 
+def compile_sources(folder: Path) -> None:
+    """Compile the ``.py`` modules in the simulated board's firmware ``folder`` (those an update
+    installed: releases ship sources, as the hub builds them) to ``.mpy`` in their place.
+
+    A board has the RAM to compile a module as it imports it; the simulation's heap has not (see
+    :func:`compile_firmware`), so this stands in for the board's compiler. A module that does not
+    compile is left as it is, to fail at import as it would on a board (and be rolled back)."""
+    compiler = find_mpy_cross()
+    if compiler is None:
+        return  # the sources run with the larger heap of SimBoardProcess
+    for src in folder.glob("*.py"):
+        out = src.with_suffix(".mpy")
+        proc = subprocess.run([compiler, "-s", src.name, "-o", str(out), str(src)], capture_output=True)
+        if proc.returncode == 0:
+            src.unlink()  # MicroPython imports a .py before an .mpy of the same name
+
+
 def firmware_command(code_dir: Path, config_path: Path, heap: str = HEAP_SIZE) -> list[str]:
     """The command line running the firmware from ``code_dir`` with the simulated board."""
     boot = (
@@ -366,6 +383,7 @@ class SimBoardProcess:
             heap = "256k"  # sources compiled on the board itself need scratch heap: see compile_firmware
             _LOG.warning("mpy-cross not found: running the firmware from source with a %s heap", heap)
         self._boot(heap)
+        compile_sources(self.code_dir)
         cmd = firmware_command(self.code_dir, self.config_path, heap)
         # The interpreter stays in our process group: a signal to ``haocha sim terminal``'s group
         # (SIGTERM, or SIGKILL as a power cut) reaches the board too. Were only we to die, the

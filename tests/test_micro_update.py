@@ -376,3 +376,22 @@ def test_device_add_ships_the_boot_step_with_the_firmware(tmp_path: Path) -> Non
     board = tmp_path / "devices" / "M01" / "board"
     assert {*RELEASE_FILES, "boot.py", "boot_update.py", "config.json", "ca.der"} <= {p.name for p in board.iterdir()}
     assert (board / "boot.py").read_bytes() == firmware_source("boot.py").read_bytes()
+
+
+def test_a_release_of_sources_as_the_hub_builds_it_is_confirmed(
+    tmp_path: Path, broker: Broker, hub: StandInHub, watcher: StateWatcher, http_releases: ReleaseServer
+) -> None:
+    """The hub's ``release build --kind micro`` ships the modules' sources, boot step included: the
+    board keeps its own boot step and compiles the rest (the simulation compiles them for it)."""
+    files = {name: firmware_source(name).read_bytes() for name in (*RELEASE_FILES, "boot.py", "boot_update.py")}
+    m = http_releases.publish("micro-0.8.0", files)
+    with start_board(tmp_path, broker) as board:
+        connected(board)
+        boot = (tmp_path / "board" / "boot.mpy").read_bytes()
+        watcher.send(update_command(m, KEY, http_releases.url("micro-0.8.0")))
+        state = reported(board, watcher, "micro-0.8.0", "confirmed")
+        assert state["fw"] == "micro-0.8.0"
+        assert press_all(board, 2) == [1, 2]
+        assert (tmp_path / "board" / "boot.mpy").read_bytes() == boot
+        assert_once(hub, tmp_path / "dev" / "journal")
+        assert board.quit() == 0
