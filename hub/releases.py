@@ -164,14 +164,15 @@ def _check_reported_version(wheel: Path, version: str) -> None:
 
 
 def _stage_firmware(into: Path, source: Path) -> None:
-    """The firmware's modules (never config.json or key files) and the shared core as core.py."""
+    """The firmware's modules (never config.json or key files) and the shared core.py and conf.py."""
     micro = source / "terminal" / "micro"
     modules = [p for p in sorted(micro.glob("*.py")) if p.name not in MICRO_SKIP]
     if not modules:
         raise ReleaseError(f"no firmware modules in {micro}")
     for module in modules:
         shutil.copy2(module, into / module.name)
-    shutil.copy2(source / "terminal" / "core.py", into / "core.py")
+    for shared in ("core.py", "conf.py"):  # the rules and the configuration code both terminals run
+        shutil.copy2(source / "terminal" / shared, into / shared)
 
 
 def _registered(store: Store, release: str) -> bool:

@@ -3,7 +3,7 @@
 - :func:`board_files`: the files ``haocha device add --kind micro`` writes for a technician to copy
   onto a board with ``mpremote`` (docs/micro.md);
 - :func:`journal_summary`: the firmware's journal folder read from disk (``haocha terminal journal``);
-- :func:`run_sim`: the firmware run inside ``micropython -X heapsize=68k`` (64k without TLS) with
+- :func:`run_sim`: the firmware run inside ``micropython -X heapsize=76k`` (64k without TLS) with
   the simulated board, pressed through its stdin (``haocha sim terminal`` for kind ``micro``).
 
 The journal format (``terminal/micro/journal.py``): ``meta.json`` plus ``seg-<first seq>.log``
@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from protocol.files import write_private
 from protocol.levels import LEVEL_IDS
@@ -54,15 +54,30 @@ FIRMWARE_FILES: tuple[str, ...] = (
     "uplink.py",
     "board.py",
     "main.py",
+    "update_step.py",
+    "boot.py",
+    "boot_update.py",
 )
+#: The boot step (SPEC section 13): switches to a staged release and back. A board keeps it across
+#: updates; every other firmware file is what a release of kind ``micro`` replaces.
+BOOT_FILES = ("boot.py", "boot_update.py")
+RELEASE_FILES: tuple[str, ...] = tuple(name for name in FIRMWARE_FILES if name not in BOOT_FILES)
+#: Beside the firmware: where an update stands (the boot step and the firmware keep it).
+UPDATE_RECORD = "update.json"
+#: The exit code of the firmware on the unix port where a board would reset (machine.reset):
+#: :class:`SimBoardProcess` starts the interpreter again, keeping the firmware folder.
+RESET_EXIT = 75
 HEAP_SIZE = "64k"
 #: Beside the journal: where ``haocha sim terminal`` keeps the simulated board's files (its
 #: ``config.json``, rewritten by a rekey, and the compiled firmware).
 SIM_BOARD_DIR = "sim-board"
-#: The heap the simulation gives the firmware when it talks TLS: 64 KB is not enough, 65 KB is the
-#: least that runs the 10,000-press soak; 68 KB leaves the headroom 64 KB leaves without TLS
+#: The heap the simulation gives the firmware when it talks TLS: 64 KB is not enough. 68 KB ran the
+#: 10,000-press soak but could not take in a command of 1 KB (measured on the firmware before the
+#: updates: a 955-byte message failed with a MemoryError at every loop turn); a release's ``update``
+#: command is about 1 KB, and the updates cost 1.4 KB of the firmware's heap. 72 KB took it, but
+#: not every time while keys were pressed (1 run in 8 ran out of memory receiving it); 76 KB
 #: (docs/micro.md, "Limits and figures").
-TLS_HEAP_SIZE = "68k"
+TLS_HEAP_SIZE = "76k"
 #: ``[broker]`` keys naming TLS files (PEM) → the file the board gets (DER: the unix port's mbedtls
 #: parses no PEM, and DER is a third smaller on a board's heap). config.json's ``broker.tls`` lists
 #: them in this order.
@@ -285,12 +300,37 @@ def compile_firmware(dest: Path) -> Path:
     return dest
 
 
+def compile_sources(folder: Path) -> None:
+    """Compile the ``.py`` modules in the simulated board's firmware ``folder`` (those an update
+    installed: releases ship sources, as the hub builds them) to ``.mpy`` in their place.
+
+    A board has the RAM to compile a module as it imports it; the simulation's heap has not (see
+    :func:`compile_firmware`), so this stands in for the board's compiler. A module that does not
+    compile is left as it is, to fail at import as it would on a board (and be rolled back)."""
+    compiler = find_mpy_cross()
+    if compiler is None:
+        return  # the sources run with the larger heap of SimBoardProcess
+    for src in folder.glob("*.py"):
+        out = src.with_suffix(".mpy")
+        proc = subprocess.run([compiler, "-s", src.name, "-o", str(out), str(src)], capture_output=True)
+        if proc.returncode == 0:
+            src.unlink()  # MicroPython imports a .py before an .mpy of the same name
+
+
 def firmware_command(code_dir: Path, config_path: Path, heap: str = HEAP_SIZE) -> list[str]:
     """The command line running the firmware from ``code_dir`` with the simulated board."""
     boot = (
         f"import sys\nsys.path.insert(0, {str(code_dir)!r})\nimport main\nmain.main(['main', {str(config_path)!r}])\n"
     )
     return [find_micropython(), "-X", f"heapsize={heap}", "-c", boot]
+
+
+def boot_command(code_dir: Path, heap: str = HEAP_SIZE) -> list[str]:
+    """The command line running the boot step (``boot.py``) in ``code_dir``, as a board runs it
+    before ``main.py``; in an interpreter of its own, so that its names never take room in the
+    firmware's string table. It exits :data:`RESET_EXIT` where a board would restart after it."""
+    script = f"import sys\nsys.path.insert(0, {str(code_dir)!r})\nimport boot\n"
+    return [find_micropython(), "-X", f"heapsize={heap}", "-c", script]
 
 
 @dataclass
@@ -310,34 +350,22 @@ class SimBoardProcess:
     lights: str | None = None
     started: dict[str, Any] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    #: How often the firmware reset itself (or was reset by its watchdog) and was started again.
+    resets: int = 0
     _lights_changed: threading.Condition = field(default_factory=threading.Condition)
     _reader: threading.Thread | None = None
+    _stopping: bool = False
 
     def start(self, timeout_s: float = 10.0) -> SimBoardProcess:
-        """Compile the firmware next to the config file and start it; wait for its ``started`` line."""
-        code_dir = self.code_dir or compile_firmware(self.config_path.parent / "firmware")
-        heap = self.heap or (
-            TLS_HEAP_SIZE if json.loads(self.config_path.read_text())["broker"].get("tls") else HEAP_SIZE
-        )
-        if not any(code_dir.glob("*.mpy")):
-            heap = "256k"  # sources compiled on the board itself need scratch heap: see compile_firmware
-            _LOG.warning("mpy-cross not found: running the firmware from source with a %s heap", heap)
-        cmd = firmware_command(code_dir, self.config_path, heap)
-        # The interpreter stays in our process group: a signal to ``haocha sim terminal``'s group
-        # (SIGTERM, or SIGKILL as a power cut) reaches the board too. Were only we to die, the
-        # board reads the end of its stdin and stops cleanly.
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            cwd=str(code_dir),
-            umask=0o077,  # the files it writes (config.json after a rekey, its journal) hold secrets
-        )
-        self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
-        self._reader.start()
+        """Compile the firmware next to the config file (unless that folder holds a firmware an
+        update installed: the board's flash) and start it; wait for its ``started`` line."""
+        code_dir = self.code_dir
+        if code_dir is None:
+            code_dir = self.config_path.parent / "firmware"
+            if not (code_dir / UPDATE_RECORD).exists():
+                compile_firmware(code_dir)
+        self.code_dir = code_dir
+        self._spawn()
         line = self.expect("started ", timeout_s)
         self.started = json.loads(line.split(" ", 1)[1])
         with self._lights_changed:  # the firmware shows its resting lights right after
@@ -345,19 +373,96 @@ class SimBoardProcess:
                 raise MicroSimError(f"the simulated board showed no lights after starting{self._tail()}")
         return self
 
-    def _read(self, stream: IO[str] | None) -> None:
-        """Reader thread: queue every stdout line, track the lights."""
-        assert stream is not None
-        for raw in stream:
+    def _spawn(self) -> None:
+        """Start the interpreter on :attr:`code_dir` with a reader thread on its stdout."""
+        assert self.code_dir is not None
+        heap = self.heap or (
+            TLS_HEAP_SIZE if json.loads(self.config_path.read_text())["broker"].get("tls") else HEAP_SIZE
+        )
+        if not any(self.code_dir.glob("*.mpy")):
+            heap = "256k"  # sources compiled on the board itself need scratch heap: see compile_firmware
+            _LOG.warning("mpy-cross not found: running the firmware from source with a %s heap", heap)
+        self._boot(heap)
+        compile_sources(self.code_dir)
+        cmd = firmware_command(self.code_dir, self.config_path, heap)
+        # The interpreter stays in our process group: a signal to ``haocha sim terminal``'s group
+        # (SIGTERM, or SIGKILL as a power cut) reaches the board too. Were only we to die, the
+        # board reads the end of its stdin and stops cleanly.
+        self.proc = proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            cwd=str(self.code_dir),
+            umask=0o077,  # the files it writes (config.json after a rekey, its journal) hold secrets
+        )
+        self._reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._reader.start()
+
+    def _boot(self, heap: str) -> None:
+        """Run the boot step until it has nothing more to do (a step it took restarts the board).
+        It is :attr:`proc` meanwhile: :meth:`kill` cuts the power in the middle of a step."""
+        assert self.code_dir is not None
+        for _ in range(8):
+            self.proc = proc = subprocess.Popen(
+                boot_command(self.code_dir, heap),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=str(self.code_dir),
+                umask=0o077,
+            )
+            out, _err = proc.communicate(timeout=120)
+            self.log.extend(out.splitlines())
+            if proc.returncode != RESET_EXIT:
+                if proc.returncode != 0:
+                    raise MicroSimError(f"the boot step ended with status {proc.returncode}{self._tail()}")
+                return
+            self.resets += 1
+        raise MicroSimError(f"the boot step restarted the board 8 times{self._tail()}")
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        """Reader thread: queue every stdout line, track the lights; at the end, start the
+        firmware again where a board would reset (:meth:`_resets`)."""
+        assert proc.stdout is not None
+        for raw in proc.stdout:
             line = raw.rstrip("\n")
             self.log.append(line)
             if line.startswith("show "):
                 with self._lights_changed:
                     self.lights = line[5:]
                     self._lights_changed.notify_all()
+            elif line.startswith("started "):
+                self.started = json.loads(line.split(" ", 1)[1])
+                self.lines.put(line)
             elif not line.startswith("log "):
                 self.lines.put(line)
+        code = proc.wait()
+        if self._resets(code):
+            self.resets += 1
+            self.log.append(f"reset (exit {code})")
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                self._spawn()
+                return
+            except (MicroSimError, OSError, subprocess.SubprocessError) as exc:  # the boot step failed, or was killed
+                self.log.append(f"restart failed: {exc}")
         self.lines.put("")  # EOF marker
+
+    def _resets(self, code: int) -> bool:
+        """Whether a board would start again after the firmware ended with ``code``: it reset
+        itself (:data:`RESET_EXIT`), or a firmware on trial after an update ended in any other way
+        than a power cut or a stop we asked for (on a board the watchdog the boot step arms for
+        the trial resets it)."""
+        if self._stopping or code < 0:
+            return False
+        if code == RESET_EXIT:
+            return True
+        return update_phase(self.code_dir) == "switched" if self.code_dir is not None else False
 
     def send(self, line: str) -> None:
         if self.proc is None or self.proc.stdin is None or self.proc.poll() is not None:
@@ -418,6 +523,7 @@ class SimBoardProcess:
     def quit(self, timeout_s: float = 10.0) -> int:
         """Ask the firmware to stop cleanly; return its exit code."""
         assert self.proc is not None
+        self._stopping = True
         self.send("quit")
         try:
             return self.proc.wait(timeout=timeout_s)
@@ -426,11 +532,13 @@ class SimBoardProcess:
 
     def kill(self) -> None:
         """kill -9 (a power cut). The interpreter runs in this one process: no children."""
+        self._stopping = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
 
     def close(self) -> None:
+        self._stopping = True
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -451,6 +559,15 @@ class SimBoardProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def update_phase(code_dir: Path) -> str | None:
+    """The phase of the update record beside a firmware (``update.json``), or None."""
+    try:
+        phase = json.loads((code_dir / UPDATE_RECORD).read_text()).get("phase")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return phase if isinstance(phase, str) else None
 
 
 def write_sim_config(config: TerminalConfig, folder: Path, keep_lockout: bool = True) -> Path:

@@ -63,7 +63,7 @@ import json, mqtt
 from time import ticks_diff, ticks_ms
 got = []
 c = mqtt.Client("utf8-check", "127.0.0.1", %d, None, None, 10, ("t/will", b"gone"), (("t/echo", 1),), print, [%r])
-c.on_message = lambda topic, payload, retained: got.append(payload)
+c.on_message = lambda topic, payload, retained: got.append(bytes(payload))
 c.start()
 t0 = ticks_ms()
 while c.state != mqtt.UP and c.error is None and ticks_diff(ticks_ms(), t0) < 5000:

@@ -331,7 +331,7 @@ def test_release_build_rollout_phases_and_pause(hub_home: Path, tmp_path: Path) 
 
         firmware = releases.build(store, hub_home, ReleaseKind.MICRO, "micro-1.0")
         names = {f.name for f in firmware.files}
-        assert "core.py" in names and "sim_board.py" not in names and "config.json" not in names
+        assert "core.py" in names and "conf.py" in names and "sim_board.py" not in names and "config.json" not in names
         assert releases.rollout(store, config, "micro-1.0", releases.Scope(everyone=True)) == ["M01"]
         payload = json.loads(store.conn.execute("SELECT payload FROM commands ORDER BY id DESC").fetchone()[0])
         assert payload["sig"] == board_signature(reg.get_device(store, "M01").mac_key, payload["manifest"].encode())

@@ -72,7 +72,13 @@ class Board:
         self._synced = False
         self._ntp_at = ticks_ms()
         self._wifi_retry_at = ticks_add(ticks_ms(), WIFI_RETRY_MS)
-        self._wdt = machine.WDT(timeout=int(cfg.get("watchdog_s", 30)) * 1000) if cfg.get("watchdog_s") else None
+        wd = cfg.get("watchdog_s")
+        try:  # on trial after an update the boot step armed the watchdog (boot_update): it is fed here
+            with open("update.json") as f:
+                wd = wd or ('"phase": "switched"' in f.read() and 120)
+        except OSError:
+            pass
+        self._wdt = machine.WDT(timeout=int(wd) * 1000) if wd else None
         self._connect_wifi()
 
     @staticmethod

@@ -20,10 +20,10 @@ from time import sleep_ms  # noqa: E402
 from json import dumps, loads  # noqa: E402
 
 import mqtt  # noqa: E402
+import uplink  # noqa: E402
 from clock import Clock  # noqa: E402
 from core import READY, REFUSED, Rules  # noqa: E402
 from journal import Journal, JournalError  # noqa: E402
-from uplink import Uplink  # noqa: E402
 from wire import config_problem, row_problem, valid  # noqa: E402
 
 
@@ -41,12 +41,25 @@ class Firmware:
                                int(t.get("reason_s", 20.0) * 1000), int(t.get("thanks_s", 2.0) * 1000))
         r.levels = board.levels
         r.reasons = tuple(k for k in board.reasons if k in cfg.get("reasons", ()))
-        self.uplink = Uplink(cfg, self.journal, self.clock, FRAME, self._command, board.log)
+        self.uplink = up = uplink.Uplink(cfg, self.journal, self.clock, FRAME, self._command, board.log)
         c = cfg.get("conf")  # the hub's configuration in force, kept in config.json (conf.board)
         if c and c.get("version"):
             r.pending = c
             self.conf()
-        self.uplink.net_ok = board.network_up
+        up.net_ok = board.network_up
+        # Where an update stands (update.json, kept by the boot step): reported in the state; the
+        # release running, once one was installed from the hub (release.txt moves with the modules).
+        self.pending = None  # the release of an update-order.json, or the record when it asks for a step
+        try:
+            with open("update.json") as f:
+                t = f.read()
+            up.update = loads(t)
+            if '"phase": "verified"' in t or '"phase": "switched"' in t:  # to switch; on trial
+                self.pending = up.update
+            with open("release.txt") as f:
+                uplink.FW = f.read()
+        except (OSError, ValueError):
+            pass
         self.running = True
         self.peak_alloc = self.peak_live = 0
 
@@ -76,13 +89,28 @@ class Firmware:
         return seq, row[0]
 
     def _command(self, cmd):
-        """A ``cmd`` from the hub (invite, cancel, staff; a config is held for :meth:`conf`): None
-        once applied, else the field that made it refused (then nothing changed)."""
+        """A ``cmd`` from the hub (invite, cancel, staff; a config is held for :meth:`conf`; an
+        update is kept for ``update_step``, which starts it when no invitation and no reason wait
+        is live): None once applied, else the field that made it refused (then nothing changed)."""
         clock, r = self.clock, self.rules
         if isinstance(cmd, dict) and "version" in cmd:
             # A ``config``, the only command with a version (spelling "config" would cost the
             # string table a name): the loop takes it up once no rating is under way (conf.board).
             r.pending = cmd
+            return None
+        if isinstance(cmd, (bytes, memoryview)):  # an update: its bytes as they came (uplink), never parsed
+            up, head = self.uplink, bytes(cmd[:100])
+            i = head.find(b'"release":"') + 11  # protocol.commands.encode: cmd first, then release
+            release = head[i:head.find(b'"', i)].decode() if i > 10 else ""
+            if not release or self.pending is not None and self.pending is up.update:
+                self.board.log("ignored an update: %s" % ("an update is under way" if release else "no release name"))
+                return None
+            # For the boot step: config.json, whose key checks the signature; the CA for https.
+            with open("update-order.json", "w") as f:
+                f.write(dumps([up.file, self.cfg["broker"].get("tls")]))
+                f.write("\n")
+                f.write(cmd)
+            self.pending = release  # update_step takes it once no rating is under way
             return None
         problem, done = r.handle(cmd, lambda f, v: valid(v), clock.mono_ms(), clock.wall_ms() if clock.synced() else None)
         if problem:
@@ -156,6 +184,8 @@ class Firmware:
                     self.conf()
                 up.step(0 if actions else 10)
                 board.idle()
+                if self.pending is not None:  # by its name: no code and no names until an update
+                    __import__("update_step").step(self)
             except Exception as exc:  # flash or network trouble: logged, the loop goes on
                 board.log("loop error: %r" % exc)
                 sleep_ms(100)

@@ -79,7 +79,7 @@ def _str(s):
 def _text(b):
     """A topic as str; one that is not UTF-8 as its repr (it matches no subscription)."""
     try:
-        return b.decode()
+        return bytes(b).decode()
     except UnicodeError:
         return repr(b)
 
@@ -121,7 +121,7 @@ class Client:
         self.pid = 0
         self.inflight = array("H", bytes(2 * _RING))  # ids awaiting their PUBACK (0: free slot)
         self.ring = 0
-        self.on_message = None  # (topic str, payload bytes, retained bool)
+        self.on_message = None  # (topic str, payload memoryview: read it before returning, retained bool)
         self.error = None
         self.refused = False  # the last login was refused for its user name or password (CONNACK 4, 5)
         self.buf = bytearray()  # received, not yet handled: at most a packet and a chunk
@@ -265,6 +265,8 @@ class Client:
             return self._poll(wait_ms)
         except (OSError, ValueError) as exc:  # ValueError: the tls module refused the broker's certificate
             self._fail(str(exc).strip().replace("\n", " "))  # mbedtls' text comes in lines: one log line
+        except MemoryError:  # bytes read and not kept: the stream cannot be trusted; the broker resends
+            self._fail("out of memory while receiving")
         return False
 
     def _poll(self, wait_ms):
@@ -359,9 +361,10 @@ class Client:
                 continue
             if len(buf) < i + length:
                 return
-            body = bytes(memoryview(buf)[i:i + length])
-            buf[0:i + length] = b""
-            self._handle(kind, body)
+            try:  # handled where it lies: a copy of a 2 KB packet may not fit a fragmented heap
+                self._handle(kind, memoryview(buf)[i:i + length])
+            finally:
+                buf[0:i + length] = b""
 
     def _begin_skip(self, kind, i, length):
         """Read the head (topic, packet id) of an oversize PUBLISH starting at ``buf[0]`` and

@@ -71,6 +71,7 @@ class Uplink:
         self.reported = None  # the trouble last logged, and when
         self.reported_at = 0
         self.net_ok = None  # () -> bool: the board says whether Wi-Fi is up
+        self.update = None  # where an update stands: update.json's {release, phase, detail}
 
     def _on_message(self, topic, payload, retained):
         try:
@@ -82,6 +83,9 @@ class Uplink:
             elif topic == self.t_hub:
                 self.w.online(loads(payload).get("online") is True)
             elif topic == self.t_cmd:
+                if bytes(payload[:15]) == b'{"cmd":"update"':  # kept as it came, for the boot step:
+                    self.on_command(payload)  # parsing 1 KB of escaped text takes 2 KB at once
+                    return
                 cmd = loads(payload)
                 if cmd.get("cmd") == "rekey":  # the uplink's own business: the rules never see it
                     self.rekey(cmd)
@@ -218,14 +222,15 @@ class Uplink:
             self.w.sent_upto = last
 
     def publish_state(self, online):
-        j = self.journal
+        j, u = self.journal, self.update  # update: the record of main (update.json), or None
         self.next_state = ticks_add(ticks_ms(), self.state_ms)
         s = ('{"online":%s,"fw":"%s","kind":"micro","mode":%s,"window":%s,"epoch":"%s","last_seq":%d,"acked":%d,'
-             '"backlog":%d,"boot":"%s","clock":"%s","panel":{"ok":true,"detail":""}%s,"config":%s}') % (
+             '"backlog":%d,"boot":"%s","clock":"%s","panel":{"ok":true,"detail":""}%s%s,"config":%s}') % (
             "true" if online else "false", FW, dumps(self.cfg.get("mode", "free")), dumps(self.cfg["window"]),
             j.epoch, j.last_seq, j.acked, j.last_seq - j.acked, self.clock.boot_id,
             "synced" if self.clock.synced() else "unsynced",
             ',"kid":%d' % self.cfg["key_id"] if self.cfg.get("key_id") else "",
+            ',"update":%s' % dumps(u) if u else "",
             dumps(self.cfg.get("conf", {"version": 0})))  # the hub's configuration (conf.py): the hub reads
         # its version and the last refused, and drops the settings
         self.client.publish(self.t_state, s, True)
