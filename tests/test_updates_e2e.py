@@ -1,11 +1,12 @@
-"""Updates of CPython terminals end to end (SPEC section 13, issue 14): broker, hub, and terminals
-installed in two slots by the hub's own install script (GPIO keys, a Modbus panel; a serial
-panel's terminal from the hub's folder stays out of every rollout), each run through the launcher by a
-stand-in for systemd (``Restart=always``) while it presses steadily. A good release rolled out in
-stages is confirmed where it was rolled out and nowhere else; a release that fails its self-test
-rolls back by itself and pauses the rollout; ``kill -9`` mid-download and during the trial boot
-end on a working slot; every press reaches the hub once (SPEC section 9) and the versions the
-terminals report are right."""
+"""Updates of terminals of every kind end to end (SPEC section 13, issue 14): broker, hub, and
+terminals installed in two slots by the hub's own install script (GPIO keys, a Modbus panel; a
+serial panel's terminal from the hub's folder stays out of every rollout), each run through the
+launcher by a stand-in for systemd (``Restart=always``), and a MicroPython board (the unix port
+with the simulated board, its resets included), all pressing steadily. A good release rolled out
+in stages is confirmed where it was rolled out and nowhere else; a release that fails its
+self-test (for the board: a firmware that cannot reach the hub) rolls back by itself and pauses
+the rollout; ``kill -9`` mid-download and during the trial boot end on a working slot; every press
+reaches the hub once (SPEC section 9) and the versions the terminals report are right."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ import pytest
 from hub.fleet import _package_sources
 from simulators.hall import Hall, wait_for
 from simulators.invariant import section9
+from terminal import micro_host
+from terminal.config import load
+from terminal.micro_host import MicroSimError, SimBoardProcess, compile_firmware, write_sim_config
 from terminal.summary import journal_summary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -127,6 +131,63 @@ class SlottedTerminal:
         return (self.root / "terminal.log").read_text(errors="replace")[-3000:]
 
 
+class PressingBoard:
+    """A MicroPython board pressing a key every 0.3 s on its own thread, through the resets an
+    update makes (a key the firmware read is committed and answered before it resets)."""
+
+    def __init__(self, hall: Hall, device: str, folder: Path) -> None:
+        self.journal = load(hall.terminal_config(device)).journal_path
+        folder.mkdir(parents=True)
+        sim_config = write_sim_config(load(hall.terminal_config(device)), folder, keep_lockout=False)
+        settings = json.loads(sim_config.read_text())
+        settings["update_trial_s"] = 5  # a firmware that cannot reach the hub gives up soon
+        sim_config.write_text(json.dumps(settings))
+        self.board = SimBoardProcess(sim_config, code_dir=compile_firmware(folder / "board"))
+        self.commits = 0
+        self.problems: list[str] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._press, daemon=True)
+
+    def start(self) -> None:
+        self.board.start()
+        self._thread.start()
+
+    def _press(self) -> None:
+        board = self.board
+        while not self._stopping.wait(0.3):
+            try:
+                board.send("press satisfied")
+                if board.expect("commit |nocommit|started ", 20).startswith("commit "):
+                    self.commits += 1
+            except MicroSimError:  # resetting: the key was not read, press it again
+                try:
+                    wait_for(lambda: board.proc is not None and board.proc.poll() is None, 60, "the board back")
+                except TimeoutError as exc:
+                    self.problems.append(str(exc))
+                    return
+
+    def stop_and_drain(self) -> dict[str, Any]:
+        self._stopping.set()
+        self._thread.join(timeout=30)
+        wait_for(lambda: micro_host.journal_summary(self.journal)["pending"] == 0, 60, "the board's backlog")
+        assert self.board.quit() == 0
+        return micro_host.journal_summary(self.journal)
+
+
+def build_micro_source(version: str, into: Path, unreachable: bool = False) -> Path:
+    """This tree's sources; ``unreachable``: a firmware that never hears the hub (so it never
+    confirms), the board's counterpart of a failed self-test."""
+    tree = into / f"micro-{version}"
+    tree.mkdir(parents=True)
+    _package_sources(REPO, tree)
+    if unreachable:
+        uplink = tree / "terminal" / "micro" / "uplink.py"
+        text = uplink.read_text()
+        assert '"haocha/v1/%s/hub/state"' in text
+        uplink.write_text(text.replace('"haocha/v1/%s/hub/state"', '"haocha/v1/%s/nohub/state"'))
+    return tree
+
+
 def state(hall: Hall, device: str) -> dict[str, Any]:
     with hall.store() as store:
         row = store.conn.execute("SELECT state FROM devices WHERE id = ?", (device,)).fetchone()
@@ -152,7 +213,9 @@ def running(hall: Hall, device: str, version: str, update: tuple[str, str] | Non
 @pytest.mark.slow
 def test_staged_rollout_good_and_bad_releases_and_kill_9(running_hall: Hall, tmp_path: Path) -> None:
     hall = running_hall
-    for device, window, kind in (("T01", "W01", "gpio"), ("T02", "W02", "modbus"), ("T03", "W03", "serial")):
+    for device, window, kind in (
+        ("T01", "W01", "gpio"), ("T02", "W02", "modbus"), ("T03", "W03", "serial"), ("M04", "W04", "micro"),
+    ):  # fmt: skip
         hall.add_device(device, window, kind)
     made = haocha(hall.home, "fleet", "wheelhouse", "--arch", "native")
     assert made.returncode == 0, made.stderr
@@ -162,16 +225,26 @@ def test_staged_rollout_good_and_bad_releases_and_kill_9(running_hall: Hall, tmp
     for pi in pis.values():
         pi.start()
     hall.sim_terminal("T03", 100_000, 3.0)  # from the hub's folder, not in slots: never in a rollout
+    board = PressingBoard(hall, "M04", tmp_path / "M04")
+    board.start()
     good = build_wheel("0.1.1", tmp_path / "good")
     bad = build_wheel("0.1.2", tmp_path / "bad", broken=True)
     for wheel in (good, bad):
         assert haocha(hall.home, "release", "build", "--wheel", str(wheel)).returncode == 0
+    for release, unreachable in (("micro-0.1.1", False), ("micro-0.1.2", True)):
+        source = build_micro_source(release, tmp_path, unreachable)
+        built = haocha(hall.home, "release", "build", "--kind", "micro", "--release", release, "--source", str(source))
+        assert built.returncode == 0, built.stderr
     try:
         _rollouts(hall, pis)
+        _board_rollouts(hall, board)
     except BaseException:
-        print({d: (pi.exits, pi.boot(), pi.log()) for d, pi in pis.items()}, hall.tails(("hub",)))
+        print({d: (pi.exits, pi.boot(), pi.log()) for d, pi in pis.items()}, board.board.log[-40:])
+        print(hall.tails(("hub",)))
         raise
     journals = {d: pi.stop_and_drain() for d, pi in pis.items()}
+    journals["M04"] = board.stop_and_drain()
+    assert not board.problems and board.commits > 0, board.problems
     hall.kill("sim-T03", signal.SIGTERM)
     drained = hall.sim_terminal("T03", 0)
     assert drained.wait(timeout=120) == 0
@@ -185,6 +258,23 @@ def test_staged_rollout_good_and_bad_releases_and_kill_9(running_hall: Hall, tmp
     verdict = section9(hall, journals)  # every press of the whole run stored once, none missing
     assert not verdict.problems, verdict.problems
     assert state(hall, "T03").get("fw") == "0.1.0" and "update" not in state(hall, "T03")
+
+
+def _board_rollouts(hall: Hall, board: PressingBoard) -> None:
+    """The board: a good release confirmed; one that cannot reach the hub rolled back by itself."""
+    wait_for(lambda: bool(state(hall, "M04").get("online")), 60, "the board online")
+    first = state(hall, "M04").get("fw")
+    assert haocha(hall.home, "release", "rollout", "micro-0.1.1", "--device", "M04").returncode == 0
+    wait_for(lambda: phase(hall, "micro-0.1.1", "M04") == "confirmed", 120, "M04 to confirm micro-0.1.1")
+    wait_for(lambda: running(hall, "M04", "micro-0.1.1", ("micro-0.1.1", "confirmed")), 30, "M04's state")
+    assert haocha(hall.home, "release", "rollout", "micro-0.1.2", "--all").returncode == 0  # the boards only
+    wait_for(lambda: phase(hall, "micro-0.1.2", "M04") == "rolled_back", 120, "M04 to roll micro-0.1.2 back")
+    wait_for(lambda: running(hall, "M04", "micro-0.1.1", ("micro-0.1.2", "rolled_back")), 60, "M04 on micro-0.1.1")
+    assert first != "micro-0.1.1" and any("switched to release micro-0.1.1" in line for line in board.board.log)
+    devices = {d["device"]: d for d in json.loads(haocha(hall.home, "device", "list", "--format", "json").stdout)}
+    assert devices["M04"]["firmware"] == "micro-0.1.1" and devices["M04"]["update"] == "micro-0.1.2 rolled_back"
+    rows = json.loads(haocha(hall.home, "release", "status", "micro-0.1.2", "--format", "json").stdout)
+    assert [r["device"] for r in rows] == ["M04"]  # --all of a board release: boards only
 
 
 def _rollouts(hall: Hall, pis: dict[str, SlottedTerminal]) -> None:
