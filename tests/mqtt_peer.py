@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import signal
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -37,3 +39,24 @@ class RawDevice:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def publish_as_hub(hall: Hall, devices: list[str], payloads: list[dict[str, Any]]) -> None:
+    """Send ``payloads`` on each device's ``cmd`` topic as the hub's broker user would (the hub
+    checks the commands it queues, so only a hub with a bug, or with its credentials taken, sends
+    these). The hub is stopped meanwhile: its user holds one connection, and its session is kept."""
+    hall.kill("hub", signal.SIGTERM)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hub", clean_session=False)
+    client.username_pw_set(hall.config.broker.user, hall.config.broker.password)
+    client.tls_set_context(hall.tls_context())
+    client.connect("127.0.0.1", hall.broker_port)
+    client.loop_start()
+    try:
+        for device in devices:
+            for payload in payloads:
+                topic = f"haocha/v1/{hall.config.hall}/{device}/cmd"
+                client.publish(topic, json.dumps(payload), qos=1).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        hall.start_hub()

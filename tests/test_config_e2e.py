@@ -9,13 +9,11 @@ applied."""
 from __future__ import annotations
 
 import json
-import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 from click.testing import CliRunner
 
@@ -28,6 +26,8 @@ from terminal.config import load
 from terminal.micro_host import SimBoardProcess, write_sim_config
 from terminal.panel import Key, KeyKind
 from terminal.runner import Terminal
+
+from .mqtt_peer import publish_as_hub
 
 
 class SerialRig:
@@ -135,25 +135,6 @@ def device_list(hall: Hall) -> dict[str, str | None]:
     return {row["device"]: row["config"] for row in json.loads(result.stdout)}
 
 
-def send_as_hub(hall: Hall, device: str, payload: dict[str, Any]) -> None:
-    """A configuration the hub's CLI would refuse, on ``device``'s ``cmd`` topic, as a hub with a
-    bug (or with its credentials taken) sends it. The hub is stopped meanwhile: its broker user
-    holds one connection, and its session is kept."""
-    hall.kill("hub", signal.SIGTERM)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hub", clean_session=False)
-    client.username_pw_set(hall.config.broker.user, hall.config.broker.password)
-    client.tls_set_context(hall.tls_context())
-    client.connect("127.0.0.1", hall.broker_port)
-    client.loop_start()
-    try:
-        for target in device.split(","):
-            client.publish(f"haocha/v1/H1/{target}/cmd", json.dumps(payload), qos=1).wait_for_publish(10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-        hall.start_hub()
-
-
 def test_a_configuration_reaches_every_kind_and_a_bad_one_is_refused(
     running_hall: Hall, terminals: dict[str, Any]
 ) -> None:
@@ -182,7 +163,9 @@ def test_a_configuration_reaches_every_kind_and_a_bad_one_is_refused(
     assert device_list(hall) == {"T01": "1", "T02": "2", "M01": "2"}
 
     # A bad one, straight on the cmd topic: refused with the reason, the old one stays in force
-    send_as_hub(hall, "T01,T02,M01", {"cmd": "config", "version": 50, "settings": {"layout": 3, "invite_s": -5}})
+    publish_as_hub(
+        hall, ["T01", "T02", "M01"], [{"cmd": "config", "version": 50, "settings": {"layout": 3, "invite_s": -5}}]
+    )
     wait_for(lambda: all(reports(hall)[d].get("refused") == 50 for d in ("T01", "T02", "M01")), 30, "the refusals")
     listed = device_list(hall)
     assert listed["T02"] == "2, refused 50: field 'settings': invite_s must be more than 0 to 604800 seconds, got -5"

@@ -42,7 +42,7 @@ def _operations() -> list[tuple[str, str, bool]]:
     out = []
     for path, ops in spec()["paths"].items():
         for method, op in ops.items():
-            filled = path.format(case="CASE-SECRET-7", ticket="1", name=WHEEL, alert="1")
+            filled = path.format(case="CASE-SECRET-7", ticket="1", name=WHEEL, alert="1", release="0.1.0")
             out.append((method.upper(), filled, "requestBody" in op))
     return out
 
@@ -110,7 +110,11 @@ def test_the_description_covers_every_route(client: TestClient) -> None:
     routed = {getattr(r, "path", "") for r in client.app.routes}  # type: ignore[attr-defined]
     routed = {p for p in routed if not p.startswith("/console")}  # the console: HTML pages, not the API
     filled = {
-        p.replace("{case}", "CASE-SECRET-7").replace("{ticket}", "1").replace("{name}", WHEEL).replace("{alert}", "1")
+        p.replace("{case}", "CASE-SECRET-7")
+        .replace("{ticket}", "1")
+        .replace("{name}", WHEEL)
+        .replace("{alert}", "1")
+        .replace("{release}", "0.1.0")
         for p in routed
     }
     assert filled - described == {

@@ -24,6 +24,8 @@ from simulators.hall import Hall, wait_for
 from terminal.config import load
 from terminal.micro_host import SimBoardProcess, journal_summary, write_sim_config
 
+from .mqtt_peer import publish_as_hub
+
 try:
     from .micro_harness import make_config, run_micropython
     from .test_rotation import frame_outcomes, key_states  # what the hub made of a device's keys and frames
@@ -200,25 +202,6 @@ def test_a_board_tries_the_other_password_when_the_broker_refuses_one(
         assert board.json()["broker"] == {**board.json()["broker"], "password": other, "previous_password": real}
 
 
-def publish_as_hub(hall: Hall, device: str, payloads: list[dict[str, Any]]) -> None:
-    """Send ``payloads`` on ``device``'s ``cmd`` topic as the hub's broker user would (the hub checks
-    the commands it queues, so only a hub with a bug, or with its credentials taken, sends these).
-    The hub is stopped meanwhile: its user holds one connection, and its session is kept."""
-    hall.kill("hub", signal.SIGTERM)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hub", clean_session=False)
-    client.username_pw_set(hall.config.broker.user, hall.config.broker.password)
-    client.tls_set_context(hall.tls_context())
-    client.connect("127.0.0.1", hall.broker_port)
-    client.loop_start()
-    try:
-        for payload in payloads:
-            client.publish(f"haocha/v1/H1/{device}/cmd", json.dumps(payload), qos=1).wait_for_publish(10)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-        hall.start_hub()
-
-
 def test_a_bad_rekey_is_refused_with_one_line_and_changes_nothing(running_hall: Hall, board: Board) -> None:
     board.start()
     board.press("satisfied")
@@ -236,7 +219,7 @@ def test_a_bad_rekey_is_refused_with_one_line_and_changes_nothing(running_hall: 
         {**good, "password": "p" * 20 + "\n"},
         {**good, "password": None},
     ]
-    publish_as_hub(running_hall, "M01", bad)
+    publish_as_hub(running_hall, ["M01"], bad)
     wait_for(lambda: len(board.logged("refused new secrets from the hub")) == len(bad), 30, "every rekey refused")
     assert board.path.read_bytes() == before
     assert not board.logged("took up")

@@ -167,6 +167,21 @@ def _spec() -> dict[str, Any]:
                     },
                 }
             },
+            "/fleet/releases/{release}/{name}": {
+                "get": {
+                    "summary": "A file of a release (SPEC section 13): one its manifest lists, or manifest.json "
+                    "and manifest.sig (public: a release holds no secret; terminals check its signature)",
+                    "security": [],
+                    "parameters": [
+                        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                        for name in ("release", "name")
+                    ],
+                    "responses": {
+                        "200": {"description": "the file", "content": {"application/octet-stream": {"schema": {}}}},
+                        "404": {"description": "no such release, or no such file in it"},
+                    },
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics (public: no staff ids, case numbers or tickets)",
