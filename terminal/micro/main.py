@@ -184,7 +184,11 @@ class Firmware:
                     self.conf()
                 up.step(0 if actions else 10)
                 board.idle()
-                if self.pending is not None:  # by its name: no code and no names until an update
+                # update_step by its name: no code and no names until an update. Before the switch
+                # only once every event is acked (the step and a backlog at once overflow a 64 KB
+                # heap); on trial (the record says switched) at once, so that every trial ends.
+                if self.pending is not None and (self.journal.acked == self.journal.last_seq
+                                                 or self.pending is up.update and up.update["phase"] == "switched"):
                     __import__("update_step").step(self)
             except Exception as exc:  # flash or network trouble: logged, the loop goes on
                 board.log("loop error: %r" % exc)
