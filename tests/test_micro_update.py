@@ -237,10 +237,10 @@ def refusals(tmp_path: Path, releases: ReleaseServer) -> list[tuple[bytes, str]]
     huge = dict(good, **{"clock.mpy": b"x" * 70000})
     m = releases.publish("too-large", huge)
     out.append((update_command(m, KEY, releases.url("too-large")), "over the 65536"))
-    for name in ("../main.mpy", "sub/wire.mpy", "config.json", "boot.mpy", "../boot.py"):
+    for i, name in enumerate(("../main.mpy", "sub/wire.mpy", "config.json", "boot.mpy", "../boot.py")):
         files = dict(good, **{name: b"x"})
-        m = releases.put_manifest(manifest_of("escape", files))
-        out.append((update_command(m, KEY, releases.url("escape")), "not a firmware module"))
+        m = releases.put_manifest(manifest_of(f"escape{i}", files))
+        out.append((update_command(m, KEY, releases.url(m.release)), "not a firmware module"))
     # The manifest travels by reference: the one served must be the one signed, and whole.
     m = releases.publish("swapped", good)
     releases.put_manifest(manifest_of("swapped", dict(good, **{"core.mpy": b"x"})))
