@@ -225,7 +225,10 @@ def main(argv=None):
         from sim_board import SimBoard as Board
     else:
         from board import Board
-    Firmware(cfg, Board(cfg)).run()
+    fw = Firmware(cfg, Board(cfg))
+    global FRAME
+    FRAME = None  # the uplink's alone: a board about to restart gives it back (update_step)
+    fw.run()
 
 
 if __name__ == "__main__":
