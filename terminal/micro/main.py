@@ -56,9 +56,6 @@ class Firmware:
             up.update = loads(t)
             if '"phase": "verified"' in t or '"phase": "switched"' in t:  # to switch; on trial
                 self.pending = up.update
-                # Loaded now, while the heap is still in one piece: taken later, its 1.5 KB met a
-                # 64 KB heap too fragmented to place it (the first step waits for the link anyway).
-                __import__("update_step")
             with open("release.txt") as f:
                 uplink.FW = f.read()
         except (OSError, ValueError):
