@@ -235,7 +235,8 @@ def rollout(
             if kind is ReleaseKind.TERMINAL:
                 command = commands.Update(release, manifest, sig, url)
             else:  # by reference: the board fetches url + manifest.json (served_file), the text signed
-                command = commands.Update(release, None, board_signature(_mac_key(store, device), manifest.encode()), url)
+                board_sig = board_signature(_mac_key(store, device), manifest.encode())
+                command = commands.Update(release, None, board_sig, url)
             _queue(conn, device, command)
             conn.execute(
                 "INSERT INTO release_devices (release, device, announced_ms) VALUES (?, ?, ?)",

@@ -186,7 +186,7 @@ def _parse_rekey(obj: Mapping[str, Any]) -> Rekey:
 
 def _parse_update(obj: Mapping[str, Any]) -> Update:
     release, manifest, sig, url = obj.get("release"), obj.get("manifest"), obj.get("sig"), obj.get("url")
-    if not valid_release(release):
+    if not isinstance(release, str) or not valid_release(release):
         raise _malformed("release", "expected a release name of 1-32 of A-Z a-z 0-9 . _ + -")
     if not isinstance(sig, str) or _SIG_RE.fullmatch(sig) is None:
         raise _malformed("sig", "expected 64 or 128 lowercase hex digits")
