@@ -6,7 +6,8 @@ served read-only at ``/fleet/releases/<release>/``. ``release rollout`` widens t
 it is announced to (one device, a window, a share of the hall, all): each gets an ``update``
 command through the hub's command queue (:mod:`hub.commands`), so a terminal that is away gets it
 when it is back. Boards get the manifest signed with their own MAC key
-(:func:`protocol.updates.board_signature`). Terminals report each step in their state; ingest
+(:func:`protocol.updates.board_signature`) and by reference: their command names the release
+folder, whose ``manifest.json`` is the text signed. Terminals report each step in their state; ingest
 stores it here (:func:`record_update`), and a rollback anywhere pauses the rollout.
 """
 
@@ -27,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from protocol import commands
-from protocol.updates import BOARD_SIG_PREFIX, Manifest, ReleaseFile, ReleaseKind, UpdatePhase, board_signature
+from protocol.updates import (
+    BOARD_SIG_PREFIX,
+    MANIFEST_NAME,
+    Manifest,
+    ReleaseFile,
+    ReleaseKind,
+    UpdatePhase,
+    board_signature,
+)
 from protocol.updates import valid_release as _valid_release
 
 from .config import HubConfig
@@ -37,7 +46,6 @@ from .store import Store, now_ms
 from .store.registry import get_device
 
 RELEASES = "releases"
-MANIFEST_NAME = "manifest.json"
 SIG_NAME = "manifest.sig"
 _WHEEL_RE = re.compile(r"haocha-([0-9A-Za-z.+_]+?)-py3-none-any\.whl")
 #: Firmware modules that never go to a board: the simulated board (host only).
@@ -224,9 +232,11 @@ def rollout(
         known = {r[0] for r in conn.execute("SELECT device FROM release_devices WHERE release = ?", (release,))}
         fresh = [d for d in targets if d not in known]
         for device in fresh:
-            text = manifest.encode()
-            device_sig = sig if kind is ReleaseKind.TERMINAL else board_signature(_mac_key(store, device), text)
-            command = commands.Update(release, manifest, device_sig, url)
+            if kind is ReleaseKind.TERMINAL:
+                command = commands.Update(release, manifest, sig, url)
+            else:  # by reference: the board fetches url + manifest.json (served_file), the text signed
+                board_sig = board_signature(_mac_key(store, device), manifest.encode())
+                command = commands.Update(release, None, board_sig, url)
             _queue(conn, device, command)
             conn.execute(
                 "INSERT INTO release_devices (release, device, announced_ms) VALUES (?, ?, ?)",

@@ -22,6 +22,9 @@ from .rules import INVITE_TTL_MAX_MS, check_text_setting, valid_text
 from .settings import VERSION_MAX, settings_problem
 from .updates import MAX_MANIFEST_CHARS, Manifest, valid_release
 
+#: A board's HMAC-SHA256 in hex: the one signature an update may carry without its manifest.
+BOARD_SIG_HEX = 64
+
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
 _SIG_RE = re.compile(r"[0-9a-f]{64}|[0-9a-f]{128}")
 _URL_RE = re.compile(r"https?://[!-~]{1,192}")
@@ -35,7 +38,7 @@ class CommandName(enum.StrEnum):
     STAFF = "staff"  #: who serves at the window now (``staff``; null signs out)
     REKEY = "rekey"  #: a new MAC key and broker password (``kid``, ``key``, ``password``)
     CONFIG = "config"  #: the device's effective settings (``version``, ``settings``: protocol.settings)
-    UPDATE = "update"  #: a release to install (``release``, ``manifest``, ``sig``, ``url``)
+    UPDATE = "update"  #: a release to install (``release``, ``manifest`` (not to boards), ``sig``, ``url``)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,16 +82,21 @@ class Update:
     """A release to install (SPEC section 13, :mod:`protocol.updates`): ``manifest`` is the exact
     text that ``sig`` signs (ed25519 with the hall's release key for CPython terminals, HMAC-SHA256
     with the device's MAC key for boards), ``url`` the folder its files are fetched from. The
-    terminal installs it when no invitation and no reason wait is live."""
+    terminal installs it when no invitation and no reason wait is live.
+
+    For boards ``manifest`` is None: the command carries it by reference (``url`` +
+    :data:`protocol.updates.MANIFEST_NAME`), so that it stays a few hundred bytes, which a board's
+    heap takes in while it runs; the board's boot step downloads the text and checks the HMAC over
+    the bytes it got. Only a board HMAC (64 hex digits) may come without its manifest."""
 
     release: str
-    manifest: str
+    manifest: str | None  #: None: fetched from ``url`` + ``manifest.json`` (boards only)
     sig: str  #: lowercase hex
     url: str
     name = CommandName.UPDATE
 
-    def parsed_manifest(self) -> Manifest:
-        return Manifest.decode(self.manifest)
+    def parsed_manifest(self) -> Manifest | None:
+        return None if self.manifest is None else Manifest.decode(self.manifest)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -109,6 +117,8 @@ def payload(command: Command) -> dict[str, Any]:
     fields = {f.name: getattr(command, f.name) for f in dataclasses.fields(command)}
     if isinstance(command, Invite):
         fields = {k: v for k, v in fields.items() if k not in ("ttl_ms", "sent_ms") or v is not None}
+    elif isinstance(command, Update) and command.manifest is None:  # a board's: by reference
+        del fields["manifest"]
     return {"cmd": command.name.value, **fields}
 
 
@@ -176,14 +186,16 @@ def _parse_rekey(obj: Mapping[str, Any]) -> Rekey:
 
 def _parse_update(obj: Mapping[str, Any]) -> Update:
     release, manifest, sig, url = obj.get("release"), obj.get("manifest"), obj.get("sig"), obj.get("url")
-    if not valid_release(release):
+    if not isinstance(release, str) or not valid_release(release):
         raise _malformed("release", "expected a release name of 1-32 of A-Z a-z 0-9 . _ + -")
-    if not isinstance(manifest, str) or not 0 < len(manifest) <= MAX_MANIFEST_CHARS:
-        raise _malformed("manifest", f"expected the manifest's text, 1..{MAX_MANIFEST_CHARS} characters")
-    if Manifest.decode(manifest).release != release:
-        raise _malformed("manifest", f"names another release than {release!r}")
     if not isinstance(sig, str) or _SIG_RE.fullmatch(sig) is None:
         raise _malformed("sig", "expected 64 or 128 lowercase hex digits")
+    if manifest is None and "manifest" not in obj and len(sig) == BOARD_SIG_HEX:
+        pass  # a board's: the manifest is fetched from url and checked against sig there
+    elif not isinstance(manifest, str) or not 0 < len(manifest) <= MAX_MANIFEST_CHARS:
+        raise _malformed("manifest", f"expected the manifest's text, 1..{MAX_MANIFEST_CHARS} characters")
+    elif Manifest.decode(manifest).release != release:
+        raise _malformed("manifest", f"names another release than {release!r}")
     if not isinstance(url, str) or _URL_RE.fullmatch(url) is None:
         raise _malformed("url", "expected an http:// or https:// address of at most 200 characters")
     return Update(release, manifest, sig, url)

@@ -10,7 +10,10 @@ received, then parses them, then checks every file it downloads against them.
 - CPython terminals check an ed25519 signature made with the hall's release key (its public half
   is installed with the terminal).
 - MicroPython boards cannot afford ed25519: the hub signs the manifest for each board with that
-  board's MAC key (HMAC-SHA256), so a manifest is authenticated for that device alone.
+  board's MAC key (HMAC-SHA256), so a manifest is authenticated for that device alone. A board's
+  command carries the manifest by reference: its boot step (which has the whole heap) downloads
+  ``url`` + :data:`MANIFEST_NAME` and checks the HMAC over the bytes it got, so the command a
+  running board must take in stays a few hundred bytes.
 
 A terminal reports where its update stands in its retained ``state`` (``update``:
 :class:`UpdateState`), so the hub sees every step and a rollback.
@@ -38,8 +41,11 @@ MAX_FILES = 64
 MAX_FILE_BYTES = 64 * 1024 * 1024
 #: Put before the manifest in a board's HMAC, so that no event MAC can pass for a manifest's.
 BOARD_SIG_PREFIX = b"haocha-release\n"
-#: The manifest's text fits a firmware's 2 KB inbound packet with the rest of the command.
-MAX_MANIFEST_CHARS = 1536
+#: The manifest's text: inline in a CPython terminal's command, downloaded whole by a board's boot
+#: step (terminal/micro/boot_update.py reads no more), room for the 24 files a board takes.
+MAX_MANIFEST_CHARS = 4096
+#: The manifest's exact signed text, beside a release's files: ``url`` + this name.
+MANIFEST_NAME = "manifest.json"
 
 
 class ReleaseKind(enum.StrEnum):

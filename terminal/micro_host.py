@@ -3,7 +3,7 @@
 - :func:`board_files`: the files ``haocha device add --kind micro`` writes for a technician to copy
   onto a board with ``mpremote`` (docs/micro.md);
 - :func:`journal_summary`: the firmware's journal folder read from disk (``haocha terminal journal``);
-- :func:`run_sim`: the firmware run inside ``micropython -X heapsize=76k`` (64k without TLS) with
+- :func:`run_sim`: the firmware run inside ``micropython -X heapsize=72k`` (64k without TLS) with
   the simulated board, pressed through its stdin (``haocha sim terminal`` for kind ``micro``).
 
 The journal format (``terminal/micro/journal.py``): ``meta.json`` plus ``seg-<first seq>.log``
@@ -72,12 +72,12 @@ HEAP_SIZE = "64k"
 #: ``config.json``, rewritten by a rekey, and the compiled firmware).
 SIM_BOARD_DIR = "sim-board"
 #: The heap the simulation gives the firmware when it talks TLS: 64 KB is not enough. 68 KB ran the
-#: 10,000-press soak but could not take in a command of 1 KB (measured on the firmware before the
-#: updates: a 955-byte message failed with a MemoryError at every loop turn); a release's ``update``
-#: command is about 1 KB, and the updates cost 1.4 KB of the firmware's heap. 72 KB took it, but
-#: not every time while keys were pressed (1 run in 8 ran out of memory receiving it); 76 KB
+#: 10,000-press soak before the updates, but not with them, and could not take in a command of 1 KB
+#: (a 955-byte message failed with a MemoryError at every loop turn). A board's ``update`` command
+#: now carries its manifest by reference (about 250 bytes); 72 KB runs the soak and the update tests
+#: (3 runs of 3), 68 KB does not (the refusals and the hub-built release: 3 failures of 3)
 #: (docs/micro.md, "Limits and figures").
-TLS_HEAP_SIZE = "76k"
+TLS_HEAP_SIZE = "72k"
 #: ``[broker]`` keys naming TLS files (PEM) → the file the board gets (DER: the unix port's mbedtls
 #: parses no PEM, and DER is a third smaller on a board's heap). config.json's ``broker.tls`` lists
 #: them in this order.

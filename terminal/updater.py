@@ -247,6 +247,8 @@ class Updater:
             public_key = bytes.fromhex(pub_path.read_text().strip())
         except (OSError, ValueError):
             raise UpdateRefused(f"no hall release key in {pub_path} (`haocha release key` on the hub)") from None
+        if update.manifest is None:  # a board's command (by reference, HMAC): never a CPython terminal's
+            raise UpdateRefused("the update carries no manifest: it is a board's, not a CPython terminal's")
         text = update.manifest.encode()
         if len(update.sig) != 128 or not ed25519.verify(public_key, text, bytes.fromhex(update.sig)):
             raise UpdateRefused("bad signature: the manifest is not signed with the hall's release key")

@@ -25,7 +25,7 @@ from protocol.errors import MalformedFrame
 from protocol.state import State
 from protocol.topics import Leaf, topic
 from protocol.transport import client_tls
-from protocol.updates import Manifest, ReleaseFile, ReleaseKind, board_signature
+from protocol.updates import MANIFEST_NAME, Manifest, ReleaseFile, ReleaseKind, board_signature
 from simulators.hall import free_port, wait_for
 from terminal.micro_host import RELEASE_FILES, compile_firmware, find_mpy_cross, firmware_source
 
@@ -86,13 +86,21 @@ class ReleaseServer:
         return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}/{release}/"
 
     def publish(self, release: str, files: dict[str, bytes]) -> Manifest:
-        """Put ``files`` online under ``release``; the manifest that lists them as they are."""
+        """Put ``files`` online under ``release`` with their manifest (``manifest.json``, as the
+        hub serves it); the manifest that lists them as they are."""
         folder = self.root / release
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
         for name, data in files.items():
             (folder / name).write_bytes(data)
-        return manifest(release, files)
+        return self.put_manifest(manifest(release, files))
+
+    def put_manifest(self, m: Manifest, release: str | None = None) -> Manifest:
+        """Serve ``m``'s text as the manifest of ``release`` (its own by default)."""
+        folder = self.root / (release or m.release)
+        folder.mkdir(exist_ok=True)
+        (folder / MANIFEST_NAME).write_bytes(m.encode())
+        return m
 
     def close(self) -> None:
         self.server.shutdown()
@@ -125,10 +133,12 @@ def manifest(release: str, files: dict[str, bytes]) -> Manifest:
 
 
 def update_command(m: Manifest | bytes, key: bytes, url: str, release: str | None = None) -> bytes:
-    """The ``update`` command of manifest ``m`` (a Manifest, or its text as bytes), signed with ``key``."""
+    """The ``update`` command of manifest ``m`` (a Manifest, or its text as bytes), signed with
+    ``key``, as the hub sends it to a board: by reference (the board fetches ``url`` +
+    ``manifest.json``)."""
     text = m.encode() if isinstance(m, Manifest) else m
     name = release or json.loads(text)["release"]
-    return commands.encode(commands.Update(name, text.decode(), board_signature(key, text), url))
+    return commands.encode(commands.Update(name, None, board_signature(key, text), url))
 
 
 class StateWatcher:

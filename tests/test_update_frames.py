@@ -24,9 +24,22 @@ def test_update_round_trips_with_the_manifest_text_as_signed() -> None:
     assert Manifest.decode(MANIFEST.encode()).encode() == MANIFEST.encode()
 
 
+def test_a_board_s_update_carries_its_manifest_by_reference_and_is_small() -> None:
+    """A board fetches ``url`` + manifest.json: the command holds release, HMAC and url alone, and
+    stays a few hundred bytes even with the longest url (docs/micro.md, "Limits and figures")."""
+    url = "https://" + "h" * 180 + ".local/"
+    update = commands.Update("micro-0.2.0-rc.1+build", None, "ab" * 32, url)
+    frame = commands.encode(update)
+    assert commands.decode(frame) == update
+    assert "manifest" not in commands.payload(update) and update.parsed_manifest() is None
+    assert len(frame) <= 400
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
+        ({"manifest": None}, "manifest"),  # by reference is no manifest at all, not null
+        ({"sig": "ab" * 64, "manifest": None}, "manifest"),
         ({"sig": "zz"}, "sig"),
         ({"release": "0.3.0"}, "manifest"),
         ({"release": "../up"}, "release"),
@@ -37,10 +50,18 @@ def test_update_round_trips_with_the_manifest_text_as_signed() -> None:
         ({"manifest": TEXT.replace(WHEEL.sha256, "00")}, "files"),
     ],
 )
-def test_a_bad_update_is_refused_naming_the_field(change: dict[str, str], field: str) -> None:
+def test_a_bad_update_is_refused_naming_the_field(change: dict[str, str | None], field: str) -> None:
     frame = {"cmd": "update", "release": "0.2.0", "manifest": TEXT, "sig": "ab" * 32, "url": URL, **change}
     with pytest.raises(MalformedFrame, match=repr(field)):
         commands.parse(frame)
+
+
+def test_only_a_board_hmac_may_come_without_its_manifest() -> None:
+    """An ed25519 signature (a CPython terminal's) needs the text it signs in the command."""
+    frame = {"cmd": "update", "release": "0.2.0", "sig": "ab" * 64, "url": URL}
+    with pytest.raises(MalformedFrame, match="'manifest'"):
+        commands.parse(frame)
+    assert commands.parse({**frame, "sig": "ab" * 32}) == commands.Update("0.2.0", None, "ab" * 32, URL)
 
 
 def test_a_file_listed_twice_is_refused() -> None:

@@ -334,7 +334,10 @@ def test_release_build_rollout_phases_and_pause(hub_home: Path, tmp_path: Path) 
         assert "core.py" in names and "conf.py" in names and "sim_board.py" not in names and "config.json" not in names
         assert releases.rollout(store, config, "micro-1.0", releases.Scope(everyone=True)) == ["M01"]
         payload = json.loads(store.conn.execute("SELECT payload FROM commands ORDER BY id DESC").fetchone()[0])
-        assert payload["sig"] == board_signature(reg.get_device(store, "M01").mac_key, payload["manifest"].encode())
+        served = (hub_home / "releases" / "micro-1.0" / "manifest.json").read_bytes()  # by reference: the text signed
+        assert "manifest" not in payload and served == firmware.encode()
+        assert payload["sig"] == board_signature(reg.get_device(store, "M01").mac_key, served)
+        assert releases.served_file(hub_home, "micro-1.0", "manifest.json") is not None
         actions = [a for (a,) in store.conn.execute("SELECT action FROM audit WHERE action LIKE 'release.%'")]
         assert actions.count("release.rollout") == 5 and actions.count("release.build") == 2
 

@@ -9,8 +9,10 @@ update stands. Each step is recorded before the next one starts, and every file 
 boot finishes the same step: the firmware never loads a mix of two releases.
 
 - ``downloading`` (the firmware took an ``update`` command, wrote it to update-order.json and
-  reset): the order is read and removed, its signature checked with the board's MAC key, its
-  manifest checked (a ``micro`` release of plain module names with a ``main``, each file at most
+  reset): the order is read and removed; the manifest it names (``url`` + ``manifest.json``, at
+  most :data:`_MAX_MANIFEST` bytes: the command carries it by reference, so that a running board
+  takes the command in) is downloaded, the order's signature checked over the bytes downloaded
+  with the board's MAC key, then the manifest parsed and checked (a ``micro`` release of plain module names with a ``main``, each file at most
   :data:`_MAX_FILE` bytes; a copy of the boot step in it is left out), every file downloaded over HTTP
   (HTTPS with the hall's CA) into ``stage/``, its size and SHA-256 checked while it streams; then
   prev/ is emptied -> ``staged`` (boot.py makes it ``verified`` as the firmware starts; the
@@ -37,6 +39,7 @@ from micropython import const
 
 _MAX_FILE = const(65536)
 _MAX_FILES = const(24)
+_MAX_MANIFEST = const(4096)  # protocol.updates.MAX_MANIFEST_CHARS
 _PIECE = const(1024)
 _TIMEOUT_S = const(10)
 _NAME = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
@@ -82,15 +85,15 @@ def _empty(d):
         os.mkdir(d)
 
 
-def signed(order):
-    """True if the order's ``sig`` is the HMAC-SHA256 of its manifest's text with this board's MAC
-    key (in config.json, named by the order's ``file``): ``protocol.updates.board_signature``."""
+def signed(order, text):
+    """True if the order's ``sig`` is the HMAC-SHA256 of ``text`` (the manifest's bytes) with this
+    board's MAC key (in config.json, named by the order's ``file``): ``protocol.updates.board_signature``."""
     with open(order["file"]) as f:
         key = unhexlify(loads(f.read())["key"])
     key += bytes(64 - len(key))
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
     inner.update(b"haocha-release\n")  # protocol.updates.BOARD_SIG_PREFIX: no event MAC passes for it
-    inner.update(order["manifest"].encode())
+    inner.update(text)
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
     outer.update(inner.digest())
     good, sig = hexlify(outer.digest()), order.get("sig")
@@ -102,20 +105,17 @@ def signed(order):
     return diff == 0
 
 
-def files_of(order):
-    """The files ``[[name, sha256, size], ...]`` of the order's manifest once it is signed for
-    this board; ValueError saying why the release is refused."""
-    if not isinstance(order.get("manifest"), str) or not signed(order):
+def files_of(order, text):
+    """The files ``[[name, sha256, size], ...]`` of the manifest ``text`` (bytes) once it is signed
+    for this board and this order's release; ValueError saying why the release is refused."""
+    if not signed(order, text):
         raise ValueError("bad signature: the manifest is not signed with this board's key")
-    m = loads(order["manifest"])
-    files, url = m.get("files"), order.get("url")
-    release = order.get("release")
+    m = loads(text)
+    files, release = m.get("files"), order.get("release")
     if m.get("release") != release or m.get("kind") != "micro" or not isinstance(release, str):
         raise ValueError("the manifest is not of this micro release")
     if not 0 < len(release) <= 32 or release.encode().strip(_NAME + b".+-"):
         raise ValueError("bad release name")
-    if not isinstance(url, str) or not (url[:7] == "http://" or url[:8] == "https://"):
-        raise ValueError("the url is not http:// or https://")
     if not isinstance(files, list) or not 0 < len(files) <= _MAX_FILES:
         raise ValueError("expected 1..%d files" % _MAX_FILES)
     stems, kept = [], []
@@ -139,8 +139,9 @@ def files_of(order):
     return kept
 
 
-def fetch(url, name, sha, size, ctx, buf):
-    """Download ``url + name`` into stage/, checking size and SHA-256 while it streams."""
+def _get(url, name, ctx):
+    """A socket past the headers of the hub's answer to GET ``url + name`` (HTTPS with ``ctx``),
+    and its Content-Length (-1 when it gives none)."""
     https = url[:8] == "https://"
     host, _, path = (url + name)[8 if https else 7:].partition("/")
     host, _, port = host.partition(":")
@@ -156,12 +157,40 @@ def fetch(url, name, sha, size, ctx, buf):
         status = s.readline()
         if b" 200 " not in status:
             raise ValueError("%s: the hub answered %s" % (name, status.strip().decode()[:40] or "nothing"))
+        length = -1
         while True:
             line = s.readline().strip().lower()
             if not line:
-                break
-            if line[:15] == b"content-length:" and int(line[15:]) != size:
-                raise ValueError("%s: %d bytes served, the manifest says %d" % (name, int(line[15:]), size))
+                return s, length
+            if line[:15] == b"content-length:":
+                length = int(line[15:])
+    except BaseException:
+        s.close()
+        raise
+
+
+def manifest(url, ctx):
+    """The bytes of ``url + manifest.json``, at most :data:`_MAX_MANIFEST` (not yet trusted)."""
+    s, length = _get(url, "manifest.json", ctx)
+    text = b""
+    try:
+        while length <= _MAX_MANIFEST:
+            piece = s.read(_MAX_MANIFEST + 1 - len(text))
+            if not piece:
+                return text
+            text += piece
+            length = len(text)
+    finally:
+        s.close()
+    raise ValueError("manifest.json: over the %d bytes a manifest may have" % _MAX_MANIFEST)
+
+
+def fetch(url, name, sha, size, ctx, buf):
+    """Download ``url + name`` into stage/, checking size and SHA-256 while it streams."""
+    s, length = _get(url, name, ctx)
+    try:
+        if length >= 0 and length != size:
+            raise ValueError("%s: %d bytes served, the manifest says %d" % (name, length, size))
         h, got = hashlib.sha256(), 0
         with open("stage/" + name, "wb") as f:
             while True:
@@ -183,19 +212,21 @@ def fetch(url, name, sha, size, ctx, buf):
 
 
 def stage(order):
-    """Check the order's manifest and download its files into stage/ (emptied first); then
-    release.txt names the release there."""
-    files = files_of(order)
-    tls = order.get("tls")
+    """Download the order's manifest and check it, then download its files into stage/ (emptied
+    first); then release.txt names the release there."""
+    url, tls = order.get("url"), order.get("tls")
+    if not isinstance(url, str) or not (url[:7] == "http://" or url[:8] == "https://"):
+        raise ValueError("the url is not http:// or https://")
     ctx = None
     if tls:
         import mqtt
 
         ctx = mqtt._context(tls)
+    files = files_of(order, manifest(url, ctx))
     _empty("stage")
     buf = bytearray(_PIECE)
     for name, sha, size in files:
-        fetch(order["url"], name, sha, size, ctx, buf)
+        fetch(url, name, sha, size, ctx, buf)
     with open("stage/release.txt", "w") as f:
         f.write(order["release"])
 

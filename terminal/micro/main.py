@@ -184,7 +184,11 @@ class Firmware:
                     self.conf()
                 up.step(0 if actions else 10)
                 board.idle()
-                if self.pending is not None:  # by its name: no code and no names until an update
+                # update_step by its name: no code and no names until an update. Before the switch
+                # only once every event is acked (the step and a backlog at once overflow a 64 KB
+                # heap); on trial (the record says switched) at once, so that every trial ends.
+                if self.pending is not None and (self.journal.acked == self.journal.last_seq
+                                                 or self.pending is up.update and up.update["phase"] == "switched"):
                     __import__("update_step").step(self)
             except Exception as exc:  # flash or network trouble: logged, the loop goes on
                 board.log("loop error: %r" % exc)
@@ -218,7 +222,10 @@ def main(argv=None):
         from sim_board import SimBoard as Board
     else:
         from board import Board
-    Firmware(cfg, Board(cfg)).run()
+    fw = Firmware(cfg, Board(cfg))
+    global FRAME
+    FRAME = None  # the uplink's alone: a board about to restart gives it back (update_step)
+    fw.run()
 
 
 if __name__ == "__main__":

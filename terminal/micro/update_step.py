@@ -45,6 +45,8 @@ def step(fw):
     else:
         fw.board.log("release %s did not reach the hub: resetting to go back" % rec["release"])
     fw.pending = None
+    if rec["phase"] != confirmed:  # the board restarts and sends no more events: the event
+        up.out = None  # frame's 3.5 KB go back to a 64 KB heap, for the record and the last states
     with open("update.json.tmp", "w") as f:
         dump(rec, f)
     replace("update.json.tmp", "update.json")
