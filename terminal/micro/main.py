@@ -99,19 +99,7 @@ class Firmware:
             r.pending = cmd
             return None
         if isinstance(cmd, (bytes, memoryview)):  # an update: its bytes as they came (uplink), never parsed
-            up, head = self.uplink, bytes(cmd[:100])
-            i = head.find(b'"release":"') + 11  # protocol.commands.encode: cmd first, then release
-            release = head[i:head.find(b'"', i)].decode() if i > 10 else ""
-            if not release or self.pending is not None and self.pending is up.update:
-                self.board.log("ignored an update: %s" % ("an update is under way" if release else "no release name"))
-                return None
-            # For the boot step: config.json, whose key checks the signature; the CA for https.
-            with open("update-order.json", "w") as f:
-                f.write(dumps([up.file, self.cfg["broker"].get("tls")]))
-                f.write("\n")
-                f.write(cmd)
-            self.pending = release  # update_step takes it once no rating is under way
-            return None
+            return __import__("update_step").handle(self, cmd)  # by its name: loaded for updates only
         problem, done = r.handle(cmd, lambda f, v: valid(v), clock.mono_ms(), clock.wall_ms() if clock.synced() else None)
         if problem:
             self.board.log("refused a command from the hub: bad %s" % problem)

@@ -16,9 +16,29 @@ whole heap. :func:`step` acts only while no invitation and no reason wait is liv
 """
 
 import sys
-from json import dump, loads
+from json import dump, dumps, loads
 
 from journal import replace
+
+
+def handle(fw, cmd):
+    """The hub's ``update`` command, its bytes as they came: written to update-order.json for the
+    boot step (after config.json's name, whose MAC key checks the signature, and the CA's, for an
+    https:// url); :func:`step` starts it once no rating is under way. Never parsed here: only its
+    release name is read (protocol.commands.encode writes ``cmd`` first, then ``release``). None:
+    the firmware's command handler answers nothing for it."""
+    up, head = fw.uplink, bytes(cmd[:100])
+    i = head.find(b'"release":"') + 11
+    release = head[i:head.find(b'"', i)].decode() if i > 10 else ""
+    if not release or fw.pending is not None and fw.pending is up.update:
+        fw.board.log("ignored an update: %s" % ("an update is under way" if release else "no release name"))
+        return None
+    with open("update-order.json", "w") as f:
+        f.write(dumps([up.file, fw.cfg["broker"].get("tls")]))
+        f.write("\n")
+        f.write(cmd)
+    fw.pending = release
+    return None
 
 
 def step(fw):
