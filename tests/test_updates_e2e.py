@@ -107,6 +107,14 @@ class SlottedTerminal:
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGKILL)
 
+    def close(self) -> None:
+        """Whatever happened: no terminal of this test outlives it (idempotent)."""
+        self._stopping.set()
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
     def stop_and_drain(self) -> dict[str, Any]:
         """Stop pressing, send what the journal holds; the journal's summary."""
         self._stopping.set()
@@ -166,6 +174,10 @@ class PressingBoard:
                     self.problems.append(str(exc))
                     return
 
+    def close(self) -> None:
+        self._stopping.set()
+        self.board.close()
+
     def stop_and_drain(self) -> dict[str, Any]:
         self._stopping.set()
         self._thread.join(timeout=30)
@@ -222,29 +234,13 @@ def test_staged_rollout_good_and_bad_releases_and_kill_9(running_hall: Hall, tmp
     with urllib.request.urlopen(f"http://127.0.0.1:{hall.http_port}/fleet/install-terminal.sh", timeout=30) as r:
         script = r.read()
     pis = {d: SlottedTerminal(hall, d, script, tmp_path / d) for d in ("T01", "T02")}
-    for pi in pis.values():
-        pi.start()
-    hall.sim_terminal("T03", 100_000, 3.0)  # from the hub's folder, not in slots: never in a rollout
     board = PressingBoard(hall, "M04", tmp_path / "M04")
-    board.start()
-    good = build_wheel("0.1.1", tmp_path / "good")
-    bad = build_wheel("0.1.2", tmp_path / "bad", broken=True)
-    for wheel in (good, bad):
-        assert haocha(hall.home, "release", "build", "--wheel", str(wheel)).returncode == 0
-    for release, unreachable in (("micro-0.1.1", False), ("micro-0.1.2", True)):
-        source = build_micro_source(release, tmp_path, unreachable)
-        built = haocha(hall.home, "release", "build", "--kind", "micro", "--release", release, "--source", str(source))
-        assert built.returncode == 0, built.stderr
     try:
-        _rollouts(hall, pis)
-        _board_rollouts(hall, board)
-    except BaseException:
-        print({d: (pi.exits, pi.boot(), pi.log()) for d, pi in pis.items()}, board.board.log[-40:])
-        print(hall.tails(("hub",)))
-        raise
-    journals = {d: pi.stop_and_drain() for d, pi in pis.items()}
-    journals["M04"] = board.stop_and_drain()
-    assert not board.problems and board.commits > 0, board.problems
+        journals = _run(hall, pis, board, tmp_path)
+    finally:  # a failure must not leave terminals pressing on after the test
+        for pi in pis.values():
+            pi.close()
+        board.close()
     hall.kill("sim-T03", signal.SIGTERM)
     drained = hall.sim_terminal("T03", 0)
     assert drained.wait(timeout=120) == 0
@@ -275,6 +271,33 @@ def _board_rollouts(hall: Hall, board: PressingBoard) -> None:
     assert devices["M04"]["firmware"] == "micro-0.1.1" and devices["M04"]["update"] == "micro-0.1.2 rolled_back"
     rows = json.loads(haocha(hall.home, "release", "status", "micro-0.1.2", "--format", "json").stdout)
     assert [r["device"] for r in rows] == ["M04"]  # --all of a board release: boards only
+
+
+def _run(hall: Hall, pis: dict[str, SlottedTerminal], board: PressingBoard, tmp_path: Path) -> dict[str, Any]:
+    """Every terminal pressing through the rollouts; the drained journals of T01, T02 and M04."""
+    for pi in pis.values():
+        pi.start()
+    hall.sim_terminal("T03", 100_000, 3.0)  # from the hub's folder, not in slots: never in a rollout
+    board.start()
+    good = build_wheel("0.1.1", tmp_path / "good")
+    bad = build_wheel("0.1.2", tmp_path / "bad", broken=True)
+    for wheel in (good, bad):
+        assert haocha(hall.home, "release", "build", "--wheel", str(wheel)).returncode == 0
+    for release, unreachable in (("micro-0.1.1", False), ("micro-0.1.2", True)):
+        source = build_micro_source(release, tmp_path, unreachable)
+        built = haocha(hall.home, "release", "build", "--kind", "micro", "--release", release, "--source", str(source))
+        assert built.returncode == 0, built.stderr
+    try:
+        _rollouts(hall, pis)
+        _board_rollouts(hall, board)
+    except BaseException:
+        print({d: (pi.exits, pi.boot(), pi.log()) for d, pi in pis.items()}, board.board.log[-40:])
+        print(hall.tails(("hub",)))
+        raise
+    journals = {d: pi.stop_and_drain() for d, pi in pis.items()}
+    journals["M04"] = board.stop_and_drain()
+    assert not board.problems and board.commits > 0, board.problems
+    return journals
 
 
 def _rollouts(hall: Hall, pis: dict[str, SlottedTerminal]) -> None:
