@@ -210,13 +210,21 @@ class Evaluator:
 
     def pause_if_idle(self) -> bool:
         """Stop taking keys if no invitation and no reason wait is live; True if it stopped
-        (an update then switches releases: never in the middle of a rating)."""
+        (an update then switches releases: never in the middle of a rating). The keys go dark,
+        so no one presses a key that is not taken."""
         with self._lock:
             self.rules.expire(self.clock.mono_ms())
             if self.rules.invitation is not None or self.rules.awaiting_reason is not None:
                 return False
             self._paused = True
-            return True
+        self.panel.show(PanelSignal.IDLE)
+        return True
+
+    def resume(self) -> None:
+        """Take keys again: the switch a pause was for did not happen (this release runs on)."""
+        with self._lock:
+            self._paused = False
+        self.show_resting()
 
     @property
     def ready(self) -> bool:
@@ -242,7 +250,7 @@ class Evaluator:
         return self.journal.append(body, case_from_seq=kind == "staff")
 
     def _resting_signal(self) -> PanelSignal:
-        return PanelSignal(self.rules.resting())
+        return PanelSignal.IDLE if self._paused else PanelSignal(self.rules.resting())
 
 
 def _ms(seconds: float) -> int:

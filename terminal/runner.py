@@ -60,6 +60,7 @@ class Terminal:
             self.uplink.state_changed,
             self._restart,
             running_slots(),
+            resume=self.evaluator.resume,
         )
         self.commands = CommandRouter(self.evaluator, self.clock, self.hub_config, on_update=self.updater.handle)
         self.commands.on_report = self._report_config

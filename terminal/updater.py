@@ -74,9 +74,11 @@ class Updater:
         restart: Callable[[], None],
         slots: Slots | None = None,
         installer: Installer | None = None,
+        resume: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.pause_if_idle = pause_if_idle
+        self.resume = resume  #: keys again after a pause whose switch failed
         self.self_test = self_test
         self.on_change = on_change
         self.restart = restart
@@ -215,7 +217,11 @@ class Updater:
         while not self.pause_if_idle():  # an invitation or a reason wait is live: never in the middle of a rating
             if self._stop.wait(0.2):
                 return
-        slots.switch(target, release, __version__)
+        try:
+            slots.switch(target, release, __version__)
+        except BaseException:  # boot.json or the link not written (a full disk): this release runs on
+            self.resume()  # a paused terminal that never restarts would count nothing
+            raise
         self._switched = True
         _LOG.warning("update to %s: switched to slot %s; restarting into it", release, target)
         self.restart()

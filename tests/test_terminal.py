@@ -364,3 +364,20 @@ def test_an_invitation_with_a_65_character_item_is_refused_and_the_next_one_work
         rows = [(r.body["kind"], r.body.get("case"), r.body.get("item")) for r in term.journal.rows_after(0, 9)]
         assert factory.pin(20).state  # thank you
     assert rows == [("ignored", None, None), ("rating", "C-2", "I" * 64)]
+
+
+def test_a_paused_terminal_goes_dark_takes_no_key_and_takes_keys_again_once_resumed(
+    tmp_path: Path, factory: MockFactory
+) -> None:
+    """An update pauses the keys before it switches releases; if the switch fails, the terminal
+    must count again (a paused terminal that never restarts would lose every rating after)."""
+    with make_terminal(tmp_path, factory) as term:
+        assert factory.pin(12).state  # free mode: ready
+        assert term.evaluator.pause_if_idle()
+        assert not factory.pin(12).state  # dark: no key is taken
+        press(factory, 6)
+        assert term.journal.last_seq == 0 and not factory.pin(20).state
+        term.evaluator.resume()
+        assert factory.pin(12).state
+        press(factory, 6)
+        assert term.journal.last_seq == 1 and factory.pin(20).state  # journaled, then thank you

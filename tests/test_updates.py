@@ -159,6 +159,7 @@ class FakeTerminal:
         (folder / "release.pub").write_text(key.public_key().public_bytes_raw().hex() + "\n")
         self.config = load_terminal_config(folder / "terminal.toml")
         self.busy = False
+        self.resumed = threading.Event()
         self.restarted = threading.Event()
         self.installed: list[Path] = []
         self.slots = make_slots(tmp_path)
@@ -167,7 +168,14 @@ class FakeTerminal:
     def new_process(self) -> Updater:
         """The updater of a program started on these slots (after a restart)."""
         return Updater(
-            self.config, lambda: not self.busy, list, lambda: None, self.restarted.set, self.slots, self._install
+            self.config,
+            lambda: not self.busy,
+            list,
+            lambda: None,
+            self.restarted.set,
+            self.slots,
+            self._install,
+            resume=self.resumed.set,
         )
 
     def _install(self, target: Path, wheel: Path, url: str) -> None:
@@ -203,6 +211,23 @@ def test_the_updater_installs_beside_switches_and_restarts_only_after_the_rating
     assert term.slots.current() == "b" and term.slots.trial() == {
         "slot": "b", "release": "9.9.9", "from": "a", "from_release": __version__, "boots": 0,
     }  # fmt: skip
+
+
+def test_a_switch_that_fails_reports_failed_and_gives_the_keys_back(
+    tmp_path: Path, served: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = Ed25519PrivateKey.generate()
+    term = FakeTerminal(tmp_path, key)
+
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(term.slots, "switch", disk_full)
+    term.updater.handle(release_command(*served, key))
+    wait_for(lambda: term.phase() == "failed", 10, "the failed switch")
+    assert term.resumed.is_set() and not term.restarted.is_set()
+    assert term.slots.current() == "a"  # this release runs on
+    assert term.updater.state is not None and "No space left" in term.updater.state.detail
 
 
 def test_a_release_announced_during_an_update_is_taken_up_after_the_switch(
